@@ -1,0 +1,263 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole selfplay schedule: where the services are, how to
+// sample, score, select and evolve, and the list of iterations. Load returns
+// it with defaults applied and validated; other packages receive the small
+// section structs, never the viper instance.
+type Config struct {
+	// Run names the run; it is unique per database and also names the
+	// export folder, so it may only hold letters, digits, '.', '_' and '-'.
+	// Default "demo".
+	Run          string              `mapstructure:"run" json:"run"`
+	Database     Database            `mapstructure:"database" json:"database"`
+	NATS         NATS                `mapstructure:"nats" json:"nats"`
+	Endpoints    map[string]Endpoint `mapstructure:"endpoints" json:"endpoints"`
+	Generation   Generation          `mapstructure:"generation" json:"generation"`
+	Scoring      Scoring             `mapstructure:"scoring" json:"scoring"`
+	Selection    Selection           `mapstructure:"selection" json:"selection"`
+	Evolve       Evolve              `mapstructure:"evolve" json:"evolve"`
+	Export       Export              `mapstructure:"export" json:"export"`
+	Hooks        Hooks               `mapstructure:"hooks" json:"hooks"`
+	Worker       Worker              `mapstructure:"worker" json:"worker"`
+	Orchestrator Orchestrator        `mapstructure:"orchestrator" json:"orchestrator"`
+	Iterations   []Iteration         `mapstructure:"iterations" json:"iterations"`
+
+	// Path is the file the configuration was read from ("" when none).
+	Path string `mapstructure:"-" json:"-"`
+}
+
+// Database locates PostgreSQL.
+type Database struct {
+	// URL is a libpq connection URL; SELFPLAY_DATABASE_URL overrides it.
+	// Default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
+	// A password in it is redacted wherever the configuration is shown.
+	URL string `mapstructure:"url" json:"url"`
+}
+
+// NATS locates the NATS server and names the JetStream stream for tasks.
+type NATS struct {
+	// URL of the server(s), comma-separated; default nats://127.0.0.1:4222.
+	URL string `mapstructure:"url" json:"url"`
+	// Stream is the JetStream stream name; default SELFPLAY. Subjects are
+	// "<stream lowercased>.tasks.<kind>".
+	Stream string `mapstructure:"stream" json:"stream"`
+	// User for user/password authentication; the password is read from the
+	// environment variable named by PasswordEnv.
+	User        string `mapstructure:"user" json:"user"`
+	PasswordEnv string `mapstructure:"password_env" json:"password_env"`
+	// TokenEnv names the environment variable holding a token.
+	TokenEnv string `mapstructure:"token_env" json:"token_env"`
+	// CredsFile is a NATS .creds file (JWT and NKey seed).
+	CredsFile string `mapstructure:"creds_file" json:"creds_file"`
+	TLS       TLS    `mapstructure:"tls" json:"tls"`
+}
+
+// TLS holds file paths for a TLS connection; all empty means no TLS.
+type TLS struct {
+	CAFile   string `mapstructure:"ca_file" json:"ca_file"`
+	CertFile string `mapstructure:"cert_file" json:"cert_file"`
+	KeyFile  string `mapstructure:"key_file" json:"key_file"`
+}
+
+// Endpoint is one OpenAI-compatible server. The API key is never part of
+// the configuration: APIKeyEnv names the environment variable holding it.
+type Endpoint struct {
+	// BaseURL of the server, with or without the /v1 suffix.
+	BaseURL string `mapstructure:"base_url" json:"base_url"`
+	// APIKeyEnv names the environment variable with the API key; "" for none.
+	APIKeyEnv string `mapstructure:"api_key_env" json:"api_key_env"`
+	// MaxConcurrency bounds in-flight requests per worker; default 64.
+	MaxConcurrency int `mapstructure:"max_concurrency" json:"max_concurrency"`
+	// Timeout per request; default 120s.
+	Timeout time.Duration `mapstructure:"timeout" json:"timeout"`
+	// MaxRetries for transient errors (429, 5xx, timeouts); default 5.
+	MaxRetries int `mapstructure:"max_retries" json:"max_retries"`
+	// Kind of a reward endpoint: classify (default), pooling, get_reward or judge.
+	Kind string `mapstructure:"kind" json:"kind"`
+	// Model served by this endpoint when it is fixed (reward, reference,
+	// evolver); policy models come from the iterations.
+	Model string `mapstructure:"model" json:"model"`
+}
+
+// Generation controls sampling from the policy.
+type Generation struct {
+	// Samples n per prompt; default 5, at least 2.
+	Samples int `mapstructure:"samples" json:"samples"`
+	// Temperature; default 0.8.
+	Temperature float64 `mapstructure:"temperature" json:"temperature"`
+	// TopP nucleus mass in (0,1]; default 0.95.
+	TopP float64 `mapstructure:"top_p" json:"top_p"`
+	// MaxTokens per response; default 1024.
+	MaxTokens int `mapstructure:"max_tokens" json:"max_tokens"`
+	// Seed for sampling; the per-prompt seed is derived from it and the
+	// prompt id so a re-run samples the same text. Default 42.
+	Seed int64 `mapstructure:"seed" json:"seed"`
+}
+
+// Scoring controls the implicit margin.
+type Scoring struct {
+	// Implicit is "simpo" (length-normalised, reference-free; default) or
+	// "dpo" (needs a reference endpoint).
+	Implicit string `mapstructure:"implicit" json:"implicit"`
+	// Beta scales the dpo margin; default 0.01.
+	Beta float64 `mapstructure:"beta" json:"beta"`
+	// ImplicitWeight w in AP = z(m_ex) − w·z(|m_im|); default 1.0.
+	ImplicitWeight float64 `mapstructure:"implicit_weight" json:"implicit_weight"`
+}
+
+// Selection chooses the training set of an iteration.
+type Selection struct {
+	// Metric: alignment_potential (default), explicit_margin,
+	// implicit_margin or random.
+	Metric string `mapstructure:"metric" json:"metric"`
+	// Ratio of pairs kept, in (0,1]; default 0.4. Ignored when Count > 0.
+	Ratio float64 `mapstructure:"ratio" json:"ratio"`
+	// Count of pairs kept; 0 (default) means use Ratio.
+	Count int `mapstructure:"count" json:"count"`
+	// Seed of the random metric; default 42.
+	Seed int64 `mapstructure:"seed" json:"seed"`
+}
+
+// Evolve controls prompt evolution between iterations.
+type Evolve struct {
+	// Enabled turns evolution on; default true.
+	Enabled bool `mapstructure:"enabled" json:"enabled"`
+	// Metric ranking prompts to evolve; default alignment_potential.
+	Metric string `mapstructure:"metric" json:"metric"`
+	// ImplicitWeight w used by the evolve metric; default 2.5.
+	ImplicitWeight float64 `mapstructure:"implicit_weight" json:"implicit_weight"`
+	// Ratio of paired prompts evolved, in (0,1]; default 0.25.
+	Ratio float64 `mapstructure:"ratio" json:"ratio"`
+	// Strategies: any of breadth, deepen, constraints, concretize,
+	// reasoning; default all five.
+	Strategies []string `mapstructure:"strategies" json:"strategies"`
+	// LengthRatio bounds an evolved prompt's length to within this factor
+	// of its parent's, in characters; default 5.
+	LengthRatio float64 `mapstructure:"length_ratio" json:"length_ratio"`
+	// MaxPromptChars caps any prompt's length; default 8000.
+	MaxPromptChars int `mapstructure:"max_prompt_chars" json:"max_prompt_chars"`
+	// Endpoint names the endpoint that rewrites prompts; default policy.
+	Endpoint string `mapstructure:"endpoint" json:"endpoint"`
+	// Model used for rewriting; "" (default) means the iteration's policy
+	// model (or the endpoint's model when set).
+	Model string `mapstructure:"model" json:"model"`
+	// Temperature for rewriting; default 0.7.
+	Temperature float64 `mapstructure:"temperature" json:"temperature"`
+	// MaxTokens for a rewritten prompt; default 512.
+	MaxTokens int `mapstructure:"max_tokens" json:"max_tokens"`
+}
+
+// Export controls the per-iteration dataset files.
+type Export struct {
+	// Dir receives exports/<run>/<iteration>/; default ./exports.
+	Dir string `mapstructure:"dir" json:"dir"`
+	// Formats written; default [jsonl].
+	Formats []string `mapstructure:"formats" json:"formats"`
+}
+
+// Hooks run between iterations.
+type Hooks struct {
+	// Train is the argv of the training command, run after each export with
+	// placeholders {dataset}, {manifest}, {run}, {iteration},
+	// {policy_model} and {next_model} substituted as whole arguments; empty
+	// (default) runs nothing.
+	Train []string `mapstructure:"train" json:"train"`
+	// TrainTimeout bounds the training command; default 24h.
+	TrainTimeout time.Duration `mapstructure:"train_timeout" json:"train_timeout"`
+	// WaitForModel bounds the wait for the next policy model to be served;
+	// default 2h.
+	WaitForModel time.Duration `mapstructure:"wait_for_model" json:"wait_for_model"`
+}
+
+// Worker controls task consumption.
+type Worker struct {
+	// Concurrency is the number of tasks a worker runs at once; default 16.
+	Concurrency int `mapstructure:"concurrency" json:"concurrency"`
+	// AckWait before an unacknowledged task is redelivered; default 10m.
+	AckWait time.Duration `mapstructure:"ack_wait" json:"ack_wait"`
+	// MaxDeliver attempts per task message; default 5.
+	MaxDeliver int `mapstructure:"max_deliver" json:"max_deliver"`
+}
+
+// Orchestrator controls the run loop.
+type Orchestrator struct {
+	// MaxFailedFraction of an iteration's tasks may fail before the
+	// iteration fails; default 0.05.
+	MaxFailedFraction float64 `mapstructure:"max_failed_fraction" json:"max_failed_fraction"`
+	// ProgressInterval between progress lines; default 5s.
+	ProgressInterval time.Duration `mapstructure:"progress_interval" json:"progress_interval"`
+	// PollInterval between checks of task completion; default 500ms.
+	PollInterval time.Duration `mapstructure:"poll_interval" json:"poll_interval"`
+}
+
+// Iteration is one step of the schedule.
+type Iteration struct {
+	// Name is unique within the run and names the export folder.
+	Name string `mapstructure:"name" json:"name"`
+	// PolicyModel is the model name sampled from in this iteration.
+	PolicyModel string `mapstructure:"policy_model" json:"policy_model"`
+	// ReferenceModel scores responses on the reference endpoint; "" for none.
+	ReferenceModel string  `mapstructure:"reference_model" json:"reference_model"`
+	Prompts        Prompts `mapstructure:"prompts" json:"prompts"`
+	// Overrides replaces keys of generation, scoring, selection and evolve
+	// for this iteration only.
+	Overrides map[string]any `mapstructure:"overrides" json:"overrides,omitempty"`
+
+	// Effective sections: the global ones with Overrides applied.
+	Generation Generation `mapstructure:"-" json:"-"`
+	Scoring    Scoring    `mapstructure:"-" json:"-"`
+	Selection  Selection  `mapstructure:"-" json:"-"`
+	Evolve     Evolve     `mapstructure:"-" json:"-"`
+}
+
+// Prompts says where an iteration's prompt pool comes from.
+type Prompts struct {
+	// Files are JSONL prompt files (relative to the working directory).
+	Files []string `mapstructure:"files" json:"files"`
+	// Evolved adds the prompts evolved by the previous iteration.
+	Evolved bool `mapstructure:"evolved" json:"evolved"`
+}
+
+// Defaults returns the configuration used for every key the file leaves out.
+func Defaults() Config {
+	return Config{
+		Run:      "demo",
+		Database: Database{URL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"},
+		NATS:     NATS{URL: "nats://127.0.0.1:4222", Stream: "SELFPLAY"},
+		Endpoints: map[string]Endpoint{
+			"policy": {BaseURL: "http://127.0.0.1:8000/v1"},
+			"reward": {BaseURL: "http://127.0.0.1:8000", Kind: "classify", Model: "reward"},
+		},
+		Generation: Generation{Samples: 5, Temperature: 0.8, TopP: 0.95, MaxTokens: 1024, Seed: 42},
+		Scoring:    Scoring{Implicit: "simpo", Beta: 0.01, ImplicitWeight: 1.0},
+		Selection:  Selection{Metric: "alignment_potential", Ratio: 0.4, Seed: 42},
+		Evolve: Evolve{
+			Enabled: true, Metric: "alignment_potential", ImplicitWeight: 2.5, Ratio: 0.25,
+			Strategies:  []string{"breadth", "deepen", "constraints", "concretize", "reasoning"},
+			LengthRatio: 5, MaxPromptChars: 8000, Endpoint: "policy", Temperature: 0.7, MaxTokens: 512,
+		},
+		Export:       Export{Dir: "./exports", Formats: []string{"jsonl"}},
+		Hooks:        Hooks{Train: []string{}, TrainTimeout: 24 * time.Hour, WaitForModel: 2 * time.Hour},
+		Worker:       Worker{Concurrency: 16, AckWait: 10 * time.Minute, MaxDeliver: 5},
+		Orchestrator: Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond},
+	}
+}
+
+// endpointDefaults fills the per-endpoint defaults that do not depend on the
+// endpoint's role.
+func endpointDefaults(e Endpoint) Endpoint {
+	if e.MaxConcurrency == 0 {
+		e.MaxConcurrency = 64
+	}
+	if e.Timeout == 0 {
+		e.Timeout = 120 * time.Second
+	}
+	if e.MaxRetries == 0 {
+		e.MaxRetries = 5
+	}
+	return e
+}

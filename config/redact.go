@@ -1,0 +1,78 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Redacted is what stands in for a secret wherever configuration is shown.
+const Redacted = "xxxxx"
+
+// RedactURL replaces the password of a URL, if any, with Redacted. A string
+// that does not parse as a URL is returned whole-redacted, since it may be
+// a malformed URL with a password in it.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Redacted
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), Redacted)
+	}
+	return u.String()
+}
+
+// Redact returns a copy of c safe to print, log or store: the database URL
+// loses its password. API keys, NATS passwords and tokens are never in the
+// configuration in the first place, only the names of the variables that
+// hold them.
+func (c *Config) Redact() Config {
+	out := *c
+	out.Database.URL = RedactURL(c.Database.URL)
+	out.NATS.URL = RedactURL(c.NATS.URL)
+	return out
+}
+
+// YAML renders the redacted, resolved configuration with every default
+// filled in, as `selfplay config check` prints it.
+func (c *Config) YAML() ([]byte, error) {
+	r := c.Redact()
+	return yaml.Marshal(toMap(reflect.ValueOf(r)))
+}
+
+// Snapshot is the redacted configuration as JSON, stored with the run.
+func (c *Config) Snapshot() ([]byte, error) {
+	r := c.Redact()
+	return json.Marshal(toMap(reflect.ValueOf(r)))
+}
+
+// Hash is the sha256 of the snapshot, hex-encoded; exports record it.
+func (c *Config) Hash() string {
+	b, err := c.Snapshot()
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Secret reads the secret named by an *_env key from the environment. An
+// empty name means no secret; a named but unset variable is an error that
+// names the variable (never its value).
+func Secret(key, envName string) (string, error) {
+	if envName == "" {
+		return "", nil
+	}
+	v, ok := os.LookupEnv(envName)
+	if !ok || v == "" {
+		return "", fmt.Errorf("%s names environment variable %s, which is not set", key, envName)
+	}
+	return v, nil
+}
