@@ -23,7 +23,9 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
-	// commands: one line each, kept sorted
+		// commands: one line each, kept sorted
+		newConfigCmd(),
+		newMigrateCmd(),
 	)
 	return root
 }

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/store"
+)
+
+// configFlag adds the -c/--config flag; SELFPLAY_CONFIG is its default.
+func configFlag(cmd *cobra.Command, path *string) {
+	def := os.Getenv("SELFPLAY_CONFIG")
+	if def == "" {
+		def = "selfplay.yaml"
+	}
+	cmd.Flags().StringVarP(path, "config", "c", def, "the YAML schedule (env SELFPLAY_CONFIG)")
+}
+
+// logFlags adds --log-format and --log-level and returns a builder.
+func logFlags(cmd *cobra.Command) func(w io.Writer) *slog.Logger {
+	format := cmd.Flags().String("log-format", "text", "log format: text or json")
+	level := cmd.Flags().String("log-level", "info", "log level: debug, info, warn or error")
+	return func(w io.Writer) *slog.Logger {
+		var lv slog.Level
+		_ = lv.UnmarshalText([]byte(*level))
+		opts := &slog.HandlerOptions{Level: lv}
+		if strings.EqualFold(*format, "json") {
+			return slog.New(slog.NewJSONHandler(w, opts))
+		}
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+}
+
+// openStore connects to the configured database and, unless migrating,
+// checks that its schema is current.
+func openStore(ctx context.Context, cfg *config.Config, needSchema bool) (*pgxpool.Pool, error) {
+	pool, err := store.Open(ctx, cfg.Database.URL)
+	if err != nil {
+		return nil, err
+	}
+	if needSchema {
+		if err := store.CheckSchema(ctx, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func printf(cmd *cobra.Command, format string, args ...any) {
+	fmt.Fprintf(cmd.OutOrStdout(), format, args...)
+}

@@ -1,0 +1,164 @@
+package prompt
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// LineError locates a bad line of a prompts file.
+type LineError struct {
+	File   string
+	Line   int
+	Reason string
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Reason) }
+
+// line is one JSONL record: either "prompt" or "messages", optional "id".
+type line struct {
+	Prompt   *string          `json:"prompt"`
+	Messages *[]Message       `json:"messages"`
+	ID       *json.RawMessage `json:"id"`
+}
+
+// ReadFile parses a JSONL prompts file. Each non-blank line is
+// {"prompt": "text"} or {"messages": [{"role", "content"}, ...]}, with an
+// optional "id" kept as the source id. Any bad line fails the whole file
+// with a *LineError ("FILE:LINE: reason"); maxChars > 0 caps a prompt's
+// length in characters. Duplicates within the file are kept once.
+func ReadFile(path string, maxChars int) ([]Prompt, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read prompts: %w", err)
+	}
+	defer f.Close()
+	return Read(f, path, maxChars)
+}
+
+// Read parses JSONL prompts from r; name is used in errors and as Source.
+func Read(r io.Reader, name string, maxChars int) ([]Prompt, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var out []Prompt
+	seen := map[string]bool{}
+	for n := 1; ; n++ {
+		raw, err := br.ReadBytes('\n')
+		if len(raw) > 0 {
+			p, ok, perr := parseLine(raw, name, maxChars)
+			if perr != "" {
+				return nil, &LineError{File: name, Line: n, Reason: perr}
+			}
+			if ok && !seen[p.Hash] {
+				seen[p.Hash] = true
+				out = append(out, p)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no prompts in file", name)
+	}
+	return out, nil
+}
+
+func parseLine(raw []byte, name string, maxChars int) (Prompt, bool, string) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return Prompt{}, false, ""
+	}
+	if !utf8.Valid(raw) {
+		return Prompt{}, false, "invalid UTF-8"
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var l line
+	if err := dec.Decode(&l); err != nil {
+		return Prompt{}, false, "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
+	}
+	if dec.More() {
+		return Prompt{}, false, "invalid JSON: more than one value on the line"
+	}
+	var msgs []Message
+	switch {
+	case l.Prompt != nil && l.Messages != nil:
+		return Prompt{}, false, `has both "prompt" and "messages"; expected one`
+	case l.Prompt != nil:
+		msgs = []Message{{Role: "user", Content: *l.Prompt}}
+	case l.Messages != nil:
+		msgs = *l.Messages
+	default:
+		return Prompt{}, false, `missing field: expected "prompt" or "messages"`
+	}
+	if reason := Validate(msgs, maxChars); reason != "" {
+		return Prompt{}, false, reason
+	}
+	id := ""
+	if l.ID != nil {
+		var s string
+		if json.Unmarshal(*l.ID, &s) == nil {
+			id = s
+		} else {
+			id = string(*l.ID)
+		}
+	}
+	return New(msgs, name, id), true, ""
+}
+
+// Validate returns why msgs is not a usable prompt, or "" when it is: at
+// least one message, known roles, no empty content, the last message from
+// the user, and at most maxChars characters in all (when maxChars > 0).
+func Validate(msgs []Message, maxChars int) string {
+	if len(msgs) == 0 {
+		return "empty messages list"
+	}
+	for i, m := range msgs {
+		if !slices.Contains(Roles, m.Role) {
+			return fmt.Sprintf("messages[%d].role %q: expected system, user or assistant", i, m.Role)
+		}
+		if strings.TrimSpace(m.Content) == "" {
+			return fmt.Sprintf("messages[%d].content is empty", i)
+		}
+	}
+	if msgs[len(msgs)-1].Role != "user" {
+		return "the last message must be from the user"
+	}
+	if maxChars > 0 {
+		if n := Chars(msgs); n > maxChars {
+			return fmt.Sprintf("prompt has %d characters, over max_prompt_chars %d", n, maxChars)
+		}
+	}
+	return ""
+}
+
+// ReadFiles reads several prompt files; the first bad line of any file
+// fails the whole read, so a caller inserts all of them or nothing.
+// Prompts repeated across files are kept once.
+func ReadFiles(paths []string, maxChars int) ([]Prompt, error) {
+	var out []Prompt
+	seen := map[string]bool{}
+	for _, path := range paths {
+		ps, err := ReadFile(path, maxChars)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			if !seen[p.Hash] {
+				seen[p.Hash] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,138 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/selfplay/selfplay/prompt"
+)
+
+// InsertPrompts stores prompts, de-duplicated by hash against each other
+// and against every prompt already stored, and returns the id of each
+// input prompt in input order (an existing prompt's id when it was known).
+// It runs a COPY into a temporary table and one INSERT … ON CONFLICT, so
+// it takes a transaction (pass a pgx.Tx, or a pool to get one here).
+func InsertPrompts(ctx context.Context, db DBTX, ps []prompt.Prompt) ([]int64, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	tx, ok := db.(pgx.Tx)
+	if !ok {
+		begin, canBegin := db.(interface {
+			Begin(context.Context) (pgx.Tx, error)
+		})
+		if !canBegin {
+			return nil, fmt.Errorf("insert prompts: need a pool or a transaction")
+		}
+		var ids []int64
+		err := pgx.BeginFunc(ctx, begin, func(tx pgx.Tx) error {
+			var err error
+			ids, err = InsertPrompts(ctx, tx, ps)
+			return err
+		})
+		return ids, err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS prompt_load (
+		ord int, hash text, messages jsonb, source text, source_id text,
+		parent_prompt_id bigint, strategy text) ON COMMIT DROP`); err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `TRUNCATE prompt_load`); err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", err)
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"prompt_load"},
+		[]string{"ord", "hash", "messages", "source", "source_id"},
+		pgx.CopyFromSlice(len(ps), func(i int) ([]any, error) {
+			var sid *string
+			if ps[i].SourceID != "" {
+				sid = &ps[i].SourceID
+			}
+			return []any{i, ps[i].Hash, json.RawMessage(prompt.Canonical(ps[i].Messages)), ps[i].Source, sid}, nil
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("insert prompts: copy: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO prompts (hash, messages, source, source_id)
+		SELECT DISTINCT ON (hash) hash, messages, source, source_id FROM prompt_load ORDER BY hash, ord
+		ON CONFLICT (hash) DO NOTHING`); err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", translate(err))
+	}
+	rows, err := tx.Query(ctx, `SELECT l.ord, p.id FROM prompt_load l JOIN prompts p USING (hash)`)
+	if err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", err)
+	}
+	ids := make([]int64, len(ps))
+	var ord int
+	var id int64
+	_, err = pgx.ForEachRow(rows, []any{&ord, &id}, func() error {
+		ids[ord] = id
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", err)
+	}
+	return ids, nil
+}
+
+// AddToPool puts prompts into an iteration's pool; prompts already there
+// are left alone.
+func AddToPool(ctx context.Context, db DBTX, iterationID int64, promptIDs []int64) error {
+	_, err := db.Exec(ctx, `
+		INSERT INTO iteration_prompts (iteration_id, prompt_id)
+		SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING`, iterationID, promptIDs)
+	if err != nil {
+		return fmt.Errorf("add %d prompts to the pool of iteration %d: %w", len(promptIDs), iterationID, err)
+	}
+	return nil
+}
+
+// PoolSize counts an iteration's pool.
+func PoolSize(ctx context.Context, db DBTX, iterationID int64) (int64, error) {
+	var n int64
+	err := db.QueryRow(ctx, `SELECT count(*) FROM iteration_prompts WHERE iteration_id = $1`, iterationID).Scan(&n)
+	return n, err
+}
+
+// StoredPrompt is a row of prompts.
+type StoredPrompt struct {
+	ID             int64            `db:"id"`
+	Hash           string           `db:"hash"`
+	Messages       []prompt.Message `db:"messages"`
+	Source         string           `db:"source"`
+	SourceID       *string          `db:"source_id"`
+	ParentPromptID *int64           `db:"parent_prompt_id"`
+	Strategy       *string          `db:"strategy"`
+}
+
+// GetPrompt reads one prompt.
+func GetPrompt(ctx context.Context, db DBTX, id int64) (StoredPrompt, error) {
+	rows, err := db.Query(ctx, `SELECT id, hash, messages, source, source_id, parent_prompt_id, strategy FROM prompts WHERE id = $1`, id)
+	if err != nil {
+		return StoredPrompt{}, err
+	}
+	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[StoredPrompt])
+	if err != nil {
+		return StoredPrompt{}, fmt.Errorf("prompt %d: %w", id, translate(err))
+	}
+	return p, nil
+}
+
+// LoadPool stores prompts and adds them all to an iteration's pool in one
+// transaction: either every prompt is stored and pooled, or none is.
+func LoadPool(ctx context.Context, pool interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, iterationID int64, ps []prompt.Prompt) ([]int64, error) {
+	var ids []int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		if ids, err = InsertPrompts(ctx, tx, ps); err != nil {
+			return err
+		}
+		return AddToPool(ctx, tx, iterationID, ids)
+	})
+	return ids, err
+}

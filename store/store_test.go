@@ -1,0 +1,237 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/selfplaytest"
+	"github.com/selfplay/selfplay/store"
+	"github.com/selfplay/selfplay/store/storetest"
+)
+
+func writeMinimalConfig(t *testing.T, dbURL string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "selfplay.yaml")
+	body := fmt.Sprintf("database: {url: %q}\niterations: [{name: a, policy_model: m, prompts: {files: [p.jsonl]}}]\n", dbURL)
+	require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+	return path
+}
+
+func TestMigrateTwiceAndFromThreeProcesses(t *testing.T) {
+	t.Parallel()
+	bin := selfplaytest.Binary(t)
+	dbURL := storetest.NewEmptyDatabase(t)
+	cfg := writeMinimalConfig(t, dbURL)
+
+	var wg sync.WaitGroup
+	outs := make([]string, 3)
+	errs := make([]error, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command(bin, "migrate", "-c", cfg).CombinedOutput()
+			outs[i], errs[i] = string(out), err
+		}()
+	}
+	wg.Wait()
+	applied := 0
+	for i := range 3 {
+		require.NoError(t, errs[i], outs[i])
+		if strings.Contains(outs[i], "applied") {
+			applied++
+		}
+	}
+	require.Equal(t, 1, applied, "exactly one process applies the migrations: %q", outs)
+
+	out, err := exec.Command(bin, "migrate", "-c", cfg).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "up to date")
+
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	for _, rel := range []string{"runs", "iterations", "prompts", "iteration_prompts", "tasks", "responses", "pairs", "exports", "pair_details"} {
+		var exists bool
+		require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists))
+		require.True(t, exists, rel)
+	}
+	require.NoError(t, store.CheckSchema(ctx, pool))
+}
+
+func TestCommandsRefuseAnOldSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := storetest.NewEmptyDatabase(t)
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	err = store.CheckSchema(ctx, pool)
+	require.ErrorIs(t, err, store.ErrSchemaBehind)
+	require.Contains(t, err.Error(), "selfplay migrate")
+}
+
+func TestOpenUnreachableNamesHostAndHidesPassword(t *testing.T) {
+	t.Parallel()
+	_, err := store.Open(context.Background(), "postgres://alice:hunter2secret@127.0.0.1:1/db?connect_timeout=2")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "127.0.0.1:1")
+	require.NotContains(t, err.Error(), "hunter2secret")
+}
+
+func TestRunsAndIterations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	run, err := store.EnsureRun(ctx, pool, "r1", []byte(`{"a":1}`))
+	require.NoError(t, err)
+	again, err := store.EnsureRun(ctx, pool, "r1", []byte(`{"a":2}`))
+	require.NoError(t, err)
+	require.Equal(t, run.ID, again.ID)
+	require.JSONEq(t, `{"a":2}`, string(again.Config))
+
+	specs := []store.IterationSpec{
+		{Ordinal: 0, Name: "iter0", PolicyModel: "tiny-0", Config: []byte(`{}`)},
+		{Ordinal: 1, Name: "iter1", PolicyModel: "tiny-1", Config: []byte(`{}`)},
+	}
+	its, err := store.EnsureIterations(ctx, pool, run.ID, specs)
+	require.NoError(t, err)
+	require.Len(t, its, 2)
+	require.Equal(t, store.StagePending, its[0].Stage)
+	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageGenerating, ""))
+	specs[0].PolicyModel = "changed"
+	its2, err := store.EnsureIterations(ctx, pool, run.ID, specs)
+	require.NoError(t, err)
+	require.Equal(t, its[0].ID, its2[0].ID)
+	require.Equal(t, "tiny-0", its2[0].PolicyModel, "a started iteration keeps its models")
+	require.Equal(t, store.StageGenerating, its2[0].Stage)
+	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageFailed, "boom"))
+	got, err := store.GetIteration(ctx, pool, its[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, "boom", *got.Error)
+	require.NotNil(t, got.FinishedAt)
+	_, err = store.GetIteration(ctx, pool, 999999)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func newIteration(t *testing.T, pool *pgxpool.Pool) int64 {
+	t.Helper()
+	ctx := context.Background()
+	run, err := store.EnsureRun(ctx, pool, "r", []byte(`{}`))
+	require.NoError(t, err)
+	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{Name: "i", PolicyModel: "m", Config: []byte(`{}`)}})
+	require.NoError(t, err)
+	return its[0].ID
+}
+
+func countPrompts(t *testing.T, pool *pgxpool.Pool) int {
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM prompts`).Scan(&n))
+	return n
+}
+
+func TestLoadPoolDeduplicatesAcrossFilesAndRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	it := newIteration(t, pool)
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.jsonl")
+	b := filepath.Join(dir, "b.jsonl")
+	require.NoError(t, os.WriteFile(a, []byte(`{"prompt": "hello there", "id": "a1"}
+{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "why is the sky blue"}]}
+
+{"prompt": "hello there"}
+`), 0o600))
+	require.NoError(t, os.WriteFile(b, []byte(`{"messages": [{"role": "user", "content": "hello there"}], "id": 7}
+{"prompt": "a third one"}
+`), 0o600))
+	ps, err := prompt.ReadFiles([]string{a, b}, 8000)
+	require.NoError(t, err)
+	require.Len(t, ps, 3)
+	ids, err := store.LoadPool(ctx, pool, it, ps)
+	require.NoError(t, err)
+	require.Len(t, ids, 3)
+	require.Equal(t, 3, countPrompts(t, pool))
+	// Loading again (another run, same files) adds nothing.
+	ids2, err := store.LoadPool(ctx, pool, it, ps)
+	require.NoError(t, err)
+	require.Equal(t, ids, ids2)
+	require.Equal(t, 3, countPrompts(t, pool))
+	n, err := store.PoolSize(ctx, pool, it)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+	p, err := store.GetPrompt(ctx, pool, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, "a1", *p.SourceID)
+	require.Equal(t, "hello there", prompt.Text(p.Messages))
+}
+
+func TestBadLineSevenInsertsNothing(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.jsonl")
+	bad := filepath.Join(dir, "bad.jsonl")
+	require.NoError(t, os.WriteFile(good, []byte(`{"prompt": "fine"}`+"\n"), 0o600))
+	var body strings.Builder
+	for i := 1; i <= 10; i++ {
+		if i == 7 {
+			body.WriteString(`{"prompt": "broken"` + "\n")
+			continue
+		}
+		fmt.Fprintf(&body, `{"prompt": "question %d"}`+"\n", i)
+	}
+	require.NoError(t, os.WriteFile(bad, []byte(body.String()), 0o600))
+	before := countPrompts(t, pool)
+	_, err := prompt.ReadFiles([]string{good, bad}, 8000)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), bad+":7:")
+	require.Equal(t, before, countPrompts(t, pool))
+}
+
+func BenchmarkLoad100kPrompts(b *testing.B) {
+	pool, _ := storetest.NewPool(b)
+	it := newIterationB(b, pool)
+	path := filepath.Join(b.TempDir(), "p.jsonl")
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	for i := range 100_000 {
+		fmt.Fprintf(f, `{"prompt": "benchmark question number %d about topic %d", "id": "q%d"}`+"\n", i, i%97, i)
+	}
+	require.NoError(b, f.Close())
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ps, err := prompt.ReadFiles([]string{path}, 8000)
+		require.NoError(b, err)
+		if i > 0 {
+			b.StopTimer()
+			_, err := pool.Exec(ctx, `TRUNCATE prompts, iteration_prompts CASCADE`)
+			require.NoError(b, err)
+			b.StartTimer()
+		}
+		_, err = store.LoadPool(ctx, pool, it, ps)
+		require.NoError(b, err)
+	}
+}
+
+func newIterationB(b *testing.B, pool *pgxpool.Pool) int64 {
+	ctx := context.Background()
+	run, err := store.EnsureRun(ctx, pool, "r", []byte(`{}`))
+	require.NoError(b, err)
+	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{Name: "i", PolicyModel: "m", Config: []byte(`{}`)}})
+	require.NoError(b, err)
+	return its[0].ID
+}
