@@ -1,0 +1,63 @@
+// Package llm holds the clients for the three model roles of a self-play
+// iteration: the policy sampler (Policy), the reward model (Reward) and the
+// optional reference scorer (Reference). They speak the OpenAI API with
+// vLLM's extensions, so they work against vLLM, SGLang-style servers and the
+// project's own tinylm.
+//
+// # Policy
+//
+// Policy.Sample uses go-openai chat completions with n and logprobs and
+// returns per sample the text, token count, summed log-prob log π(y|x),
+// finish reason and, when the server gives them (vLLM return_token_ids),
+// the token ids. A server that returns fewer choices than n is remembered
+// per model and asked n times with n = 1 and seeds seed+i instead.
+// go-openai cannot send every field this needs, so the client's HTTPDoer
+// merges extra JSON fields into the request: temperature and top_p as exact
+// float64 (go-openai's float32 with omitempty drops temperature 0),
+// return_token_ids, and any ChatRequestExtras.
+//
+// # Reward
+//
+// Reward.Score supports vLLM /classify (use_activation false: the raw
+// reward-head output), /pooling, OpenRLHF's /get_reward and an LLM judge
+// whose grading prompt is written here. With WithChatTemplate the n
+// responses of a prompt go in one request as rendered texts (the only way
+// vLLM's /classify and /pooling batch); without it the chat form (messages)
+// is sent per response and the server applies the model's own template.
+//
+// # Reference
+//
+// Reference computes teacher-forced log p(y|x) for the DPO implicit margin
+// and for exporting ref_chosen_logps: /tokenize renders and tokenizes the
+// prompt (add_generation_prompt) and the response (add_special_tokens
+// false), then /v1/completions with the token ids as prompt, max_tokens 1
+// and prompt_logprobs 0 scores them; the sum covers exactly the response
+// positions and each scored token id is checked. LogProb counts the
+// template's end-of-turn token as part of y, matching a vLLM sample that
+// finished with "stop" (whose log-prob list ends with that token);
+// LogProbTokens scores the sampler's own token ids, which is exact in every
+// case. Probe checks the capability up front with a 3-token request.
+//
+// # Errors, retries and limits
+//
+// Every client bounds its requests in flight (Endpoint.MaxConcurrency),
+// bounds each attempt (Endpoint.Timeout) and retries transient failures —
+// 408, 425, 429, 5xx except 501/505, timeouts, connection errors and bodies
+// cut off in transfer — with exponential backoff and equal jitter, waiting
+// at least the server's Retry-After (a hint above WithMaxRetryAfter ends the
+// call so the caller can requeue). Failures are *Error values carrying
+// endpoint, model, route, status and reason; IsPermanent and IsTransient
+// classify them. Other 4xx are permanent at once, and so are well-formed
+// responses that lack what the caller needs (no log-probs, no choices,
+// mismatched token ids). A 2xx body that is not valid JSON (truncated, an
+// HTML page) is retried like a transient failure, because a proxy hiccup
+// or an interrupted transfer is the usual cause, and becomes permanent
+// with a "malformed response body" reason once retries are exhausted. A call
+// ended by the caller's context returns an error wrapping the context's
+// error that is neither permanent nor transient.
+//
+// API keys are taken from Endpoint.APIKey (read from the environment by the
+// caller), sent as bearer tokens and never logged or put into errors.
+// Retries are logged at debug level and calls that fail after retries at
+// warn level, with the endpoint name. Hooks feed metrics.
+package llm

@@ -1,0 +1,294 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// SampleParams are the sampling settings of one Sample call.
+type SampleParams struct {
+	// Model is the served model name; empty means Endpoint.Model.
+	Model string
+	// N is the number of samples, at least 1.
+	N int
+	// Temperature is sent exactly (0 = greedy). It must not be negative.
+	Temperature float64
+	// TopP is the nucleus mass in (0, 1]; 0 leaves the server default.
+	TopP float64
+	// MaxTokens caps each sample's length; 0 leaves the server default.
+	MaxTokens int
+	// Seed makes sampling repeatable where the server honours it; nil lets
+	// the server choose. One-request-per-sample fallback uses Seed+i.
+	Seed *int64
+}
+
+// Sample is one sampled response with its log-probability under the policy.
+type Sample struct {
+	// Content is the response text.
+	Content string
+	// Tokens is the number of generated tokens, one per log-prob entry. With
+	// vLLM it includes the end-of-turn token when FinishReason is "stop".
+	Tokens int
+	// LogProb is the sum of the generated tokens' log-probs, log π(y|x), in
+	// nats, as the server reports them (raw distribution, before
+	// temperature and top-p in vLLM's default mode).
+	LogProb float64
+	// FinishReason is the server's reason: "stop", "length", …
+	FinishReason string
+	// TokenIDs are the generated token ids when the server returns them
+	// (vLLM return_token_ids, or token_id:N log-prob tokens); nil otherwise.
+	TokenIDs []int
+}
+
+// Policy samples responses and their log-probs from the policy server over
+// chat completions. It is safe for concurrent use.
+type Policy struct {
+	chat *chatClient
+	// singleChoice remembers models whose server returned fewer choices than
+	// n, so later calls go straight to one request per sample.
+	singleChoice sync.Map
+}
+
+// NewPolicy builds a policy sampler for ep.
+func NewPolicy(ep Endpoint, opts ...Option) (*Policy, error) {
+	t, err := newTransport(ep, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Policy{chat: newChatClient(t)}, nil
+}
+
+// Sample draws sp.N responses to msgs with their summed token log-probs. It
+// asks for all n in one request; when the server ignores n or returns fewer
+// choices, it falls back (for this and later calls of the same model) to
+// sp.N concurrent single-sample requests with seeds Seed+i. Missing
+// log-probs, an empty choice list, inconsistent token ids or a malformed
+// body (after retries) give a permanent *Error naming endpoint and model.
+func (p *Policy) Sample(ctx context.Context, msgs []Message, sp SampleParams) ([]Sample, error) {
+	t := p.chat.t
+	if sp.Model == "" {
+		sp.Model = t.ep.Model
+	}
+	if err := validateSampling(msgs, sp); err != nil {
+		return nil, &Error{Endpoint: t.ep.Name, Model: sp.Model, Path: "/v1/chat/completions", Reason: err.Error(), Permanent: true}
+	}
+	if _, single := p.singleChoice.Load(sp.Model); sp.N == 1 || !single {
+		samples, err := p.request(ctx, msgs, sp, sp.N, sp.Seed)
+		if err != nil {
+			return nil, err
+		}
+		if len(samples) >= sp.N {
+			return samples[:sp.N], nil
+		}
+		if _, loaded := p.singleChoice.LoadOrStore(sp.Model, true); !loaded {
+			t.opts.logger.InfoContext(ctx, "server returned fewer choices than n; using one request per sample",
+				"endpoint", t.ep.Name, "model", sp.Model, "n", sp.N, "choices", len(samples))
+		}
+	}
+	out := make([]Sample, sp.N)
+	err := parallel(ctx, sp.N, func(ctx context.Context, i int) error {
+		var seed *int64
+		if sp.Seed != nil {
+			s := *sp.Seed + int64(i)
+			seed = &s
+		}
+		got, err := p.request(ctx, msgs, sp, 1, seed)
+		if err != nil {
+			return err
+		}
+		out[i] = got[0]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func validateSampling(msgs []Message, sp SampleParams) error {
+	if err := validateMessages(msgs); err != nil {
+		return fmt.Errorf("invalid prompt: %w", err)
+	}
+	switch {
+	case sp.Model == "":
+		return fmt.Errorf("invalid sampling parameters: no model named (set SampleParams.Model or Endpoint.Model)")
+	case sp.N < 1:
+		return fmt.Errorf("invalid sampling parameters: n = %d, must be at least 1", sp.N)
+	case sp.Temperature < 0 || math.IsNaN(sp.Temperature) || math.IsInf(sp.Temperature, 0):
+		return fmt.Errorf("invalid sampling parameters: temperature %v must be a finite number ≥ 0", sp.Temperature)
+	case !(sp.TopP >= 0 && sp.TopP <= 1):
+		return fmt.Errorf("invalid sampling parameters: top_p %v must be in (0, 1] (0 = server default)", sp.TopP)
+	case sp.MaxTokens < 0:
+		return fmt.Errorf("invalid sampling parameters: max_tokens %d must not be negative", sp.MaxTokens)
+	}
+	return nil
+}
+
+// chatSamplingRequest builds the request and the extra fields of one call.
+// Temperature and top_p travel as extras: go-openai's float32 fields with
+// omitempty would drop temperature 0 and send 0.8 as 0.800000011920929.
+func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, extras ChatRequestExtras) (openai.ChatCompletionRequest, map[string]any) {
+	req := openai.ChatCompletionRequest{
+		Model:     sp.Model,
+		Messages:  toOpenAIMessages(msgs),
+		MaxTokens: sp.MaxTokens,
+		N:         n,
+		LogProbs:  true,
+	}
+	if seed != nil {
+		s := int(*seed)
+		req.Seed = &s
+	}
+	fields := map[string]any{
+		"temperature":      sp.Temperature,
+		"return_token_ids": true,
+	}
+	if sp.TopP > 0 {
+		fields["top_p"] = sp.TopP
+	}
+	for k, v := range extras {
+		fields[k] = v
+	}
+	return req, fields
+}
+
+// rawChoices holds the vLLM fields go-openai does not decode.
+type rawChoices struct {
+	Choices []struct {
+		Index    int   `json:"index"`
+		TokenIDs []int `json:"token_ids"`
+	} `json:"choices"`
+}
+
+// request makes one chat call for n samples and decodes every choice. It
+// returns fewer than n samples when the server returned fewer choices.
+func (p *Policy) request(ctx context.Context, msgs []Message, sp SampleParams, n int, seed *int64) ([]Sample, error) {
+	req, fields := chatSamplingRequest(msgs, sp, n, seed, p.chat.t.opts.extras)
+	var samples []Sample
+	_, _, err := p.chat.create(ctx, req, fields, func(resp *openai.ChatCompletionResponse, raw []byte) *failure {
+		s, f := decodeSamples(resp, raw)
+		samples = s
+		return f
+	})
+	if err != nil {
+		return nil, err
+	}
+	return samples, nil
+}
+
+// decodeSamples turns a chat-completions response into samples ordered by
+// choice index.
+func decodeSamples(resp *openai.ChatCompletionResponse, raw []byte) ([]Sample, *failure) {
+	if len(resp.Choices) == 0 {
+		return nil, permanentf("server returned an empty choice list")
+	}
+	var extra rawChoices
+	if err := json.Unmarshal(raw, &extra); err != nil {
+		return nil, malformed(raw, err)
+	}
+	ids := make(map[int][]int, len(extra.Choices))
+	for _, c := range extra.Choices {
+		if c.TokenIDs != nil {
+			ids[c.Index] = c.TokenIDs
+		}
+	}
+	choices := slices.Clone(resp.Choices)
+	slices.SortStableFunc(choices, func(a, b openai.ChatCompletionChoice) int { return a.Index - b.Index })
+	out := make([]Sample, 0, len(choices))
+	for i, c := range choices {
+		if i > 0 && c.Index == choices[i-1].Index {
+			return nil, permanentf("server returned choice index %d twice", c.Index)
+		}
+		s, f := decodeChoice(c, ids[c.Index])
+		if f != nil {
+			return nil, f
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func decodeChoice(c openai.ChatCompletionChoice, tokenIDs []int) (Sample, *failure) {
+	if c.LogProbs == nil || (c.LogProbs.Content == nil && c.Message.Content != "") {
+		return Sample{}, permanentf("server returned no log-probs for choice %d (the sampler needs logprobs on chat completions)", c.Index)
+	}
+	content := c.LogProbs.Content
+	if len(content) == 0 && c.Message.Content != "" {
+		return Sample{}, permanentf("server returned no log-probs for choice %d (the sampler needs logprobs on chat completions)", c.Index)
+	}
+	var sum float64
+	for j, lp := range content {
+		if math.IsNaN(lp.LogProb) || lp.LogProb > 1e-6 {
+			return Sample{}, permanentf("choice %d token %d has log-prob %v, not a log-probability", c.Index, j, lp.LogProb)
+		}
+		sum += lp.LogProb
+	}
+	if tokenIDs == nil {
+		tokenIDs = idsFromTokens(content)
+	}
+	if tokenIDs != nil && len(tokenIDs) != len(content) {
+		return Sample{}, permanentf("choice %d has %d token ids but %d log-probs", c.Index, len(tokenIDs), len(content))
+	}
+	return Sample{
+		Content:      c.Message.Content,
+		Tokens:       len(content),
+		LogProb:      sum,
+		FinishReason: string(c.FinishReason),
+		TokenIDs:     tokenIDs,
+	}, nil
+}
+
+// idsFromTokens reads ids from vLLM's return_tokens_as_token_ids form
+// ("token_id:123"); it returns nil unless every token has that form.
+func idsFromTokens(content []openai.LogProb) []int {
+	if len(content) == 0 {
+		return nil
+	}
+	ids := make([]int, len(content))
+	for i, lp := range content {
+		rest, ok := strings.CutPrefix(lp.Token, "token_id:")
+		if !ok {
+			return nil
+		}
+		id, err := strconv.Atoi(rest)
+		if err != nil {
+			return nil
+		}
+		ids[i] = id
+	}
+	return ids
+}
+
+// parallel runs fn(0..n-1) concurrently and returns the first error; the
+// others' context is cancelled as soon as one fails.
+func parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx, i); err != nil {
+				once.Do(func() {
+					firstErr = err
+					cancel()
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}

@@ -1,0 +1,258 @@
+package llm
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	openai "github.com/sashabaranov/go-openai"
+	"github.com/stretchr/testify/require"
+)
+
+// The fixtures in testdata/vllm are written from vLLM's protocol
+// definitions (ChatCompletionRequest/Response, CompletionRequest with
+// prompt_logprobs, TokenizeChatRequest, TokenizeCompletionRequest,
+// TokenizeResponse, ClassificationCompletionRequest/ChatRequest,
+// ClassificationResponse, PoolingResponse, ErrorResponse); those in
+// testdata/openrlhf from OpenRLHF's serve_rm. These tests hold the clients'
+// encoders and decoders to those shapes; live_test.go holds tinylm to them.
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	require.True(t, json.Valid(b), "fixture %s is not valid JSON", name)
+	return b
+}
+
+var colourPrompt = []Message{
+	{Role: "system", Content: "You are a helpful assistant."},
+	{Role: "user", Content: "Name a primary colour."},
+}
+
+func TestRequestsMarshalToFixtureShape(t *testing.T) {
+	t.Parallel()
+	seed := int64(7)
+	chatReq, chatFields := chatSamplingRequest(colourPrompt, SampleParams{
+		Model: "Qwen/Qwen2.5-0.5B-Instruct", N: 2, Temperature: 0.8, TopP: 0.95, MaxTokens: 64, Seed: &seed,
+	}, 2, &seed, nil)
+	chatBody, err := chatRequestBody(chatReq, chatFields)
+	require.NoError(t, err)
+
+	user := colourPrompt[1:]
+	replies := []string{"Red.", "Blue is one"}
+	tests := []struct {
+		name    string
+		fixture string
+		body    any
+	}{
+		{name: "chat completions", fixture: "vllm/chat_completion_request.json", body: json.RawMessage(chatBody)},
+		{
+			name: "teacher-forced completions", fixture: "vllm/completion_request.json",
+			body: completionRequest{Model: "Qwen/Qwen2.5-0.5B-Instruct", Prompt: []int{151644, 872, 198, 6033, 13, 151645}, MaxTokens: 1},
+		},
+		{
+			name: "tokenize chat", fixture: "vllm/tokenize_chat_request.json",
+			body: tokenizeChatRequest{Model: "Qwen/Qwen2.5-0.5B-Instruct", Messages: user, AddGenerationPrompt: true},
+		},
+		{
+			name: "tokenize text", fixture: "vllm/tokenize_text_request.json",
+			body: tokenizeTextRequest{Model: "Qwen/Qwen2.5-0.5B-Instruct", Prompt: "Red."},
+		},
+		{
+			name: "classify batched", fixture: "vllm/classify_request.json",
+			body: classifyRequest{Model: "Skywork/Skywork-Reward-V2-Qwen3-0.6B", Input: renderReplies(TemplateChatML, user, replies)},
+		},
+		{
+			name: "classify chat form", fixture: "vllm/classify_chat_request.json",
+			body: classifyRequest{Model: "Skywork/Skywork-Reward-V2-Qwen3-0.6B", Messages: withReply(user, "Red.")},
+		},
+		{
+			name: "pooling batched", fixture: "vllm/pooling_request.json",
+			body: classifyRequest{Model: "Qwen/Qwen2.5-Math-RM-72B", Input: renderReplies(TemplateChatML, user, replies)},
+		},
+		{
+			name: "openrlhf get_reward", fixture: "openrlhf/get_reward_request.json",
+			body: newGetRewardRequest(TemplateChatML, user, replies),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := json.Marshal(tc.body)
+			require.NoError(t, err)
+			require.JSONEq(t, string(readFixture(t, tc.fixture)), string(got))
+		})
+	}
+}
+
+func TestChatFixtureDecodesToSamples(t *testing.T) {
+	t.Parallel()
+	raw := readFixture(t, "vllm/chat_completion_response.json")
+	var resp openai.ChatCompletionResponse
+	require.NoError(t, json.Unmarshal(raw, &resp))
+	samples, f := decodeSamples(&resp, raw)
+	require.Nil(t, f)
+	// Sums worked by hand from the fixture: −0.25 − 0.5 − 0.125 and
+	// −1.5 − 2.0 − 0.75.
+	require.Equal(t, []Sample{
+		{Content: "Red.", Tokens: 3, LogProb: -0.875, FinishReason: "stop", TokenIDs: []int{6033, 13, 151645}},
+		{Content: "Blue is one", Tokens: 3, LogProb: -4.25, FinishReason: "length", TokenIDs: []int{10331, 374, 825}},
+	}, samples)
+}
+
+func TestChatDecodeRejectsIncompleteResponses(t *testing.T) {
+	t.Parallel()
+	raw := readFixture(t, "vllm/chat_completion_response.json")
+	tests := []struct {
+		name   string
+		edit   func(m map[string]any)
+		reason string
+	}{
+		{
+			name:   "no choices",
+			edit:   func(m map[string]any) { m["choices"] = []any{} },
+			reason: "server returned an empty choice list",
+		},
+		{
+			name:   "no logprobs",
+			edit:   func(m map[string]any) { choice(m, 1)["logprobs"] = nil },
+			reason: "server returned no log-probs for choice 1",
+		},
+		{
+			name:   "token ids disagree with logprobs",
+			edit:   func(m map[string]any) { choice(m, 0)["token_ids"] = []int{1, 2} },
+			reason: "choice 0 has 2 token ids but 3 log-probs",
+		},
+		{
+			name: "duplicate index",
+			edit: func(m map[string]any) {
+				choice(m, 1)["index"] = 0
+			},
+			reason: "server returned choice index 0 twice",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var m map[string]any
+			require.NoError(t, json.Unmarshal(raw, &m))
+			tc.edit(m)
+			body, err := json.Marshal(m)
+			require.NoError(t, err)
+			var resp openai.ChatCompletionResponse
+			require.NoError(t, json.Unmarshal(body, &resp))
+			_, f := decodeSamples(&resp, body)
+			require.NotNil(t, f)
+			require.False(t, f.transient)
+			require.Contains(t, f.reason, tc.reason)
+		})
+	}
+}
+
+func choice(m map[string]any, i int) map[string]any {
+	return m["choices"].([]any)[i].(map[string]any)
+}
+
+func TestTokenIDsFromLogprobTokens(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tokens []string
+		want   []int
+	}{
+		{name: "all ids", tokens: []string{"token_id:6033", "token_id:13"}, want: []int{6033, 13}},
+		{name: "plain tokens", tokens: []string{"Red", "."}, want: nil},
+		{name: "mixed", tokens: []string{"token_id:6033", "."}, want: nil},
+		{name: "empty", tokens: nil, want: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			content := make([]openai.LogProb, len(tc.tokens))
+			for i, tok := range tc.tokens {
+				content[i] = openai.LogProb{Token: tok, LogProb: -1}
+			}
+			require.Equal(t, tc.want, idsFromTokens(content))
+		})
+	}
+}
+
+func TestCompletionFixtureTeacherForcing(t *testing.T) {
+	t.Parallel()
+	var req completionRequest
+	require.NoError(t, json.Unmarshal(readFixture(t, "vllm/completion_request.json"), &req))
+	var resp completionResponse
+	require.NoError(t, json.Unmarshal(readFixture(t, "vllm/completion_response.json"), &resp))
+
+	// The response is the last three prompt tokens (Red . <|im_end|>):
+	// −2.5 − 0.75 − 0.25 by hand.
+	sum, f := resp.teacherForced(req.Prompt, 3)
+	require.Nil(t, f)
+	require.Equal(t, -3.5, sum)
+
+	tests := []struct {
+		name   string
+		ids    []int
+		from   int
+		reason string
+	}{
+		{name: "scored token differs", ids: []int{151644, 872, 198, 6033, 14, 151645}, from: 3, reason: "does not score token id 14"},
+		{name: "length differs", ids: []int{151644, 872, 198}, from: 1, reason: "prompt_logprobs has 6 entries for a 3-token prompt"},
+		{name: "first position is null", ids: req.Prompt, from: 0, reason: "prompt_logprobs[0] is null"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, f := resp.teacherForced(tc.ids, tc.from)
+			require.NotNil(t, f)
+			require.Contains(t, f.reason, tc.reason)
+		})
+	}
+}
+
+func TestPoolingAndRewardFixturesDecode(t *testing.T) {
+	t.Parallel()
+	var tok tokenizeResponse
+	require.NoError(t, json.Unmarshal(readFixture(t, "vllm/tokenize_response.json"), &tok))
+	require.Nil(t, tok.check())
+	require.Equal(t, []int{6033, 13}, tok.Tokens)
+
+	var cls classifyResponse
+	require.NoError(t, json.Unmarshal(readFixture(t, "vllm/classify_response.json"), &cls))
+	scores, f := cls.scores(2)
+	require.Nil(t, f)
+	require.Equal(t, []float64{3.25, -1.5}, scores)
+	_, f = cls.scores(3)
+	require.NotNil(t, f)
+	require.Contains(t, f.reason, "classify returned 2 results for 3 inputs")
+
+	// Pooling: a vector scores by its last value, a per-token matrix by its
+	// last row.
+	var pool poolingResponse
+	require.NoError(t, json.Unmarshal(readFixture(t, "vllm/pooling_response.json"), &pool))
+	scores, f = pool.scores(2)
+	require.Nil(t, f)
+	require.Equal(t, []float64{1.75, -2.0}, scores)
+
+	var rew getRewardResponse
+	require.NoError(t, json.Unmarshal(readFixture(t, "openrlhf/get_reward_response.json"), &rew))
+	require.Nil(t, rew.check(2))
+	require.Equal(t, []float64{0.875, -0.25}, rew.Rewards)
+
+	for _, name := range []string{"vllm/error_response.json", "vllm/error_response_flat.json"} {
+		require.Equal(t, "The model `missing-model` does not exist.", errorReason(readFixture(t, name)), name)
+	}
+}
+
+func TestMergeJSONFields(t *testing.T) {
+	t.Parallel()
+	got, err := mergeJSONFields([]byte(`{"model":"m","n":2,"return_token_ids":true}`), map[string]any{
+		"top_k": 20, "return_token_ids": nil, "n": 3,
+	})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"model":"m","n":3,"top_k":20}`, string(got))
+	_, err = mergeJSONFields([]byte(`[1]`), map[string]any{"a": 1})
+	require.ErrorContains(t, err, "not a JSON object")
+}

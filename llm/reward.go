@@ -1,0 +1,171 @@
+package llm
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Reward scores responses with a reward model. The protocol follows
+// Endpoint.Kind:
+//
+//   - classify: vLLM POST /classify with use_activation false, so the score
+//     is the reward head's raw output data[i].probs[0].
+//   - pooling: vLLM POST /pooling; the score is the last value of the pooled
+//     output (see poolingResponse.scores).
+//   - get_reward: OpenRLHF-style POST /get_reward {"query": [...],
+//     "prompts": [...]} → {"rewards": [...]}; needs WithChatTemplate.
+//   - judge: an LLM over chat completions asked for a 1–10 score with the
+//     project's grading prompt (see judge.go).
+//
+// With a chat template (WithChatTemplate) classify and pooling send the n
+// responses of a prompt in one request as rendered texts; without one they
+// send the chat form (messages, rendered by the server with the model's own
+// template), one request per response, concurrently. get_reward always sends
+// one request; judge one chat call per response. Reward is safe for
+// concurrent use.
+type Reward struct {
+	t     *transport
+	kind  string
+	chat  *chatClient // judge only
+	route string      // classify, pooling, get_reward: the POST URL
+	path  string      // its route, for errors and hooks
+}
+
+// NewReward builds a reward client for ep; ep.Kind selects the protocol.
+func NewReward(ep Endpoint, opts ...Option) (*Reward, error) {
+	t, err := newTransport(ep, opts)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reward{t: t, kind: ep.Kind}
+	switch ep.Kind {
+	case KindClassify:
+		r.path, r.route = "/classify", t.root+"/classify"
+	case KindPooling:
+		r.path, r.route = "/pooling", t.root+"/pooling"
+	case KindGetReward:
+		if t.opts.template == nil {
+			return nil, fmt.Errorf("llm: %s endpoint: kind get_reward sends rendered text; set a chat template matching the reward model (WithChatTemplate; built-ins: chatml, llama3, tinylm, plain)", ep.Name)
+		}
+		r.path, r.route = "/get_reward", t.root
+		if !strings.HasSuffix(t.root, "/get_reward") {
+			r.route += "/get_reward"
+		}
+	case KindJudge:
+		if ep.Model == "" {
+			return nil, fmt.Errorf("llm: %s endpoint: kind judge needs the judge model name (Endpoint.Model)", ep.Name)
+		}
+		r.path = "/v1/chat/completions"
+		r.chat = newChatClient(t)
+	case "":
+		return nil, fmt.Errorf("llm: %s endpoint: reward kind is empty (use classify, pooling, get_reward or judge)", ep.Name)
+	default:
+		return nil, fmt.Errorf("llm: %s endpoint: unknown reward kind %q (use classify, pooling, get_reward or judge)", ep.Name, ep.Kind)
+	}
+	return r, nil
+}
+
+// Score returns one reward per response to the conversation msgs, in the
+// order of responses. Errors are *Error values (see IsPermanent).
+func (r *Reward) Score(ctx context.Context, msgs []Message, responses []string) ([]float64, error) {
+	model := r.t.ep.Model
+	if err := validateMessages(msgs); err != nil {
+		return nil, &Error{Endpoint: r.t.ep.Name, Model: model, Path: r.path, Reason: "invalid prompt: " + err.Error(), Permanent: true}
+	}
+	if len(responses) == 0 {
+		return []float64{}, nil
+	}
+	switch r.kind {
+	case KindClassify, KindPooling:
+		if r.t.opts.template != nil {
+			return r.pooled(ctx, classifyRequest{Model: model, Input: renderReplies(*r.t.opts.template, msgs, responses)})
+		}
+		out := make([]float64, len(responses))
+		err := parallel(ctx, len(responses), func(ctx context.Context, i int) error {
+			s, err := r.pooled(ctx, classifyRequest{Model: model, Messages: withReply(msgs, responses[i])})
+			if err != nil {
+				return err
+			}
+			out[i] = s[0]
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	case KindGetReward:
+		req := newGetRewardRequest(*r.t.opts.template, msgs, responses)
+		got, err := postJSON(ctx, r.t, model, r.path, r.route, req, func(v *getRewardResponse) *failure {
+			return v.check(len(responses))
+		})
+		if err != nil {
+			return nil, err
+		}
+		return got.Rewards, nil
+	default: // KindJudge
+		out := make([]float64, len(responses))
+		err := parallel(ctx, len(responses), func(ctx context.Context, i int) error {
+			s, err := r.judge(ctx, msgs, responses[i])
+			out[i] = s
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+}
+
+// pooled sends one classify or pooling request and returns its scores in
+// input order (one per input, or one for the chat form).
+func (r *Reward) pooled(ctx context.Context, req classifyRequest) ([]float64, error) {
+	n := len(req.Input)
+	if req.Messages != nil {
+		n = 1
+	}
+	var scores []float64
+	check := func(f func(int) ([]float64, *failure)) *failure {
+		s, fail := f(n)
+		scores = s
+		return fail
+	}
+	var err error
+	if r.kind == KindClassify {
+		_, err = postJSON(ctx, r.t, req.Model, r.path, r.route, req, func(v *classifyResponse) *failure { return check(v.scores) })
+	} else {
+		_, err = postJSON(ctx, r.t, req.Model, r.path, r.route, req, func(v *poolingResponse) *failure { return check(v.scores) })
+	}
+	if err != nil {
+		return nil, err
+	}
+	return scores, nil
+}
+
+// renderReplies renders the conversation once per reply, each closed as a
+// finished assistant turn.
+func renderReplies(t ChatTemplate, msgs []Message, replies []string) []string {
+	out := make([]string, len(replies))
+	for i, reply := range replies {
+		out[i] = t.Render(withReply(msgs, reply), false)
+	}
+	return out
+}
+
+// newGetRewardRequest builds the OpenRLHF request: each query is prompt and
+// reply rendered; prompts repeat the prompt with the generation prompt.
+func newGetRewardRequest(t ChatTemplate, msgs []Message, replies []string) getRewardRequest {
+	req := getRewardRequest{Query: renderReplies(t, msgs, replies), Prompts: make([]string, len(replies))}
+	prompt := t.Render(msgs, true)
+	for i := range req.Prompts {
+		req.Prompts[i] = prompt
+	}
+	return req
+}
+
+// withReply appends the assistant's reply to a prompt conversation.
+func withReply(msgs []Message, reply string) []Message {
+	out := make([]Message, len(msgs), len(msgs)+1)
+	copy(out, msgs)
+	return append(out, Message{Role: "assistant", Content: reply})
+}
