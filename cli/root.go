@@ -25,6 +25,7 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(
 		// commands: one line each, kept sorted
 		newConfigCmd(),
+		newHealthCmd(),
 		newMigrateCmd(),
 	)
 	return root

@@ -57,7 +57,7 @@ func InsertPrompts(ctx context.Context, db DBTX, ps []prompt.Prompt) ([]int64, e
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO prompts (hash, messages, source, source_id)
-		SELECT DISTINCT ON (hash) hash, messages, source, source_id FROM prompt_load ORDER BY hash, ord
+		SELECT hash, messages, source, source_id FROM prompt_load ORDER BY ord
 		ON CONFLICT (hash) DO NOTHING`); err != nil {
 		return nil, fmt.Errorf("insert prompts: %w", translate(err))
 	}

@@ -1,0 +1,20 @@
+# syntax=docker/dockerfile:1
+# One binary, three stages: build, test (the suite, for `docker compose run
+# --rm tests`) and the small runtime image every service uses.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -o /out/selfplay ./cmd/selfplay
+
+FROM build AS test
+CMD ["go", "test", "-count=1", "-timeout", "15m", "./..."]
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/selfplay /usr/local/bin/selfplay
+COPY examples /app/examples
+WORKDIR /app
+ENTRYPOINT ["selfplay"]
