@@ -1,0 +1,206 @@
+package tinylm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Faults configures fault injection for tests of clients. Faults apply to
+// the POST endpoints (/v1/chat/completions, /v1/completions, /tokenize,
+// /detokenize, /classify) and, with IncludeModels, to GET /v1/models; never
+// to /health. Each request first waits Latency plus a uniform random extra
+// in [0, LatencyJitter), then draws one fault: with probability ErrorRate a
+// 500, RateLimitRate a 429 with Retry-After, HangRate a hang, MalformedRate a
+// malformed 200 body; otherwise it is served normally. Draws come from one
+// PCG seeded by Seed, so a sequence of requests made one at a time gets the
+// same faults on every run. The zero value injects nothing.
+type Faults struct {
+	// Latency is added to every request (default 0).
+	Latency time.Duration
+	// LatencyJitter is the upper bound of a uniform random extra latency.
+	LatencyJitter time.Duration
+	// ErrorRate is the fraction of requests answered with a 500 error object.
+	ErrorRate float64
+	// RateLimitRate is the fraction answered with a 429 error object and a
+	// Retry-After header.
+	RateLimitRate float64
+	// HangRate is the fraction of requests that hang: the handler blocks
+	// until the request's context ends (the client gives up or the server
+	// closes) or HangMax has passed, then answers 504.
+	HangRate float64
+	// MalformedRate is the fraction answered with status 200 and a broken
+	// body: either the real JSON response cut off in the middle, or an HTML
+	// error page (Content-Type text/html); the two are equally likely.
+	MalformedRate float64
+	// RetryAfter is the Retry-After of 429s, sent in whole seconds rounded
+	// up; the default 0 sends "Retry-After: 0".
+	RetryAfter time.Duration
+	// HangMax bounds a hang; 0 means until the request's context ends.
+	HangMax time.Duration
+	// Seed seeds the fault draws.
+	Seed int64
+	// IncludeModels also applies faults to GET /v1/models.
+	IncludeModels bool
+}
+
+// Fault kinds, reported in the X-Tinylm-Fault response header so tests and
+// logs can tell an injected fault from a real one.
+const (
+	FaultError         = "error"
+	FaultRateLimit     = "rate_limit"
+	FaultHang          = "hang"
+	FaultMalformedJSON = "malformed_json"
+	FaultMalformedHTML = "malformed_html"
+)
+
+// FaultHeader is the response header naming an injected fault.
+const FaultHeader = "X-Tinylm-Fault"
+
+func (f Faults) validate() error {
+	rates := []struct {
+		name string
+		v    float64
+	}{{"error rate", f.ErrorRate}, {"rate-limit rate", f.RateLimitRate}, {"hang rate", f.HangRate}, {"malformed rate", f.MalformedRate}}
+	var sum float64
+	for _, r := range rates {
+		if r.v < 0 || r.v > 1 || math.IsNaN(r.v) {
+			return fmt.Errorf("fault %s %v must be in [0, 1]", r.name, r.v)
+		}
+		sum += r.v
+	}
+	if sum > 1+1e-12 {
+		return fmt.Errorf("fault rates add up to %v; their sum must be at most 1", sum)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"latency", f.Latency}, {"latency jitter", f.LatencyJitter}, {"retry-after", f.RetryAfter}, {"hang max", f.HangMax}} {
+		if d.v < 0 {
+			return fmt.Errorf("fault %s %v must not be negative", d.name, d.v)
+		}
+	}
+	return nil
+}
+
+func (f Faults) active() bool {
+	return f.Latency > 0 || f.LatencyJitter > 0 || f.ErrorRate > 0 || f.RateLimitRate > 0 || f.HangRate > 0 || f.MalformedRate > 0
+}
+
+// faultInjector draws faults; it is safe for concurrent use.
+type faultInjector struct {
+	f   Faults
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func newFaultInjector(f Faults) *faultInjector {
+	return &faultInjector{f: f, rng: rand.New(rand.NewPCG(uint64(f.Seed), 0xfa_017))}
+}
+
+// draw returns the latency and fault kind ("" for none) of one request.
+func (fi *faultInjector) draw() (time.Duration, string) {
+	fi.mu.Lock()
+	jitter, u, half := fi.rng.Float64(), fi.rng.Float64(), fi.rng.IntN(2)
+	fi.mu.Unlock()
+	lat := fi.f.Latency + time.Duration(jitter*float64(fi.f.LatencyJitter))
+	f := fi.f
+	switch {
+	case u < f.ErrorRate:
+		return lat, FaultError
+	case u < f.ErrorRate+f.RateLimitRate:
+		return lat, FaultRateLimit
+	case u < f.ErrorRate+f.RateLimitRate+f.HangRate:
+		return lat, FaultHang
+	case u < f.ErrorRate+f.RateLimitRate+f.HangRate+f.MalformedRate:
+		if half == 0 {
+			return lat, FaultMalformedJSON
+		}
+		return lat, FaultMalformedHTML
+	}
+	return lat, ""
+}
+
+// wrap applies the faults to next.
+func (fi *faultInjector) wrap(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		lat, kind := fi.draw()
+		if lat > 0 && !sleepCtx(r.Context(), lat) {
+			return // the client gave up; nobody reads the answer
+		}
+		if kind != "" {
+			w.Header().Set(FaultHeader, kind)
+		}
+		switch kind {
+		case "":
+			next(w, r)
+		case FaultError:
+			writeError(w, &apiError{status: http.StatusInternalServerError, typ: "InternalServerError", msg: "injected fault: internal server error"})
+		case FaultRateLimit:
+			secs := int64(math.Ceil(fi.f.RetryAfter.Seconds()))
+			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			writeError(w, &apiError{status: http.StatusTooManyRequests, typ: "RateLimitError", msg: "injected fault: too many requests, retry later"})
+		case FaultHang:
+			ctx := r.Context()
+			if fi.f.HangMax > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, fi.f.HangMax)
+				defer cancel()
+			}
+			<-ctx.Done()
+			if r.Context().Err() != nil {
+				return
+			}
+			writeError(w, &apiError{status: http.StatusGatewayTimeout, typ: "TimeoutError", msg: "injected fault: request hung and timed out"})
+		case FaultMalformedJSON:
+			rec := &recorder{header: http.Header{}}
+			next(rec, r)
+			body := rec.body.Bytes()
+			cut := body[:len(body)/2]
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(cut)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(cut)
+		case FaultMalformedHTML:
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte(malformedHTML))
+		}
+	}
+}
+
+const malformedHTML = `<!DOCTYPE html>
+<html><head><title>502 Bad Gateway</title></head>
+<body><h1>Bad Gateway</h1><p>The upstream server returned an invalid response (injected fault).</p></body></html>
+`
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// recorder captures a handler's response so a malformed copy can be sent.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(status int)      { r.status = status }

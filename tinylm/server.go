@@ -1,0 +1,322 @@
+package tinylm
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MaxModelLen is the context length the server reports and enforces
+// (prompt plus generated tokens).
+const MaxModelLen = 4096
+
+// DefaultMaxTokens is the generation cap when a request sets no max_tokens.
+const DefaultMaxTokens = 256
+
+// DefaultRewardModel is the model name /classify serves by default.
+const DefaultRewardModel = "reward"
+
+// maxN and maxLogprobs bound request sizes; maxBodyBytes bounds the body.
+const (
+	maxN         = 256
+	maxLogprobs  = 20
+	maxBodyBytes = 16 << 20
+)
+
+// ServerOptions configures NewServer.
+type ServerOptions struct {
+	// Models are the generative models by served name. When nil, the
+	// server serves Builtin() as "tiny-0". The models are read, never
+	// written, while serving.
+	Models map[string]*Model
+	// RewardModel is the name under which /classify serves the reward
+	// function (default "reward"). It must not also be a key of Models.
+	RewardModel string
+	// Faults are injected into the model endpoints; the zero value injects
+	// none.
+	Faults Faults
+	// Logger receives request logs (debug) and injected faults (debug);
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is the vLLM-compatible HTTP server of tinylm. It implements
+// http.Handler and is safe for concurrent use.
+type Server struct {
+	models  map[string]*Model
+	names   []string
+	reward  string
+	log     *slog.Logger
+	faults  *faultInjector
+	created int64
+	routes  map[string]route
+}
+
+type route struct {
+	method string
+	h      http.HandlerFunc
+}
+
+// NewServer validates opts and builds a server.
+func NewServer(opts ServerOptions) (*Server, error) {
+	s := &Server{models: map[string]*Model{}, reward: opts.RewardModel, log: opts.Logger, created: time.Now().Unix()}
+	if s.reward == "" {
+		s.reward = DefaultRewardModel
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	models := opts.Models
+	if models == nil {
+		models = map[string]*Model{"tiny-0": Builtin()}
+	}
+	for name, m := range models {
+		if name == "" {
+			return nil, fmt.Errorf("new server: empty model name")
+		}
+		if name == s.reward {
+			return nil, fmt.Errorf("new server: model name %q is also the reward model name; pick another --reward-model", name)
+		}
+		if m == nil {
+			return nil, fmt.Errorf("new server: model %q is nil", name)
+		}
+		if err := m.validate(); err != nil {
+			return nil, fmt.Errorf("new server: model %q: %w", name, err)
+		}
+		s.models[name] = m
+		s.names = append(s.names, name)
+	}
+	slices.Sort(s.names)
+	if err := opts.Faults.validate(); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	wrap := func(h http.HandlerFunc) http.HandlerFunc { return h }
+	if opts.Faults.active() {
+		s.faults = newFaultInjector(opts.Faults)
+		wrap = s.faults.wrap
+	}
+	models404 := http.HandlerFunc(s.handleModels)
+	if opts.Faults.IncludeModels {
+		models404 = wrap(models404)
+	}
+	s.routes = map[string]route{
+		"/health":              {http.MethodGet, s.handleHealth},
+		"/v1/models":           {http.MethodGet, models404},
+		"/v1/chat/completions": {http.MethodPost, wrap(s.handleChat)},
+		"/v1/completions":      {http.MethodPost, wrap(s.handleCompletions)},
+		"/tokenize":            {http.MethodPost, wrap(s.handleTokenize)},
+		"/detokenize":          {http.MethodPost, wrap(s.handleDetokenize)},
+		"/classify":            {http.MethodPost, wrap(s.handleClassify)},
+	}
+	return s, nil
+}
+
+// ModelNames returns the served generative model names, sorted.
+func (s *Server) ModelNames() []string { return slices.Clone(s.names) }
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	rt, ok := s.routes[path]
+	switch {
+	case !ok:
+		writeError(sw, notFound("", "no route for %s %s", r.Method, r.URL.Path))
+	case r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead):
+		sw.Header().Set("Allow", rt.method)
+		writeError(sw, &apiError{status: http.StatusMethodNotAllowed, typ: "BadRequestError", msg: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, path, rt.method)})
+	default:
+		rt.h(sw, r)
+	}
+	s.log.DebugContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+		"fault", sw.Header().Get(FaultHeader), "duration", time.Since(start))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	list := modelList{Object: "list", Data: []modelCard{}}
+	for _, name := range append(s.ModelNames(), s.reward) {
+		list.Data = append(list.Data, modelCard{ID: name, Object: "model", Created: s.created, OwnedBy: "tinylm", Root: name, MaxModelLen: MaxModelLen, Permission: []any{}})
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// model resolves a generative model name; an empty name means the only
+// served model.
+func (s *Server) model(name string) (string, *Model, error) {
+	if name == "" {
+		if len(s.names) == 1 {
+			return s.names[0], s.models[s.names[0]], nil
+		}
+		return "", nil, badRequest("model", "model is required: this server serves %s", strings.Join(s.names, ", "))
+	}
+	if name == s.reward {
+		return "", nil, badRequest("model", "model `%s` is the reward model: use /classify, or one of %s", name, strings.Join(s.names, ", "))
+	}
+	m, ok := s.models[name]
+	if !ok {
+		return "", nil, notFound("model", "The model `%s` does not exist. Served models: %s", name, strings.Join(append(s.ModelNames(), s.reward), ", "))
+	}
+	return name, m, nil
+}
+
+func randomID(prefix string) string {
+	return fmt.Sprintf("%s-%016x%016x", prefix, rand.Uint64(), rand.Uint64())
+}
+
+// samplingParams are the validated sampling fields shared by chat and
+// completions.
+type samplingParams struct {
+	n           int
+	temperature float64
+	topP        float64
+	maxTokens   int
+	maxExplicit bool
+	seed        *int64
+}
+
+func parseSampling(n *int, temperature, topP *float64, maxTokens *int, seed *int64) (samplingParams, error) {
+	p := samplingParams{n: 1, temperature: 1, topP: 1, maxTokens: DefaultMaxTokens, seed: seed}
+	if n != nil {
+		p.n = *n
+	}
+	if p.n < 1 || p.n > maxN {
+		return p, badRequest("n", "n must be between 1 and %d, got %d", maxN, p.n)
+	}
+	if temperature != nil {
+		p.temperature = *temperature
+	}
+	if p.temperature < 0 || p.temperature > 100 {
+		return p, badRequest("temperature", "temperature must be in [0, 100], got %v", p.temperature)
+	}
+	if topP != nil {
+		p.topP = *topP
+	}
+	if p.topP <= 0 || p.topP > 1 {
+		return p, badRequest("top_p", "top_p must be in (0, 1], got %v", p.topP)
+	}
+	if maxTokens != nil {
+		p.maxTokens = *maxTokens
+		p.maxExplicit = true
+	}
+	if p.maxTokens < 0 {
+		return p, badRequest("max_tokens", "max_tokens must be at least 0, got %d", p.maxTokens)
+	}
+	return p, nil
+}
+
+// fitContext caps max tokens to the context length: an explicit request
+// that does not fit is an error, the default is shortened.
+func (p *samplingParams) fitContext(promptLen int) error {
+	if promptLen > MaxModelLen {
+		return badRequest("messages", "This model's maximum context length is %d tokens. However, your request has %d input tokens. Please reduce the length of the input messages.", MaxModelLen, promptLen)
+	}
+	if promptLen+p.maxTokens > MaxModelLen {
+		if p.maxExplicit {
+			return badRequest("max_tokens", "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the input, %d for the completion). Please reduce the length of the input or max_tokens.", MaxModelLen, promptLen+p.maxTokens, promptLen, p.maxTokens)
+		}
+		p.maxTokens = MaxModelLen - promptLen
+	}
+	return nil
+}
+
+// rng returns the sampling source of choice i: seed+i when the request has
+// a seed (so n=4 with seed s samples like four n=1 requests with seeds s,
+// s+1, s+2, s+3), a random one otherwise.
+func (p *samplingParams) rng(i int) *rand.Rand {
+	if p.seed == nil {
+		return NewRand(rand.Uint64())
+	}
+	return NewRand(uint64(*p.seed + int64(i)))
+}
+
+func checkUnsupported(stream bool, stop []byte) error {
+	if stream {
+		return badRequest("stream", "stream=true is not supported by tinylm; send stream=false")
+	}
+	st := strings.TrimSpace(string(stop))
+	if st != "" && st != "null" && st != "[]" && st != `""` {
+		return badRequest("stop", "stop sequences are not supported by tinylm; generation stops at <|end|> or max_tokens")
+	}
+	return nil
+}
+
+func checkLogprobCount(param string, v *int) (int, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if *v < 0 || *v > maxLogprobs {
+		return 0, badRequest(param, "%s must be between 0 and %d, got %d", param, maxLogprobs, *v)
+	}
+	return *v, nil
+}
+
+// promptLogprobsOf returns vLLM's prompt_logprobs for seq: null for the
+// first position, then per position a dict of the actual token and the top
+// k tokens by id.
+func promptLogprobsOf(m *Model, seq []int, k int) ([]map[string]promptLogprob, error) {
+	lps, tops, ranks, err := m.SequenceLogProbs(seq, k)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]promptLogprob, len(seq))
+	for t := 1; t < len(seq); t++ {
+		d := map[string]promptLogprob{}
+		d[fmt.Sprint(seq[t])] = promptLogprob{Logprob: lps[t], Rank: ranks[t], DecodedToken: m.Tok.Token(seq[t])}
+		if k > 0 {
+			for r, tl := range tops[t] {
+				key := fmt.Sprint(tl.ID)
+				if _, ok := d[key]; !ok {
+					d[key] = promptLogprob{Logprob: tl.LogProb, Rank: r + 1, DecodedToken: m.Tok.Token(tl.ID)}
+				}
+			}
+		}
+		out[t] = d
+	}
+	return out, nil
+}
+
+func tokenBytes(s string) []int {
+	b := make([]int, len(s))
+	for i := range len(s) {
+		b[i] = int(s[i])
+	}
+	return b
+}
+
+// textOffsets returns, for each token, its byte offset in text: tokens are
+// looked up in order in the lowercased text; tokens not found there (role
+// tokens left out of generated text) get the current offset.
+func textOffsets(text string, tokens []string) []int {
+	low := strings.ToLower(text)
+	out := make([]int, len(tokens))
+	pos := 0
+	for i, tok := range tokens {
+		j := strings.Index(low[pos:], tok)
+		if j < 0 {
+			out[i] = pos
+			continue
+		}
+		out[i] = pos + j
+		pos += j + len(tok)
+	}
+	return out
+}
