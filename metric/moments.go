@@ -1,0 +1,93 @@
+package metric
+
+import "math"
+
+// Moments are the population mean and standard deviation of one quantity
+// over a selection pool (the std divides by N, not N−1). The zero value is
+// the moments of an empty pool. Internally they are kept in a power-of-two
+// scaled form (see momentsOf); Mean and Std undo the scale.
+type Moments struct {
+	mean, std float64 // of the scaled values
+	scale     float64 // a power of two; 0 for the zero value
+}
+
+// Mean is the arithmetic mean; 0 for an empty pool.
+func (m Moments) Mean() float64 {
+	if m.scale == 0 {
+		return 0
+	}
+	return m.mean / m.scale
+}
+
+// Std is the population standard deviation; exactly 0 when every value is
+// equal (which includes N = 0 and N = 1).
+func (m Moments) Std() float64 {
+	if m.scale == 0 {
+		return 0
+	}
+	return m.std / m.scale
+}
+
+// Z returns the z-score (v − mean)/std, or 0 when std is 0: a quantity that
+// does not vary over the pool carries no signal, and must never turn into NaN.
+func (m Moments) Z(v float64) float64 {
+	if m.std == 0 {
+		return 0
+	}
+	return (v*m.scale - m.mean) / m.std
+}
+
+// momentsOf computes the moments of value(i) for i in [0, n) with a two-pass
+// algorithm: the mean first, then the sum of squared deviations from it, both
+// with Neumaier-compensated sums in float64.
+//
+// The values are first scaled by a power of two that brings the largest
+// magnitude into [0.5, 1). That is exact (it only shifts exponents), so the
+// z-scores are bit-identical to an unscaled computation on ordinary data, and
+// it keeps sums of huge margins from overflowing to Inf. Equal values are
+// detected directly (min == max) so rounding in the mean cannot invent a tiny
+// non-zero std.
+func momentsOf(n int, value func(i int) float64) Moments {
+	if n == 0 {
+		return Moments{}
+	}
+	lo, hi, maxAbs := math.Inf(1), math.Inf(-1), 0.0
+	for i := range n {
+		v := value(i)
+		lo, hi = min(lo, v), max(hi, v)
+		maxAbs = max(maxAbs, math.Abs(v))
+	}
+	_, exp := math.Frexp(maxAbs)
+	scale := math.Ldexp(1, min(-exp, 1023)) // capped: 2^1024 would be +Inf
+	if lo == hi {
+		return Moments{mean: lo * scale, scale: scale}
+	}
+
+	var sum compensated
+	for i := range n {
+		sum.add(value(i) * scale)
+	}
+	mean := sum.value() / float64(n)
+	var squares compensated
+	for i := range n {
+		d := value(i)*scale - mean
+		squares.add(d * d)
+	}
+	std := math.Sqrt(squares.value() / float64(n))
+	return Moments{mean: mean, std: std, scale: scale}
+}
+
+// compensated is a Neumaier (improved Kahan) running sum.
+type compensated struct{ sum, c float64 }
+
+func (k *compensated) add(v float64) {
+	t := k.sum + v
+	if math.Abs(k.sum) >= math.Abs(v) {
+		k.c += (k.sum - t) + v
+	} else {
+		k.c += (v - t) + k.sum
+	}
+	k.sum = t
+}
+
+func (k *compensated) value() float64 { return k.sum + k.c }
