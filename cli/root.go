@@ -26,6 +26,7 @@ func NewRoot() *cobra.Command {
 		// commands: one line each, kept sorted
 		newConfigCmd(),
 		newHealthCmd(),
+		newLMCmd(),
 		newMigrateCmd(),
 	)
 	return root

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/selfplay/selfplay/tinylm"
+)
+
+// newLMCmd is `selfplay lm`, the built-in language model.
+func newLMCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lm",
+		Short: "The built-in tiny language model (tinylm)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newLMServeCmd())
+	return cmd
+}
+
+// newLMServeCmd is `selfplay lm serve`: a vLLM-compatible server of tinylm
+// models and the reward function.
+func newLMServeCmd() *cobra.Command {
+	var (
+		addr        string
+		modelSpecs  []string
+		rewardModel string
+		shutdown    time.Duration
+		f           tinylm.Faults
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve tinylm models over a vLLM-compatible OpenAI API",
+		Long: `Serve tinylm models over a vLLM-compatible OpenAI API: /v1/models,
+/v1/chat/completions, /v1/completions, /tokenize, /detokenize, /classify
+(the reward function) and /health.
+
+Models are given as NAME=PATH, PATH "builtin" being the embedded model; the
+default is tiny-0=builtin. The fault flags inject latency and errors into the
+model endpoints, for testing clients.`,
+		Example: `  selfplay lm serve --addr 127.0.0.1:8000 --model tiny-0=builtin --model tiny-1=runs/tiny-1.bin.gz
+  selfplay lm serve --error-rate 0.1 --rate-limit-rate 0.05 --retry-after 1s --fault-seed 7`,
+		Args: cobra.NoArgs,
+	}
+	newLogger := logFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		log := newLogger(cmd.ErrOrStderr())
+		if len(modelSpecs) == 0 {
+			modelSpecs = []string{"tiny-0=builtin"}
+		}
+		models := map[string]*tinylm.Model{}
+		for _, spec := range modelSpecs {
+			name, path, ok := strings.Cut(spec, "=")
+			if !ok || name == "" || path == "" {
+				return fmt.Errorf("--model %q: want NAME=PATH (PATH \"builtin\" for the embedded model)", spec)
+			}
+			if _, dup := models[name]; dup {
+				return fmt.Errorf("--model: model name %q given twice", name)
+			}
+			m, err := tinylm.LoadSpec(path)
+			if err != nil {
+				return fmt.Errorf("--model %s: %w", spec, err)
+			}
+			models[name] = m
+		}
+		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log})
+		if err != nil {
+			return err
+		}
+		return serveHTTP(cmd.Context(), log, addr, srv, shutdown, srv.ModelNames(), rewardModel)
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&addr, "addr", "127.0.0.1:8000", "listen address")
+	fl.StringArrayVar(&modelSpecs, "model", nil, "a model to serve as NAME=PATH (repeatable; PATH builtin = embedded; default tiny-0=builtin)")
+	fl.StringVar(&rewardModel, "reward-model", tinylm.DefaultRewardModel, "model name of the reward function served by /classify")
+	fl.DurationVar(&shutdown, "shutdown-timeout", 10*time.Second, "how long to let in-flight requests finish on SIGTERM")
+	fl.DurationVar(&f.Latency, "latency", 0, "fault: fixed latency added to model requests")
+	fl.DurationVar(&f.LatencyJitter, "latency-jitter", 0, "fault: upper bound of a uniform random extra latency")
+	fl.Float64Var(&f.ErrorRate, "error-rate", 0, "fault: fraction of model requests answered 500")
+	fl.Float64Var(&f.RateLimitRate, "rate-limit-rate", 0, "fault: fraction answered 429 with Retry-After")
+	fl.DurationVar(&f.RetryAfter, "retry-after", time.Second, "fault: Retry-After of injected 429s (whole seconds, rounded up)")
+	fl.Float64Var(&f.HangRate, "hang-rate", 0, "fault: fraction of requests that hang until the client gives up")
+	fl.DurationVar(&f.HangMax, "hang-max", 0, "fault: longest hang before a 504 (0 = until the client gives up)")
+	fl.Float64Var(&f.MalformedRate, "malformed-rate", 0, "fault: fraction answered 200 with a cut-off JSON body or an HTML page")
+	fl.Int64Var(&f.Seed, "fault-seed", 0, "fault: seed of the fault draws")
+	fl.BoolVar(&f.IncludeModels, "fault-models", false, "fault: also inject faults into GET /v1/models")
+	return cmd
+}
+
+// serveHTTP serves h on addr until ctx ends, then shuts down gracefully,
+// giving in-flight requests up to grace to finish.
+func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler, grace time.Duration, models []string, reward string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.InfoContext(ctx, "tinylm serving", "addr", ln.Addr().String(), "models", strings.Join(models, ","), "reward_model", reward)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	log.InfoContext(sctx, "tinylm shutting down", "grace", grace.String())
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
