@@ -47,7 +47,8 @@ CREATE TABLE tasks (
     prompt_id     bigint NOT NULL REFERENCES prompts(id),
     kind          text NOT NULL CHECK (kind IN ('generate', 'evolve')),
     status        text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
-    attempts      integer NOT NULL DEFAULT 0,
+    attempts      integer NOT NULL DEFAULT 0,     -- deliveries a worker started
+    publications  integer NOT NULL DEFAULT 0,     -- re-publications after a lost message
     outcome       text,   -- generate: 'paired' or the no-pair reason; evolve: kept/made counts
     error         text,
     published_at  timestamptz,

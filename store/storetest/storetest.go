@@ -215,3 +215,29 @@ func randomSuffix() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// SeedPairs inserts one pair per margin into an iteration, with a prompt
+// and two one-token responses each, entirely inside the database (fast
+// enough for a million rows). mex[i] and mim[i] are the explicit and
+// implicit margins of pair i; reward 1+mex and 1 go to chosen and rejected.
+func SeedPairs(t testing.TB, db store.DBTX, iterationID int64, mex, mim []float64) {
+	t.Helper()
+	_, err := db.Exec(context.Background(), `
+WITH m AS (SELECT * FROM unnest($2::float8[], $3::float8[]) WITH ORDINALITY AS m(mex, mim, ord)),
+pr AS (INSERT INTO prompts (hash, messages, source)
+       SELECT $1::text || '-' || ord, jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'seeded prompt ' || ord)), 'seed'
+       FROM m RETURNING id, hash),
+pm AS (SELECT pr.id AS prompt_id, m.* FROM pr JOIN m ON pr.hash = $1::text || '-' || m.ord),
+c AS (INSERT INTO responses (iteration_id, prompt_id, sample_index, content, token_count, logprob_sum, reward)
+      SELECT $4, prompt_id, 0, 'chosen ' || ord, 1, 0, 1 + mex FROM pm RETURNING id, prompt_id),
+r AS (INSERT INTO responses (iteration_id, prompt_id, sample_index, content, token_count, logprob_sum, reward)
+      SELECT $4, prompt_id, 1, 'rejected ' || ord, 1, 0, 1 FROM pm RETURNING id, prompt_id),
+ip AS (INSERT INTO iteration_prompts (iteration_id, prompt_id) SELECT $4, prompt_id FROM pm)
+INSERT INTO pairs (iteration_id, prompt_id, chosen_id, rejected_id, explicit_margin, implicit_margin)
+SELECT $4, pm.prompt_id, c.id, r.id, pm.mex, pm.mim
+FROM pm JOIN c USING (prompt_id) JOIN r USING (prompt_id)`,
+		"seed-"+randomSuffix(), mex, mim, iterationID)
+	if err != nil {
+		t.Fatalf("seed pairs: %v", err)
+	}
+}

@@ -1,0 +1,62 @@
+package bus
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Task kinds.
+const (
+	KindGenerate = "generate"
+	KindEvolve   = "evolve"
+)
+
+// Task is the message a worker receives: the key of a tasks row and the
+// generation of its publication. Everything else is read from the database.
+type Task struct {
+	IterationID int64  `json:"iteration_id"`
+	PromptID    int64  `json:"prompt_id"`
+	Kind        string `json:"kind"`
+	// Publication counts re-publications of the task after it was lost;
+	// it is part of the message id so a deliberate re-publish is not
+	// dropped as a duplicate, while a restart's re-publish is.
+	Publication int `json:"publication"`
+}
+
+// MsgID is the Nats-Msg-Id of the task's publication.
+func (t Task) MsgID() string {
+	return fmt.Sprintf("task-%d-%d-%s-%d", t.IterationID, t.PromptID, t.Kind, t.Publication)
+}
+
+// Encode renders the message body.
+func (t Task) Encode() []byte {
+	b, _ := json.Marshal(t)
+	return b
+}
+
+// DecodeTask parses and checks a message body. Anything that is not a
+// well-formed task is an error saying why; a worker terminates such
+// messages.
+func DecodeTask(data []byte) (Task, error) {
+	var t Task
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return Task{}, fmt.Errorf("not a task message: %w", err)
+	}
+	if dec.More() {
+		return Task{}, fmt.Errorf("not a task message: trailing data")
+	}
+	switch {
+	case t.IterationID <= 0:
+		return Task{}, fmt.Errorf("not a task message: iteration_id must be positive")
+	case t.PromptID <= 0:
+		return Task{}, fmt.Errorf("not a task message: prompt_id must be positive")
+	case t.Kind != KindGenerate && t.Kind != KindEvolve:
+		return Task{}, fmt.Errorf("not a task message: kind %q is not generate or evolve", t.Kind)
+	case t.Publication < 0:
+		return Task{}, fmt.Errorf("not a task message: negative publication")
+	}
+	return t, nil
+}

@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// ScoreSpec says how to score and select an iteration's pairs in SQL. It
+// mirrors metric.Spec so the Go and SQL implementations agree.
+type ScoreSpec struct {
+	// Metric: alignment_potential, explicit_margin, implicit_margin, random.
+	Metric string
+	// ImplicitWeight is w in AP = z(m_ex) − w·z(|m_im|).
+	ImplicitWeight float64
+	// Ratio keeps floor(Ratio·N + 1e-9) pairs when Count is 0.
+	Ratio float64
+	// Count keeps min(Count, N) pairs when positive.
+	Count int
+	// Seed of the random metric.
+	Seed int64
+	// Implicit is "simpo" (implicit_margin) or "dpo" (dpo_margin); with dpo,
+	// pairs without a dpo_margin are left out of the pool.
+	Implicit string
+}
+
+// Target names the columns a scoring pass writes.
+type Target int
+
+const (
+	// TrainSelection writes explicit_z, implicit_z, alignment_potential,
+	// metric_score, rank and selected.
+	TrainSelection Target = iota
+	// EvolveSelection writes evolve_score, evolve_rank and evolve_selected.
+	EvolveSelection
+)
+
+// scoreSQL computes, in one statement, population z-scores of the
+// explicit margin and of |implicit margin| over the iteration's pairs (a
+// zero std makes that z-term 0), the metric's score, the rank (score
+// descending, ties by pair id) and the selection flag, and writes them.
+// The random metric reads 13 hex digits of md5('<seed>:<id>') as a fraction
+// of 16^13, exactly as metric.RandomScore does.
+const scoreSQL = `
+WITH base AS (
+    SELECT id, explicit_margin AS mex,
+           abs(CASE WHEN $6 = 'dpo' THEN dpo_margin ELSE implicit_margin END) AS mim
+    FROM pairs
+    WHERE iteration_id = $1 AND ($6 <> 'dpo' OR dpo_margin IS NOT NULL)
+), stats AS (
+    SELECT avg(mex) AS mean_ex, stddev_pop(mex) AS sd_ex,
+           avg(mim) AS mean_im, stddev_pop(mim) AS sd_im, count(*) AS n
+    FROM base
+), z AS (
+    SELECT b.id,
+           CASE WHEN s.sd_ex > 0 THEN (b.mex - s.mean_ex) / s.sd_ex ELSE 0 END AS zex,
+           CASE WHEN s.sd_im > 0 THEN (b.mim - s.mean_im) / s.sd_im ELSE 0 END AS zim,
+           s.n
+    FROM base b CROSS JOIN stats s
+), scored AS (
+    SELECT id, zex, zim, zex - $3::float8 * zim AS ap, n,
+           CASE $2
+               WHEN 'alignment_potential' THEN zex - $3::float8 * zim
+               WHEN 'explicit_margin' THEN zex
+               WHEN 'implicit_margin' THEN -zim
+               ELSE ('x' || substr(md5($5::bigint::text || ':' || id::text), 1, 13))::bit(52)::bigint
+                    / 4503599627370496.0::float8
+           END AS score
+    FROM z
+), ranked AS (
+    SELECT id, zex, zim, ap, score,
+           row_number() OVER (ORDER BY score DESC, id ASC) AS rnk,
+           CASE WHEN $4::int > 0 THEN least($4::int, n) ELSE floor($7::float8 * n + 1e-9) END AS k
+    FROM scored
+)`
+
+// ScorePairs scores and selects an iteration's pairs in the database, never
+// loading them into Go, and returns how many were selected.
+func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec, target Target) (int64, error) {
+	var update string
+	switch target {
+	case TrainSelection:
+		update = `
+UPDATE pairs p SET explicit_z = r.zex, implicit_z = r.zim, alignment_potential = r.ap,
+       metric_score = r.score, rank = r.rnk, selected = r.rnk <= r.k
+FROM ranked r WHERE p.id = r.id`
+	case EvolveSelection:
+		update = `
+UPDATE pairs p SET evolve_score = r.score, evolve_rank = r.rnk, evolve_selected = r.rnk <= r.k
+FROM ranked r WHERE p.id = r.id`
+	default:
+		return 0, fmt.Errorf("unknown scoring target %d", target)
+	}
+	if spec.Implicit == "" {
+		spec.Implicit = "simpo"
+	}
+	_, err := db.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio)
+	if err != nil {
+		return 0, fmt.Errorf("score pairs of iteration %d by %s: %w", iterationID, spec.Metric, err)
+	}
+	col := "selected"
+	if target == EvolveSelection {
+		col = "evolve_selected"
+	}
+	var n int64
+	err = db.QueryRow(ctx, `SELECT count(*) FROM pairs WHERE iteration_id = $1 AND `+col, iterationID).Scan(&n)
+	return n, err
+}

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Task statuses.
+const (
+	TaskPending = "pending"
+	TaskDone    = "done"
+	TaskFailed  = "failed"
+)
+
+// TaskKey identifies a task.
+type TaskKey struct {
+	IterationID int64
+	PromptID    int64
+	Kind        string
+}
+
+func (k TaskKey) String() string {
+	return fmt.Sprintf("%s task of prompt %d in iteration %d", k.Kind, k.PromptID, k.IterationID)
+}
+
+// Task is a row of tasks.
+type Task struct {
+	IterationID  int64      `db:"iteration_id"`
+	PromptID     int64      `db:"prompt_id"`
+	Kind         string     `db:"kind"`
+	Status       string     `db:"status"`
+	Attempts     int        `db:"attempts"`
+	Publications int        `db:"publications"`
+	Outcome      *string    `db:"outcome"`
+	Error        *string    `db:"error"`
+	PublishedAt  *time.Time `db:"published_at"`
+	UpdatedAt    time.Time  `db:"updated_at"`
+}
+
+const taskColumns = `iteration_id, prompt_id, kind, status, attempts, publications, outcome, error, published_at, updated_at`
+
+// CreateGenerateTasks makes one pending generate task per pool prompt that
+// has none, and returns how many it made.
+func CreateGenerateTasks(ctx context.Context, db DBTX, iterationID int64) (int64, error) {
+	tag, err := db.Exec(ctx, `
+		INSERT INTO tasks (iteration_id, prompt_id, kind)
+		SELECT iteration_id, prompt_id, 'generate' FROM iteration_prompts WHERE iteration_id = $1
+		ON CONFLICT DO NOTHING`, iterationID)
+	if err != nil {
+		return 0, fmt.Errorf("create generate tasks of iteration %d: %w", iterationID, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// CreateEvolveTasks makes one pending evolve task per prompt whose pair is
+// selected for evolution, and returns how many it made.
+func CreateEvolveTasks(ctx context.Context, db DBTX, iterationID int64) (int64, error) {
+	tag, err := db.Exec(ctx, `
+		INSERT INTO tasks (iteration_id, prompt_id, kind)
+		SELECT iteration_id, prompt_id, 'evolve' FROM pairs WHERE iteration_id = $1 AND evolve_selected
+		ON CONFLICT DO NOTHING`, iterationID)
+	if err != nil {
+		return 0, fmt.Errorf("create evolve tasks of iteration %d: %w", iterationID, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Publishable returns the pending tasks of a kind to publish: those never
+// published, or (when all is true) every pending one, as after an
+// orchestrator restart. Marks them published now.
+func Publishable(ctx context.Context, db DBTX, iterationID int64, kind string, all bool) ([]Task, error) {
+	rows, err := db.Query(ctx, `
+		UPDATE tasks SET published_at = now()
+		WHERE iteration_id = $1 AND kind = $2 AND status = 'pending' AND ($3 OR published_at IS NULL)
+		RETURNING `+taskColumns, iterationID, kind, all)
+	if err != nil {
+		return nil, fmt.Errorf("pending %s tasks of iteration %d: %w", kind, iterationID, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Task])
+}
+
+// RepublishStale bumps the publication of pending tasks published longer
+// ago than olderThan (their message was lost or exhausted its deliveries
+// without a worker recording the failure) and returns them to publish again.
+func RepublishStale(ctx context.Context, db DBTX, iterationID int64, kind string, olderThan time.Duration) ([]Task, error) {
+	rows, err := db.Query(ctx, `
+		UPDATE tasks SET publications = publications + 1, published_at = now()
+		WHERE iteration_id = $1 AND kind = $2 AND status = 'pending'
+		  AND published_at < now() - $3::interval
+		RETURNING `+taskColumns, iterationID, kind, olderThan.String())
+	if err != nil {
+		return nil, fmt.Errorf("stale %s tasks of iteration %d: %w", kind, iterationID, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Task])
+}
+
+// TaskCounts tallies an iteration's tasks of a kind by status.
+type TaskCounts struct {
+	Pending, Done, Failed int64
+}
+
+// Total is the number of tasks.
+func (c TaskCounts) Total() int64 { return c.Pending + c.Done + c.Failed }
+
+// CountTasks tallies an iteration's tasks of a kind.
+func CountTasks(ctx context.Context, db DBTX, iterationID int64, kind string) (TaskCounts, error) {
+	var c TaskCounts
+	err := db.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE status = 'pending'),
+		       count(*) FILTER (WHERE status = 'done'),
+		       count(*) FILTER (WHERE status = 'failed')
+		FROM tasks WHERE iteration_id = $1 AND kind = $2`, iterationID, kind).Scan(&c.Pending, &c.Done, &c.Failed)
+	if err != nil {
+		return c, fmt.Errorf("count %s tasks of iteration %d: %w", kind, iterationID, err)
+	}
+	return c, nil
+}
+
+// ReasonCount is a failure reason with how many tasks failed with it.
+type ReasonCount struct {
+	Reason string `db:"reason"`
+	Count  int64  `db:"count"`
+}
+
+// FailureReasons returns the most frequent failure reasons of a kind.
+func FailureReasons(ctx context.Context, db DBTX, iterationID int64, kind string, limit int) ([]ReasonCount, error) {
+	rows, err := db.Query(ctx, `
+		SELECT error AS reason, count(*) AS count FROM tasks
+		WHERE iteration_id = $1 AND kind = $2 AND status = 'failed'
+		GROUP BY error ORDER BY count DESC, error LIMIT $3`, iterationID, kind, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[ReasonCount])
+}
+
+// LockTask reads a task and locks its row until the transaction ends, so
+// two workers racing on one task write its results once.
+func LockTask(ctx context.Context, tx pgx.Tx, k TaskKey) (Task, error) {
+	rows, err := tx.Query(ctx, `SELECT `+taskColumns+` FROM tasks
+		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 FOR UPDATE`, k.IterationID, k.PromptID, k.Kind)
+	if err != nil {
+		return Task{}, err
+	}
+	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Task])
+	if err != nil {
+		return Task{}, fmt.Errorf("%s: %w", k, translate(err))
+	}
+	return t, nil
+}
+
+// GetTask reads a task.
+func GetTask(ctx context.Context, db DBTX, k TaskKey) (Task, error) {
+	rows, err := db.Query(ctx, `SELECT `+taskColumns+` FROM tasks
+		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3`, k.IterationID, k.PromptID, k.Kind)
+	if err != nil {
+		return Task{}, err
+	}
+	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Task])
+	if err != nil {
+		return Task{}, fmt.Errorf("%s: %w", k, translate(err))
+	}
+	return t, nil
+}
+
+// StartAttempt counts a delivery of a pending task and returns the task.
+// It returns the task unchanged when it is no longer pending.
+func StartAttempt(ctx context.Context, db DBTX, k TaskKey) (Task, error) {
+	rows, err := db.Query(ctx, `
+		UPDATE tasks SET attempts = attempts + 1, updated_at = now()
+		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'
+		RETURNING `+taskColumns, k.IterationID, k.PromptID, k.Kind)
+	if err != nil {
+		return Task{}, err
+	}
+	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Task])
+	if err == pgx.ErrNoRows {
+		return GetTask(ctx, db, k)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("%s: %w", k, translate(err))
+	}
+	return t, nil
+}
+
+// FinishTask marks a task done with its outcome.
+func FinishTask(ctx context.Context, db DBTX, k TaskKey, outcome string) error {
+	_, err := db.Exec(ctx, `
+		UPDATE tasks SET status = 'done', outcome = $4, error = NULL, updated_at = now()
+		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3`, k.IterationID, k.PromptID, k.Kind, outcome)
+	if err != nil {
+		return fmt.Errorf("finish %s: %w", k, err)
+	}
+	return nil
+}
+
+// FailTask marks a pending task failed with the reason. A task already
+// done stays done.
+func FailTask(ctx context.Context, db DBTX, k TaskKey, reason string) error {
+	if reason == "" {
+		reason = "unknown error"
+	}
+	_, err := db.Exec(ctx, `
+		UPDATE tasks SET status = 'failed', error = $4, updated_at = now()
+		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'`,
+		k.IterationID, k.PromptID, k.Kind, reason)
+	if err != nil {
+		return fmt.Errorf("fail %s: %w", k, err)
+	}
+	return nil
+}
