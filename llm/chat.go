@@ -105,8 +105,13 @@ func (d chatDoer) Do(req *http.Request) (*http.Response, error) {
 }
 
 // mergeJSONFields sets (or, for nil values, deletes) top-level fields of a
-// JSON object.
+// JSON object. Fields the object does not have yet are spliced in before
+// its closing brace, which spares decoding and re-encoding the whole body
+// on every request; overriding or deleting a field takes the general path.
 func mergeJSONFields(body []byte, fields map[string]any) ([]byte, error) {
+	if out, ok := appendJSONFields(body, fields); ok {
+		return out, nil
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil {
 		return nil, fmt.Errorf("request body is not a JSON object: %w", err)
@@ -123,6 +128,34 @@ func mergeJSONFields(body []byte, fields map[string]any) ([]byte, error) {
 		obj[k] = raw
 	}
 	return json.Marshal(obj)
+}
+
+// appendJSONFields splices new fields into a JSON object; it reports false
+// when a field is nil, may already be present, or body is not an object.
+func appendJSONFields(body []byte, fields map[string]any) ([]byte, bool) {
+	trimmed := bytes.TrimRight(body, " \t\r\n")
+	if len(trimmed) < 2 || trimmed[0] != '{' || trimmed[len(trimmed)-1] != '}' {
+		return nil, false
+	}
+	out := make([]byte, 0, len(trimmed)+32*len(fields))
+	out = append(out, trimmed[:len(trimmed)-1]...)
+	empty := len(bytes.TrimSpace(trimmed[1:len(trimmed)-1])) == 0
+	for k, v := range fields {
+		key, err := json.Marshal(k)
+		if err != nil || v == nil || bytes.Contains(body, key) {
+			return nil, false
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, false
+		}
+		if !empty {
+			out = append(out, ',')
+		}
+		empty = false
+		out = append(append(append(out, key...), ':'), raw...)
+	}
+	return append(out, '}'), true
 }
 
 // chatRequestBody is the exact body chatClient sends for req and extras.

@@ -30,6 +30,10 @@ type Error struct {
 	Attempts int
 	// RetryAfter is the server's last Retry-After hint, 0 when none.
 	RetryAfter time.Duration
+	// Canceled is true when the caller's context ended the call; such an
+	// error is neither permanent nor transient, and Err wraps the context's
+	// error.
+	Canceled bool
 	// Err is the underlying error, if any.
 	Err error
 }
@@ -73,7 +77,7 @@ func IsPermanent(err error) bool {
 // the context.
 func IsTransient(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && !e.Permanent
+	return errors.As(err, &e) && !e.Permanent && !e.Canceled
 }
 
 // RetryAfterOf returns the server's Retry-After hint carried by err, or 0.

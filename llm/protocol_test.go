@@ -256,3 +256,41 @@ func TestMergeJSONFields(t *testing.T) {
 	_, err = mergeJSONFields([]byte(`[1]`), map[string]any{"a": 1})
 	require.ErrorContains(t, err, "not a JSON object")
 }
+
+func TestAppendJSONFieldsMatchesGeneralMerge(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		body   string
+		fields map[string]any
+		fast   bool
+	}{
+		{name: "new fields", body: `{"model":"m","n":2}`, fields: map[string]any{"top_k": 20, "seed": 3}, fast: true},
+		{name: "empty object", body: `{ }`, fields: map[string]any{"a": "x"}, fast: true},
+		{name: "override", body: `{"model":"m","n":2}`, fields: map[string]any{"n": 3}},
+		{name: "delete", body: `{"model":"m","n":2}`, fields: map[string]any{"n": nil}},
+		{name: "quoted key text inside a string", body: `{"content":"say \"n\" twice"}`, fields: map[string]any{"n": 1}, fast: true},
+		{name: "nested key takes the general path", body: `{"meta":{"n":1}}`, fields: map[string]any{"n": 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, fast := appendJSONFields([]byte(tc.body), tc.fields)
+			require.Equal(t, tc.fast, fast)
+			got, err := mergeJSONFields([]byte(tc.body), tc.fields)
+			require.NoError(t, err)
+			var want map[string]any
+			require.NoError(t, json.Unmarshal([]byte(tc.body), &want))
+			for k, v := range tc.fields {
+				if v == nil {
+					delete(want, k)
+				} else {
+					want[k] = v
+				}
+			}
+			wantJSON, err := json.Marshal(want)
+			require.NoError(t, err)
+			require.JSONEq(t, string(wantJSON), string(got))
+		})
+	}
+}

@@ -192,7 +192,7 @@ func (t *transport) toError(model, path string, f *failure, attempts int) *Error
 }
 
 func (t *transport) cancelled(model, path string, attempts int, err error) *Error {
-	return &Error{Endpoint: t.ep.Name, Model: model, Path: path, Reason: "call ended by the caller", Attempts: attempts, Err: err}
+	return &Error{Endpoint: t.ep.Name, Model: model, Path: path, Reason: "call ended by the caller", Attempts: attempts, Canceled: true, Err: err}
 }
 
 func (t *transport) acquire(ctx context.Context) error {
