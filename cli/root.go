@@ -25,9 +25,14 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(
 		// commands: one line each, kept sorted
 		newConfigCmd(),
+		newExportCmd(),
 		newHealthCmd(),
 		newLMCmd(),
 		newMigrateCmd(),
+		newRunCmd(),
+		newWorkerCmd(),
+		newScoreCmd(),
+		newStatusCmd(),
 	)
 	return root
 }

@@ -261,3 +261,26 @@ func endpointDefaults(e Endpoint) Endpoint {
 	}
 	return e
 }
+
+// Settings is what one iteration runs with: its models, prompt sources and
+// the effective sampling, scoring, selection and evolution sections. The
+// orchestrator stores it with the iteration so every worker uses the
+// schedule the orchestrator started, whatever its own file says.
+type Settings struct {
+	Name           string     `json:"name"`
+	PolicyModel    string     `json:"policy_model"`
+	ReferenceModel string     `json:"reference_model"`
+	Prompts        Prompts    `json:"prompts"`
+	Generation     Generation `json:"generation"`
+	Scoring        Scoring    `json:"scoring"`
+	Selection      Selection  `json:"selection"`
+	Evolve         Evolve     `json:"evolve"`
+}
+
+// Settings returns the iteration's effective settings.
+func (it Iteration) Settings() Settings {
+	return Settings{
+		Name: it.Name, PolicyModel: it.PolicyModel, ReferenceModel: it.ReferenceModel, Prompts: it.Prompts,
+		Generation: it.Generation, Scoring: it.Scoring, Selection: it.Selection, Evolve: it.Evolve,
+	}
+}

@@ -29,6 +29,10 @@ type Prompt struct {
 	Source string
 	// SourceID is the optional "id" of the file line.
 	SourceID string
+	// ParentID is the prompt an evolved prompt was rewritten from (0 for
+	// none), and Strategy the evolution strategy used.
+	ParentID int64
+	Strategy string
 }
 
 // New builds a prompt from messages, computing its hash.

@@ -44,20 +44,27 @@ func InsertPrompts(ctx context.Context, db DBTX, ps []prompt.Prompt) ([]int64, e
 		return nil, fmt.Errorf("insert prompts: %w", err)
 	}
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"prompt_load"},
-		[]string{"ord", "hash", "messages", "source", "source_id"},
+		[]string{"ord", "hash", "messages", "source", "source_id", "parent_prompt_id", "strategy"},
 		pgx.CopyFromSlice(len(ps), func(i int) ([]any, error) {
-			var sid *string
+			var sid, strategy *string
+			var parent *int64
 			if ps[i].SourceID != "" {
 				sid = &ps[i].SourceID
 			}
-			return []any{i, ps[i].Hash, json.RawMessage(prompt.Canonical(ps[i].Messages)), ps[i].Source, sid}, nil
+			if ps[i].ParentID != 0 {
+				parent = &ps[i].ParentID
+			}
+			if ps[i].Strategy != "" {
+				strategy = &ps[i].Strategy
+			}
+			return []any{i, ps[i].Hash, json.RawMessage(prompt.Canonical(ps[i].Messages)), ps[i].Source, sid, parent, strategy}, nil
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("insert prompts: copy: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO prompts (hash, messages, source, source_id)
-		SELECT hash, messages, source, source_id FROM prompt_load ORDER BY ord
+		INSERT INTO prompts (hash, messages, source, source_id, parent_prompt_id, strategy)
+		SELECT hash, messages, source, source_id, parent_prompt_id, strategy FROM prompt_load ORDER BY ord
 		ON CONFLICT (hash) DO NOTHING`); err != nil {
 		return nil, fmt.Errorf("insert prompts: %w", translate(err))
 	}
@@ -135,4 +142,29 @@ func LoadPool(ctx context.Context, pool interface {
 		return AddToPool(ctx, tx, iterationID, ids)
 	})
 	return ids, err
+}
+
+// KnownHashes returns which of the hashes are stored prompts already.
+func KnownHashes(ctx context.Context, db DBTX, hashes []string) (map[string]bool, error) {
+	rows, err := db.Query(ctx, `SELECT hash FROM prompts WHERE hash = ANY($1)`, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("look up prompt hashes: %w", err)
+	}
+	known := map[string]bool{}
+	var h string
+	_, err = pgx.ForEachRow(rows, []any{&h}, func() error { known[h] = true; return nil })
+	return known, err
+}
+
+// NextIteration returns the iteration after the given one in its run.
+func NextIteration(ctx context.Context, db DBTX, runID int64, ordinal int) (Iteration, error) {
+	rows, err := db.Query(ctx, `SELECT `+iterationColumns+` FROM iterations WHERE run_id = $1 AND ordinal = $2`, runID, ordinal+1)
+	if err != nil {
+		return Iteration{}, err
+	}
+	it, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Iteration])
+	if err != nil {
+		return Iteration{}, fmt.Errorf("iteration after %d of run %d: %w", ordinal, runID, translate(err))
+	}
+	return it, nil
 }

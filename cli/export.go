@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/selfplay/selfplay/metric"
+	"github.com/selfplay/selfplay/orchestrator"
+	"github.com/selfplay/selfplay/store"
+)
+
+func newExportCmd() *cobra.Command {
+	var path, run, iteration, out, metricName string
+	var ratio, weight float64
+	var count int
+	var seed int64
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Re-export an iteration's selected pairs, optionally selected by another metric or ratio",
+		Long: "Writes train.jsonl and manifest.json for one iteration. With --metric, --ratio or --count the\n" +
+			"selection is recomputed over the stored margins for this export only; the stored selection\n" +
+			"is left alone.",
+		Args: cobra.NoArgs,
+	}
+	configFlag(cmd, &path)
+	cmd.Flags().StringVar(&run, "run", "", "run name (default: the configuration's run)")
+	cmd.Flags().StringVar(&iteration, "iteration", "", "iteration name (required)")
+	cmd.Flags().StringVar(&out, "out", "", "folder for the files (default: export.dir/RUN/ITERATION)")
+	cmd.Flags().StringVar(&metricName, "metric", "", "reselect by this metric: alignment_potential, explicit_margin, implicit_margin, random")
+	cmd.Flags().Float64Var(&ratio, "ratio", 0, "reselect this fraction of pairs")
+	cmd.Flags().IntVar(&count, "count", 0, "reselect this many pairs")
+	cmd.Flags().Float64Var(&weight, "implicit-weight", -1, "w of alignment potential when reselecting (default: the iteration's)")
+	cmd.Flags().Int64Var(&seed, "seed", -1, "seed of the random metric when reselecting (default: the iteration's)")
+	_ = cmd.MarkFlagRequired("iteration")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		cfg, err := loadConfig(path)
+		if err != nil {
+			return err
+		}
+		if run == "" {
+			run = cfg.Run
+		}
+		pool, err := openStore(ctx, cfg, true)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		r, err := store.GetRun(ctx, pool, run)
+		if err != nil {
+			return err
+		}
+		its, err := store.ListIterations(ctx, pool, r.ID)
+		if err != nil {
+			return err
+		}
+		var it *store.Iteration
+		for i := range its {
+			if its[i].Name == iteration {
+				it = &its[i]
+			}
+		}
+		if it == nil {
+			return fmt.Errorf("run %q has no iteration %q", run, iteration)
+		}
+		spec := orchestrator.ExportSpec{Dir: cfg.Export.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out, ConfigHash: cfg.Hash()}
+		if metricName != "" || ratio > 0 || count > 0 {
+			var settings struct {
+				Scoring struct {
+					Implicit       string  `json:"implicit"`
+					ImplicitWeight float64 `json:"implicit_weight"`
+				} `json:"scoring"`
+				Selection struct {
+					Metric string  `json:"metric"`
+					Ratio  float64 `json:"ratio"`
+					Count  int     `json:"count"`
+					Seed   int64   `json:"seed"`
+				} `json:"selection"`
+			}
+			if err := json.Unmarshal(it.Config, &settings); err != nil {
+				return err
+			}
+			ms := metric.Spec{Metric: metric.Metric(settings.Selection.Metric), ImplicitWeight: settings.Scoring.ImplicitWeight,
+				Ratio: settings.Selection.Ratio, Count: settings.Selection.Count, Seed: settings.Selection.Seed}
+			if ms.Count > 0 {
+				ms.Ratio = 0
+			}
+			if metricName != "" {
+				m, err := metric.ParseMetric(metricName)
+				if err != nil {
+					return err
+				}
+				ms.Metric = m
+			}
+			if ratio > 0 {
+				ms.Ratio, ms.Count = ratio, 0
+			}
+			if count > 0 {
+				ms.Count, ms.Ratio = count, 0
+			}
+			if weight >= 0 {
+				ms.ImplicitWeight = weight
+			}
+			if seed >= 0 {
+				ms.Seed = seed
+			}
+			spec.Reselect, spec.Implicit = &ms, settings.Scoring.Implicit
+		}
+		res, err := orchestrator.Export(ctx, pool, spec)
+		if err != nil {
+			return err
+		}
+		printf(cmd, "wrote %d pairs to %s (manifest %s)\n", res.Rows, res.Dataset, res.Manifest)
+		return nil
+	}
+	return cmd
+}

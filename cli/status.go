@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func newStatusCmd() *cobra.Command {
+	var path, run string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show runs and their iterations: stage, task counts, pairs and selection sizes",
+		Args:  cobra.NoArgs,
+	}
+	configFlag(cmd, &path)
+	cmd.Flags().StringVar(&run, "run", "", "only this run (default: every run)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		cfg, err := loadConfig(path)
+		if err != nil {
+			return err
+		}
+		pool, err := openStore(ctx, cfg, true)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		rows, err := pool.Query(ctx, `
+			SELECT r.name, i.ordinal, i.name, i.stage, i.policy_model,
+			       (SELECT count(*) FROM iteration_prompts ip WHERE ip.iteration_id = i.id),
+			       count(t.*) FILTER (WHERE t.kind = 'generate' AND t.status = 'done'),
+			       count(t.*) FILTER (WHERE t.kind = 'generate' AND t.status = 'failed'),
+			       count(t.*) FILTER (WHERE t.kind = 'generate' AND t.status = 'pending'),
+			       (SELECT count(*) FROM pairs p WHERE p.iteration_id = i.id),
+			       (SELECT count(*) FROM pairs p WHERE p.iteration_id = i.id AND p.selected),
+			       count(t.*) FILTER (WHERE t.kind = 'evolve' AND t.status = 'done'),
+			       coalesce(i.error, '')
+			FROM runs r JOIN iterations i ON i.run_id = r.id
+			LEFT JOIN tasks t ON t.iteration_id = i.id
+			WHERE $1 = '' OR r.name = $1
+			GROUP BY r.name, i.id ORDER BY r.name, i.ordinal`, run)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUN\tITERATION\tSTAGE\tPOLICY\tPROMPTS\tDONE\tFAILED\tPENDING\tPAIRS\tSELECTED\tEVOLVED\tERROR")
+		n := 0
+		for rows.Next() {
+			var runName, name, stage, policy, errText string
+			var ordinal int
+			var prompts, done, failed, pending, pairs, selected, evolved int64
+			if err := rows.Scan(&runName, &ordinal, &name, &stage, &policy, &prompts, &done, &failed, &pending, &pairs, &selected, &evolved, &errText); err != nil {
+				return err
+			}
+			if len(errText) > 60 {
+				errText = errText[:57] + "..."
+			}
+			fmt.Fprintf(tw, "%s\t%d:%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", runName, ordinal, name, stage, policy, prompts, done, failed, pending, pairs, selected, evolved, errText)
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n == 0 {
+			fmt.Fprintln(cmd.OutOrStdout(), "no runs yet: start one with `selfplay run -c FILE`")
+			return nil
+		}
+		return tw.Flush()
+	}
+	return cmd
+}

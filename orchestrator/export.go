@@ -1,0 +1,361 @@
+package orchestrator
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/selfplay/selfplay/metric"
+	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/store"
+)
+
+// ExportSpec says what to export and where.
+type ExportSpec struct {
+	// Dir is export.dir; files go to Dir/Run/Iteration/ unless OutDir is set.
+	Dir, Run, Iteration string
+	IterationID         int64
+	// OutDir overrides the folder (selfplay export --out).
+	OutDir string
+	// ConfigHash is recorded in the manifest.
+	ConfigHash string
+	// Record writes the exports rows (the orchestrator's own export).
+	Record bool
+	// Reselect, when non-nil, exports the selection this spec would make
+	// over the stored margins instead of the stored selection, without
+	// changing the stored rows.
+	Reselect *metric.Spec
+	// Implicit is the implicit margin form used by Reselect (simpo|dpo).
+	Implicit string
+}
+
+// Row is one line of train.jsonl: TRL's conversational preference format
+// (prompt, chosen, rejected as message lists) plus score columns.
+type Row struct {
+	Prompt             []prompt.Message `json:"prompt"`
+	Chosen             []prompt.Message `json:"chosen"`
+	Rejected           []prompt.Message `json:"rejected"`
+	PromptID           int64            `json:"prompt_id"`
+	ScoreChosen        float64          `json:"score_chosen"`
+	ScoreRejected      float64          `json:"score_rejected"`
+	ExplicitMargin     float64          `json:"explicit_margin"`
+	ImplicitMargin     float64          `json:"implicit_margin"`
+	AlignmentPotential float64          `json:"alignment_potential"`
+	RefChosenLogps     *float64         `json:"ref_chosen_logps,omitempty"`
+	RefRejectedLogps   *float64         `json:"ref_rejected_logps,omitempty"`
+}
+
+// Manifest describes an export.
+type Manifest struct {
+	Run            string              `json:"run"`
+	Iteration      string              `json:"iteration"`
+	PolicyModel    string              `json:"policy_model"`
+	ReferenceModel string              `json:"reference_model,omitempty"`
+	ConfigHash     string              `json:"config_hash"`
+	CreatedAt      time.Time           `json:"created_at"`
+	Counts         Counts              `json:"counts"`
+	Metric         MetricSummary       `json:"metric"`
+	Files          map[string]FileInfo `json:"files"`
+}
+
+// Counts tally an iteration's outcomes.
+type Counts struct {
+	Prompts     int64            `json:"prompts"`
+	TasksDone   int64            `json:"tasks_done"`
+	TasksFailed int64            `json:"tasks_failed"`
+	Pairs       int64            `json:"pairs"`
+	NoPair      map[string]int64 `json:"no_pair"`
+	Selected    int64            `json:"selected"`
+}
+
+// MetricSummary summarises the margins of all pairs and of the selection.
+type MetricSummary struct {
+	Name               string `json:"name"`
+	AllPairs           Stats  `json:"all_pairs"`
+	Selected           Stats  `json:"selected"`
+	ReselectedByExport bool   `json:"reselected_by_export,omitempty"`
+}
+
+// Stats are means of the selection-relevant quantities.
+type Stats struct {
+	N                      int64    `json:"n"`
+	MeanExplicitMargin     *float64 `json:"mean_explicit_margin"`
+	MeanAbsImplicitMargin  *float64 `json:"mean_abs_implicit_margin"`
+	MeanAlignmentPotential *float64 `json:"mean_alignment_potential"`
+	MeanChosenReward       *float64 `json:"mean_chosen_reward"`
+}
+
+// FileInfo is one exported file.
+type FileInfo struct {
+	Rows   int64  `json:"rows"`
+	SHA256 string `json:"sha256"`
+}
+
+// ExportResult is what Export wrote.
+type ExportResult struct {
+	Dir      string
+	Dataset  string
+	Manifest string
+	Rows     int64
+}
+
+// Export writes train.jsonl (the selected pairs, best first) and
+// manifest.json for an iteration, streaming rows from PostgreSQL. Each file
+// is written to a temporary name and renamed, so a reader never sees half a
+// file. With Record it also upserts the exports rows.
+func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportResult, error) {
+	it, err := store.GetIteration(ctx, pool, spec.IterationID)
+	if err != nil {
+		return ExportResult{}, err
+	}
+	dir := spec.OutDir
+	if dir == "" {
+		dir = filepath.Join(spec.Dir, spec.Run, spec.Iteration)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return ExportResult{}, fmt.Errorf("export folder: %w", err)
+	}
+	res := ExportResult{Dir: dir, Dataset: filepath.Join(dir, "train.jsonl"), Manifest: filepath.Join(dir, "manifest.json")}
+
+	var sel map[int64]bool // pair id → selected, when reselecting
+	if spec.Reselect != nil {
+		if sel, err = reselect(ctx, pool, spec.IterationID, *spec.Reselect, spec.Implicit); err != nil {
+			return res, err
+		}
+	}
+	var rows int64
+	sum, err := writeAtomic(res.Dataset, func(w io.Writer) error {
+		rows, err = writeRows(ctx, pool, spec.IterationID, sel, w)
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Rows = rows
+
+	m := Manifest{Run: spec.Run, Iteration: spec.Iteration, PolicyModel: it.PolicyModel, ReferenceModel: it.ReferenceModel,
+		ConfigHash: spec.ConfigHash, CreatedAt: time.Now().UTC(),
+		Files: map[string]FileInfo{"train.jsonl": {Rows: rows, SHA256: sum}}}
+	if m.Counts, err = countOutcomes(ctx, pool, spec.IterationID); err != nil {
+		return res, err
+	}
+	m.Counts.Selected = rows
+	var settings struct {
+		Selection struct {
+			Metric string `json:"metric"`
+		} `json:"selection"`
+	}
+	_ = json.Unmarshal(it.Config, &settings)
+	m.Metric.Name = settings.Selection.Metric
+	if spec.Reselect != nil {
+		m.Metric.Name, m.Metric.ReselectedByExport = string(spec.Reselect.Metric), true
+	}
+	if m.Metric.AllPairs, err = pairStats(ctx, pool, spec.IterationID, false, nil); err != nil {
+		return res, err
+	}
+	if m.Metric.Selected, err = pairStats(ctx, pool, spec.IterationID, true, sel); err != nil {
+		return res, err
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return res, err
+	}
+	msum, err := writeAtomic(res.Manifest, func(w io.Writer) error { _, err := w.Write(append(mb, '\n')); return err })
+	if err != nil {
+		return res, err
+	}
+	if spec.Record {
+		b := &pgx.Batch{}
+		for _, f := range []struct {
+			kind, path, sum string
+			rows            int64
+		}{{"jsonl", res.Dataset, sum, rows}, {"manifest", res.Manifest, msum, 1}} {
+			b.Queue(`INSERT INTO exports (iteration_id, kind, path, rows, sha256) VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (iteration_id, kind) DO UPDATE SET path = EXCLUDED.path, rows = EXCLUDED.rows,
+				sha256 = EXCLUDED.sha256, created_at = now()`, spec.IterationID, f.kind, f.path, f.rows, f.sum)
+		}
+		if err := pool.SendBatch(ctx, b).Close(); err != nil {
+			return res, fmt.Errorf("record exports: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// writeAtomic writes a file through a temporary name in the same folder,
+// syncs and renames it, and returns the content's sha256.
+func writeAtomic(path string, fill func(io.Writer) error) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<16)
+	if err := fill(bw); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return hexSum(h), nil
+}
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+const exportQuery = `
+SELECT p.id, p.prompt_id, pr.messages, c.content, x.content, c.reward, x.reward,
+       p.explicit_margin, p.implicit_margin, coalesce(p.alignment_potential, 'NaN'),
+       c.ref_logprob_sum, x.ref_logprob_sum, p.selected
+FROM pairs p
+JOIN prompts pr ON pr.id = p.prompt_id
+JOIN responses c ON c.id = p.chosen_id
+JOIN responses x ON x.id = p.rejected_id
+WHERE p.iteration_id = $1 AND ($2 OR p.selected)
+ORDER BY p.rank NULLS LAST, p.id`
+
+// writeRows streams the selected pairs as JSON lines. With sel, the
+// selection comes from sel instead of the stored flags.
+func writeRows(ctx context.Context, pool *pgxpool.Pool, iterationID int64, sel map[int64]bool, w io.Writer) (int64, error) {
+	rows, err := pool.Query(ctx, exportQuery, iterationID, sel != nil)
+	if err != nil {
+		return 0, fmt.Errorf("read selected pairs: %w", err)
+	}
+	defer rows.Close()
+	enc := json.NewEncoder(w)
+	var n int64
+	for rows.Next() {
+		var (
+			pairID   int64
+			r        Row
+			chosen   string
+			rejected string
+			cr, xr   *float64
+			selected bool
+		)
+		if err := rows.Scan(&pairID, &r.PromptID, &r.Prompt, &chosen, &rejected, &cr, &xr,
+			&r.ExplicitMargin, &r.ImplicitMargin, &r.AlignmentPotential, &r.RefChosenLogps, &r.RefRejectedLogps, &selected); err != nil {
+			return n, err
+		}
+		if sel != nil && !sel[pairID] {
+			continue
+		}
+		r.Chosen = []prompt.Message{{Role: "assistant", Content: chosen}}
+		r.Rejected = []prompt.Message{{Role: "assistant", Content: rejected}}
+		if cr != nil {
+			r.ScoreChosen = *cr
+		}
+		if xr != nil {
+			r.ScoreRejected = *xr
+		}
+		if err := enc.Encode(r); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, rows.Err()
+}
+
+func countOutcomes(ctx context.Context, pool *pgxpool.Pool, iterationID int64) (Counts, error) {
+	c := Counts{NoPair: map[string]int64{}}
+	err := pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM iteration_prompts WHERE iteration_id = $1),
+		(SELECT count(*) FROM tasks WHERE iteration_id = $1 AND kind = 'generate' AND status = 'done'),
+		(SELECT count(*) FROM tasks WHERE iteration_id = $1 AND kind = 'generate' AND status = 'failed'),
+		(SELECT count(*) FROM pairs WHERE iteration_id = $1)`, iterationID).
+		Scan(&c.Prompts, &c.TasksDone, &c.TasksFailed, &c.Pairs)
+	if err != nil {
+		return c, err
+	}
+	rows, err := pool.Query(ctx, `SELECT outcome, count(*) FROM tasks
+		WHERE iteration_id = $1 AND kind = 'generate' AND status = 'done' AND outcome <> 'paired'
+		GROUP BY outcome`, iterationID)
+	if err != nil {
+		return c, err
+	}
+	var reason string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&reason, &n}, func() error { c.NoPair[reason] = n; return nil })
+	return c, err
+}
+
+// pairStats summarises all pairs, or only the selected ones: the stored
+// selection, or sel when it is given.
+func pairStats(ctx context.Context, pool *pgxpool.Pool, iterationID int64, onlySelected bool, sel map[int64]bool) (Stats, error) {
+	var ids []int64
+	for id, ok := range sel {
+		if ok {
+			ids = append(ids, id)
+		}
+	}
+	filter := "true"
+	switch {
+	case onlySelected && sel != nil:
+		filter = "p.id = ANY($2)"
+	case onlySelected:
+		filter = "p.selected"
+	}
+	var s Stats
+	err := pool.QueryRow(ctx, `SELECT count(*), avg(p.explicit_margin), avg(abs(p.implicit_margin)),
+		avg(p.alignment_potential), avg(c.reward)
+		FROM pairs p JOIN responses c ON c.id = p.chosen_id
+		WHERE p.iteration_id = $1 AND $2::bigint[] IS NOT DISTINCT FROM $2 AND `+filter, iterationID, ids).
+		Scan(&s.N, &s.MeanExplicitMargin, &s.MeanAbsImplicitMargin, &s.MeanAlignmentPotential, &s.MeanChosenReward)
+	return s, err
+}
+
+// reselect computes in Go which pairs spec would select over the stored
+// margins, leaving the stored selection alone.
+func reselect(ctx context.Context, pool *pgxpool.Pool, iterationID int64, spec metric.Spec, implicit string) (map[int64]bool, error) {
+	col := "implicit_margin"
+	if implicit == "dpo" {
+		col = "dpo_margin"
+	}
+	rows, err := pool.Query(ctx, `SELECT id, explicit_margin, `+col+` FROM pairs
+		WHERE iteration_id = $1 AND `+col+` IS NOT NULL ORDER BY id`, iterationID)
+	if err != nil {
+		return nil, err
+	}
+	var items []metric.Item
+	var it metric.Item
+	if _, err := pgx.ForEachRow(rows, []any{&it.ID, &it.ExplicitMargin, &it.ImplicitMargin}, func() error {
+		items = append(items, it)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	scored, err := metric.Score(items, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := metric.Select(scored, spec); err != nil {
+		return nil, err
+	}
+	sel := make(map[int64]bool, len(scored))
+	for _, s := range scored {
+		sel[s.ID] = s.Selected
+	}
+	return sel, nil
+}

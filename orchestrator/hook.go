@@ -1,0 +1,174 @@
+package orchestrator
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/selfplay/selfplay/config"
+)
+
+// train runs the train hook on this iteration's export, then waits until
+// the next iteration's policy model is served. With no hook and the same
+// model next, it does nothing.
+func (s *iterationState) train(ctx context.Context) error {
+	hook := s.o.cfg.Hooks
+	nextModel := ""
+	if s.next != nil {
+		nextModel = s.next.PolicyModel
+	}
+	if len(hook.Train) > 0 {
+		dir := filepath.Join(s.o.cfg.Export.Dir, s.run.Name, s.it.Name)
+		vars := map[string]string{
+			"{dataset}":      filepath.Join(dir, "train.jsonl"),
+			"{manifest}":     filepath.Join(dir, "manifest.json"),
+			"{run}":          s.run.Name,
+			"{iteration}":    s.it.Name,
+			"{policy_model}": s.it.PolicyModel,
+			"{next_model}":   nextModel,
+		}
+		if err := runHook(ctx, hook.Train, vars, hook.TrainTimeout, s.o.log.With("iteration", s.it.Name, "hook", "train")); err != nil {
+			return err
+		}
+	}
+	if s.next == nil || (len(hook.Train) == 0 && nextModel == s.it.PolicyModel) {
+		return nil
+	}
+	return s.waitForModel(ctx, nextModel)
+}
+
+// Substitute replaces the placeholders in each argument. Each argument
+// stays one argument whatever the values hold: no shell ever sees them.
+func Substitute(argv []string, vars map[string]string) []string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		for k, v := range vars {
+			a = strings.ReplaceAll(a, k, v)
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// hookTail is how many lines of a failed hook's output the error carries.
+const hookTail = 20
+
+// runHook runs argv (after substitution) with a timeout, logging its
+// output line by line; a non-zero exit or the timeout is an error with the
+// tail of the output.
+func runHook(ctx context.Context, argv []string, vars map[string]string, timeout time.Duration, log interface {
+	Info(string, ...any)
+}) error {
+	args := Substitute(argv, vars)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.WaitDelay = 5 * time.Second
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var mu sync.Mutex
+	var tail []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			log.Info("hook output", "line", line)
+			mu.Lock()
+			tail = append(tail, line)
+			if len(tail) > hookTail {
+				tail = tail[1:]
+			}
+			mu.Unlock()
+		}
+	}()
+	log.Info("running hook", "argv", args)
+	err := cmd.Run()
+	pw.Close()
+	<-done
+	if err == nil {
+		return nil
+	}
+	mu.Lock()
+	out := strings.Join(tail, "\n")
+	mu.Unlock()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("train hook %q timed out after %s; last output:\n%s", args[0], timeout, out)
+	}
+	return fmt.Errorf("train hook %q: %w; last output:\n%s", args[0], err, out)
+}
+
+// waitForModel polls the policy endpoint's /v1/models until model is
+// listed or hooks.wait_for_model passes.
+func (s *iterationState) waitForModel(ctx context.Context, model string) error {
+	base := strings.TrimRight(s.o.cfg.Endpoints["policy"].BaseURL, "/")
+	url := strings.TrimSuffix(base, "/v1") + "/v1/models"
+	key, err := config.Secret("endpoints.policy.api_key_env", s.o.cfg.Endpoints["policy"].APIKeyEnv)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(s.o.cfg.Hooks.WaitForModel)
+	logged := false
+	for {
+		ok, err := serves(ctx, s.o.opts.HTTPClient, url, key, model)
+		if ok {
+			s.o.log.InfoContext(ctx, "next policy model is served", "model", model)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s (last error: %v)", model, url, s.o.cfg.Hooks.WaitForModel, err)
+		}
+		if !logged {
+			s.o.log.InfoContext(ctx, "waiting for the next policy model", "model", model, "url", url)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func serves(ctx context.Context, client *http.Client, url, apiKey, model string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err
+	}
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return false, err
+	}
+	for _, m := range list.Data {
+		if m.ID == model {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,145 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/selfplay/selfplay/bus"
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/store"
+)
+
+// stages in order; an iteration's stored stage says which one to (re)do.
+var stages = []string{
+	store.StageLoading, store.StageGenerating, store.StageScoring, store.StageSelecting,
+	store.StageEvolving, store.StageExporting, store.StageTraining, store.StageDone,
+}
+
+// iterationState is one iteration being driven.
+type iterationState struct {
+	o    *Orchestrator
+	run  store.Run
+	it   store.Iteration
+	cfg  config.Iteration
+	next *config.Iteration // nil for the last iteration
+	last bool
+}
+
+// drive runs the iteration from its stored stage to done.
+func (s *iterationState) drive(ctx context.Context) error {
+	start := 0
+	for i, st := range stages {
+		if st == s.it.Stage {
+			start = i
+		}
+	}
+	for _, stage := range stages[start:] {
+		if err := store.SetStage(ctx, s.o.pool, s.it.ID, stage, ""); err != nil {
+			return err
+		}
+		if s.o.opts.OnStage != nil {
+			s.o.opts.OnStage(s.it.Name, stage)
+		}
+		s.o.log.InfoContext(ctx, "stage", "run", s.run.Name, "iteration", s.it.Name, "stage", stage)
+		var err error
+		switch stage {
+		case store.StageLoading:
+			err = s.load(ctx)
+		case store.StageGenerating:
+			err = s.dispatch(ctx, bus.KindGenerate)
+		case store.StageScoring:
+			err = s.score(ctx)
+		case store.StageSelecting:
+			err = s.selectEvolve(ctx)
+		case store.StageEvolving:
+			if s.evolves() {
+				err = s.dispatch(ctx, bus.KindEvolve)
+			}
+		case store.StageExporting:
+			_, err = Export(ctx, s.o.pool, s.exportSpec())
+		case store.StageTraining:
+			err = s.train(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", stage, err)
+		}
+	}
+	return nil
+}
+
+// evolves says whether this iteration evolves prompts: evolution is on and
+// the next iteration takes evolved prompts.
+func (s *iterationState) evolves() bool {
+	return s.cfg.Evolve.Enabled && s.next != nil && s.next.Prompts.Evolved
+}
+
+// load fills the pool from the prompt files. Prompts evolved by the
+// previous iteration are already in the pool (the evolve tasks put them
+// there).
+func (s *iterationState) load(ctx context.Context) error {
+	if len(s.cfg.Prompts.Files) > 0 {
+		ps, err := prompt.ReadFiles(s.cfg.Prompts.Files, s.cfg.Evolve.MaxPromptChars)
+		if err != nil {
+			return err
+		}
+		if _, err := store.LoadPool(ctx, s.o.pool, s.it.ID, ps); err != nil {
+			return err
+		}
+	}
+	n, err := store.PoolSize(ctx, s.o.pool, s.it.ID)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("the prompt pool is empty: the previous iteration evolved no prompts that passed the filters; add prompts.files")
+	}
+	s.o.log.InfoContext(ctx, "pool loaded", "iteration", s.it.Name, "prompts", n)
+	return nil
+}
+
+func (s *iterationState) score(ctx context.Context) error {
+	sel := s.cfg.Selection
+	n, err := store.ScorePairs(ctx, s.o.pool, s.it.ID, store.ScoreSpec{
+		Metric: sel.Metric, ImplicitWeight: s.cfg.Scoring.ImplicitWeight, Ratio: sel.Ratio,
+		Count: sel.Count, Seed: sel.Seed, Implicit: s.cfg.Scoring.Implicit,
+	}, store.TrainSelection)
+	if err != nil {
+		return err
+	}
+	s.o.log.InfoContext(ctx, "pairs selected for training", "iteration", s.it.Name, "metric", sel.Metric, "selected", n)
+	return nil
+}
+
+func (s *iterationState) selectEvolve(ctx context.Context) error {
+	if !s.evolves() {
+		return nil
+	}
+	ev := s.cfg.Evolve
+	n, err := store.ScorePairs(ctx, s.o.pool, s.it.ID, store.ScoreSpec{
+		Metric: ev.Metric, ImplicitWeight: ev.ImplicitWeight, Ratio: ev.Ratio,
+		Seed: s.cfg.Selection.Seed, Implicit: s.cfg.Scoring.Implicit,
+	}, store.EvolveSelection)
+	if err != nil {
+		return err
+	}
+	s.o.log.InfoContext(ctx, "prompts selected for evolution", "iteration", s.it.Name, "metric", ev.Metric, "selected", n)
+	return nil
+}
+
+func (s *iterationState) exportSpec() ExportSpec {
+	return ExportSpec{
+		Dir: s.o.cfg.Export.Dir, Run: s.run.Name, IterationID: s.it.ID, Iteration: s.it.Name,
+		ConfigHash: s.o.cfg.Hash(), Record: true,
+	}
+}
+
+// failureSummary lists the most common failure reasons.
+func failureSummary(reasons []store.ReasonCount) string {
+	var parts []string
+	for _, r := range reasons {
+		parts = append(parts, fmt.Sprintf("%d× %s", r.Count, r.Reason))
+	}
+	return strings.Join(parts, "; ")
+}

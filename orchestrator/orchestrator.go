@@ -1,0 +1,158 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/selfplay/selfplay/bus"
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/store"
+)
+
+// ErrLocked is returned when another orchestrator holds the run.
+var ErrLocked = errors.New("another orchestrator is running this run")
+
+// Options tune an orchestrator beyond the configuration.
+type Options struct {
+	// RetryFailed restarts failed iterations (their failed tasks become
+	// pending again) instead of stopping at them.
+	RetryFailed bool
+	// OnStage is called when an iteration enters a stage; optional.
+	OnStage func(iteration, stage string)
+	// HTTPClient polls /v1/models while waiting for a model; default a
+	// client with a 10s timeout.
+	HTTPClient *http.Client
+}
+
+// Orchestrator drives one run of the schedule.
+type Orchestrator struct {
+	cfg  *config.Config
+	pool *pgxpool.Pool
+	pub  *bus.Publisher
+	opts Options
+	log  *slog.Logger
+}
+
+// New builds an orchestrator; the publisher publishes to cfg.NATS.Stream.
+func New(cfg *config.Config, pool *pgxpool.Pool, pub *bus.Publisher, opts Options, log *slog.Logger) *Orchestrator {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &Orchestrator{cfg: cfg, pool: pool, pub: pub, opts: opts, log: log}
+}
+
+// Run drives every iteration of the schedule to done, resuming from the
+// stored stages. It returns the first iteration failure, or ctx's error.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	unlock, err := o.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	snapshot, err := o.cfg.Snapshot()
+	if err != nil {
+		return err
+	}
+	run, err := store.EnsureRun(ctx, o.pool, o.cfg.Run, snapshot)
+	if err != nil {
+		return err
+	}
+	specs := make([]store.IterationSpec, len(o.cfg.Iterations))
+	for i, it := range o.cfg.Iterations {
+		settings, err := json.Marshal(it.Settings())
+		if err != nil {
+			return err
+		}
+		specs[i] = store.IterationSpec{Ordinal: i, Name: it.Name, PolicyModel: it.PolicyModel,
+			ReferenceModel: it.ReferenceModel, Config: settings}
+	}
+	its, err := store.EnsureIterations(ctx, o.pool, run.ID, specs)
+	if err != nil {
+		return err
+	}
+	if len(its) > len(specs) {
+		return fmt.Errorf("run %q has %d iterations stored but the schedule has %d: use a new run name for a shorter schedule", o.cfg.Run, len(its), len(specs))
+	}
+	o.log.InfoContext(ctx, "run started", "run", o.cfg.Run, "iterations", len(its))
+	for i := range its {
+		it := its[i]
+		if it.Stage == store.StageDone {
+			continue
+		}
+		if it.Stage == store.StageFailed {
+			if !o.opts.RetryFailed {
+				return fmt.Errorf("iteration %s failed earlier: %s; fix the cause and run again with --retry-failed", it.Name, deref(it.Error))
+			}
+			if err := o.resetFailed(ctx, it); err != nil {
+				return err
+			}
+			it.Stage = store.StagePending
+		}
+		st := &iterationState{o: o, run: run, it: it, cfg: o.cfg.Iterations[i], last: i == len(its)-1}
+		if i+1 < len(o.cfg.Iterations) {
+			next := o.cfg.Iterations[i+1]
+			st.next = &next
+		}
+		if err := st.drive(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if ferr := store.SetStage(context.WithoutCancel(ctx), o.pool, it.ID, store.StageFailed, err.Error()); ferr != nil {
+				o.log.Error("record iteration failure", "err", ferr)
+			}
+			o.log.ErrorContext(ctx, "iteration failed", "iteration", it.Name, "err", err)
+			return fmt.Errorf("iteration %s failed: %w", it.Name, err)
+		}
+	}
+	o.log.InfoContext(ctx, "run done", "run", o.cfg.Run)
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// lock takes the run's advisory lock on a dedicated connection, held until
+// the returned function is called.
+func (o *Orchestrator) lock(ctx context.Context) (func(), error) {
+	conn, err := o.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(7321, hashtext($1))`, o.cfg.Run).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("lock run %q: %w", o.cfg.Run, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, fmt.Errorf("%w %q: stop it first, or give this run another name", ErrLocked, o.cfg.Run)
+	}
+	return func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7321, hashtext($1))`, o.cfg.Run)
+		conn.Release()
+	}, nil
+}
+
+// resetFailed makes a failed iteration start over: its stage back to
+// pending and its failed tasks pending again. Finished work is kept.
+func (o *Orchestrator) resetFailed(ctx context.Context, it store.Iteration) error {
+	_, err := o.pool.Exec(ctx, `UPDATE tasks SET status = 'pending', error = NULL, publications = publications + 1, published_at = NULL
+		WHERE iteration_id = $1 AND status = 'failed'`, it.ID)
+	if err != nil {
+		return err
+	}
+	_, err = o.pool.Exec(ctx, `UPDATE iterations SET stage = 'pending', error = NULL, finished_at = NULL WHERE id = $1`, it.ID)
+	return err
+}

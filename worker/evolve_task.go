@@ -1,0 +1,135 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/llm"
+	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/store"
+)
+
+// evolve rewrites a selected prompt with every configured strategy, keeps
+// the rewrites that pass the filters and are not known prompts, stores them
+// with parent and strategy, adds them to the next iteration's pool when it
+// takes evolved prompts, and marks the task done — in one transaction.
+func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey, log *slog.Logger) error {
+	parent, err := store.GetPrompt(ctx, w.pool, key.PromptID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Permanent(err)
+	}
+	if err != nil {
+		return Retry(0, err)
+	}
+	ev := it.Settings.Evolve
+	model := w.clients.EvolverModel
+	if model == "" {
+		model = ev.Model
+	}
+	if model == "" {
+		model = it.Settings.PolicyModel
+	}
+	var candidates []prompt.Prompt
+	dropped := map[string]int{}
+	for i, strategy := range ev.Strategies {
+		msgs, err := prompt.EvolveMessages(strategy, parent.Messages)
+		if err != nil {
+			return Permanent(err)
+		}
+		seed := it.Settings.Generation.Seed + key.PromptID*1000 + int64(i)
+		out, err := w.clients.Evolver.Sample(ctx, toLLM(msgs), llm.SampleParams{
+			Model: model, N: 1, Temperature: ev.Temperature, TopP: 1, MaxTokens: ev.MaxTokens, Seed: &seed,
+		})
+		if err != nil {
+			return classify("evolve ("+strategy+")", err)
+		}
+		if len(out) == 0 {
+			return Permanentf("evolve (%s): no output", strategy)
+		}
+		text := prompt.CleanEvolved(out[0].Content)
+		if why := prompt.Filter(text, parent.Messages, ev.LengthRatio, ev.MaxPromptChars); why != "" {
+			dropped[why]++
+			continue
+		}
+		candidates = append(candidates, prompt.Evolved(parent.Messages, text, key.PromptID, strategy))
+	}
+
+	next, err := store.NextIteration(ctx, w.pool, it.RunID, it.Ordinal)
+	var nextID int64
+	if err == nil {
+		var s config.Settings
+		if json.Unmarshal(next.Config, &s) == nil && s.Prompts.Evolved {
+			nextID = next.ID
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Retry(0, err)
+	}
+
+	var kept int
+	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		t, err := store.LockTask(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if t.Status != store.TaskPending {
+			return nil
+		}
+		hashes := make([]string, len(candidates))
+		for i, c := range candidates {
+			hashes[i] = c.Hash
+		}
+		known, err := store.KnownHashes(ctx, tx, hashes)
+		if err != nil {
+			return err
+		}
+		var fresh []prompt.Prompt
+		seen := map[string]bool{}
+		for _, c := range candidates {
+			if known[c.Hash] || seen[c.Hash] {
+				dropped["duplicate of a known prompt"]++
+				continue
+			}
+			seen[c.Hash] = true
+			fresh = append(fresh, c)
+		}
+		kept = len(fresh)
+		ids, err := store.InsertPrompts(ctx, tx, fresh)
+		if err != nil {
+			return err
+		}
+		if nextID != 0 && len(ids) > 0 {
+			if err := store.AddToPool(ctx, tx, nextID, ids); err != nil {
+				return err
+			}
+		}
+		return store.FinishTask(ctx, tx, key, evolveOutcome(kept, len(ev.Strategies), dropped))
+	})
+	if err != nil {
+		return Retry(0, fmt.Errorf("store evolved prompts: %w", err))
+	}
+	log.Debug("evolved", "kept", kept, "strategies", len(ev.Strategies))
+	return nil
+}
+
+// evolveOutcome reads like "kept 3 of 5; dropped: 1 too long for
+// length_ratio, 1 empty".
+func evolveOutcome(kept, total int, dropped map[string]int) string {
+	s := fmt.Sprintf("kept %d of %d", kept, total)
+	if len(dropped) == 0 {
+		return s
+	}
+	var parts []string
+	for _, why := range []string{"empty", "over max_prompt_chars", "too long for length_ratio", "too short for length_ratio", "same as the original", "duplicate of a known prompt"} {
+		if n := dropped[why]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, why))
+		}
+	}
+	return s + "; dropped: " + strings.Join(parts, ", ")
+}

@@ -1,0 +1,134 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/selfplay/selfplay/llm"
+	"github.com/selfplay/selfplay/metric"
+	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/store"
+)
+
+// OutcomePaired is the generate outcome of a prompt that yielded a pair;
+// otherwise the outcome is the metric.NoPairReason.
+const OutcomePaired = "paired"
+
+// generate samples n responses, rewards them in one request, scores them
+// under the reference when the iteration has one, pairs best against
+// worst, and writes responses, pair and task status in one transaction.
+func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskKey, log *slog.Logger) error {
+	p, err := store.GetPrompt(ctx, w.pool, key.PromptID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Permanent(err)
+	}
+	if err != nil {
+		return Retry(0, err)
+	}
+	msgs := toLLM(p.Messages)
+	gen := it.Settings.Generation
+	seed := gen.Seed + key.PromptID*1000
+	samples, err := w.clients.Policy.Sample(ctx, msgs, llm.SampleParams{
+		Model: it.Settings.PolicyModel, N: gen.Samples, Temperature: gen.Temperature,
+		TopP: gen.TopP, MaxTokens: gen.MaxTokens, Seed: &seed,
+	})
+	if err != nil {
+		return classify("sample", err)
+	}
+	if len(samples) != gen.Samples {
+		return Permanentf("sample: policy returned %d samples, want %d", len(samples), gen.Samples)
+	}
+	texts := make([]string, len(samples))
+	for i, s := range samples {
+		texts[i] = s.Content
+	}
+	rewards, err := w.clients.Reward.Score(ctx, msgs, texts)
+	if err != nil {
+		return classify("reward", err)
+	}
+	if len(rewards) != len(samples) {
+		return Permanentf("reward: %d rewards for %d responses", len(rewards), len(samples))
+	}
+	var refs []*float64
+	if it.Settings.ReferenceModel != "" {
+		if w.clients.Reference == nil {
+			return Permanentf("iteration %s has reference_model %q but this worker has no reference endpoint", it.Settings.Name, it.Settings.ReferenceModel)
+		}
+		refs = make([]*float64, len(samples))
+		for i, s := range samples {
+			var lp float64
+			if len(s.TokenIDs) > 0 {
+				lp, err = w.clients.Reference.LogProbTokens(ctx, it.Settings.ReferenceModel, msgs, s.TokenIDs)
+			} else {
+				lp, err = w.clients.Reference.LogProb(ctx, it.Settings.ReferenceModel, msgs, s.Content)
+			}
+			if err != nil {
+				return classify("reference", err)
+			}
+			refs[i] = &lp
+		}
+	}
+
+	ms := make([]metric.Sample, len(samples))
+	rows := make([]store.Response, len(samples))
+	for i, s := range samples {
+		r := rewards[i]
+		ms[i] = metric.Sample{Index: i, Content: s.Content, Tokens: s.Tokens, LogProb: s.LogProb, Reward: r}
+		rows[i] = store.Response{SampleIndex: i, Content: s.Content, TokenCount: s.Tokens, LogProbSum: s.LogProb,
+			FinishReason: s.FinishReason, Reward: &rewards[i]}
+		if refs != nil {
+			ms[i].RefLogProb = refs[i]
+			rows[i].RefLogProbSum = refs[i]
+		}
+	}
+	pair, reason, err := metric.MakePair(ms, it.Settings.Scoring.Beta)
+	if err != nil {
+		return Permanentf("pair: %w", err)
+	}
+	outcome := OutcomePaired
+	if reason != "" {
+		outcome = string(reason)
+	}
+
+	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		t, err := store.LockTask(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if t.Status != store.TaskPending {
+			return nil // another delivery finished it first
+		}
+		ids, err := store.InsertResponses(ctx, tx, key.IterationID, key.PromptID, rows)
+		if err != nil {
+			return err
+		}
+		if reason == "" {
+			err = store.InsertPair(ctx, tx, store.Pair{
+				IterationID: key.IterationID, PromptID: key.PromptID,
+				ChosenID: ids[pair.Chosen], RejectedID: ids[pair.Rejected],
+				ExplicitMargin: pair.ExplicitMargin, ImplicitMargin: pair.ImplicitMargin, DPOMargin: pair.DPOMargin,
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return store.FinishTask(ctx, tx, key, outcome)
+	})
+	if err != nil {
+		return Retry(0, fmt.Errorf("store results: %w", err))
+	}
+	log.Debug("generated", "outcome", outcome)
+	return nil
+}
+
+func toLLM(msgs []prompt.Message) []llm.Message {
+	out := make([]llm.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = llm.Message{Role: m.Role, Content: m.Content}
+	}
+	return out
+}
