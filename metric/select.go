@@ -37,26 +37,34 @@ func Rank(scores []float64, ids []int64) []int {
 	if len(scores) != len(ids) {
 		panic(fmt.Sprintf("metric.Rank: %d scores but %d ids", len(scores), len(ids)))
 	}
-	if len(scores) > math.MaxInt32 {
-		panic(fmt.Sprintf("metric.Rank: pool of %d items exceeds %d", len(scores), math.MaxInt32))
+	return RankBy(len(scores), func(i int) float64 { return scores[i] }, func(i int) int64 { return ids[i] })
+}
+
+// RankBy is Rank for pools that are not held as slices: score(i) and id(i)
+// describe item i of n. score is called exactly once per item, so it may be
+// computed on the fly (the `selfplay score` command ranks a million rows
+// without a slice of scores); id is called only to break ties.
+func RankBy(n int, score func(i int) float64, id func(i int) int64) []int {
+	if n > math.MaxInt32 {
+		panic(fmt.Sprintf("metric.RankBy: pool of %d items exceeds %d", n, math.MaxInt32))
 	}
 	// Sorting compact keys rather than indexes into scores keeps the
 	// comparisons in cache (about 1.5x faster on 1M items than sorting
 	// indexes that point into scores).
-	keys := make([]rankKey, len(scores))
-	for i, s := range scores {
-		keys[i] = rankKey{desc: descendingBits(s), id: ids[i], pos: int32(i)}
+	keys := make([]rankKey, n)
+	for i := range keys {
+		keys[i] = rankKey{desc: descendingBits(score(i)), pos: int32(i)}
 	}
 	slices.SortFunc(keys, func(a, b rankKey) int {
 		if c := cmp.Compare(a.desc, b.desc); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.id, b.id); c != 0 {
+		if c := cmp.Compare(id(int(a.pos)), id(int(b.pos))); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.pos, b.pos)
 	})
-	ranks := make([]int, len(scores))
+	ranks := make([]int, n)
 	for r, k := range keys {
 		ranks[k.pos] = r + 1
 	}
@@ -65,8 +73,7 @@ func Rank(scores []float64, ids []int64) []int {
 
 type rankKey struct {
 	desc uint64 // descendingBits of the score
-	id   int64
-	pos  int32 // input position
+	pos  int32  // input position
 }
 
 // descendingBits maps a finite float64 to a uint64 whose ascending order is
@@ -93,12 +100,8 @@ func Select(scored []Scored, spec Spec) error {
 	if err != nil {
 		return err
 	}
-	scores := make([]float64, len(scored))
-	ids := make([]int64, len(scored))
-	for i, s := range scored {
-		scores[i], ids[i] = s.Score, s.ID
-	}
-	for i, r := range Rank(scores, ids) {
+	ranks := RankBy(len(scored), func(i int) float64 { return scored[i].Score }, func(i int) int64 { return scored[i].ID })
+	for i, r := range ranks {
 		scored[i].Rank = r
 		scored[i].Selected = r <= k
 	}
