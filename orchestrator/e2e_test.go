@@ -1,0 +1,260 @@
+package orchestrator_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/bus/bustest"
+	"github.com/selfplay/selfplay/orchestrator"
+	"github.com/selfplay/selfplay/selfplaytest"
+	"github.com/selfplay/selfplay/store/storetest"
+)
+
+// loop is a whole system under test: a database, a stream, a tinylm
+// server process and a schedule file.
+type loop struct {
+	dbURL   string
+	pool    *pgxpool.Pool
+	cfgPath string
+	dir     string
+	samples int
+	ratio   float64
+}
+
+type loopOptions struct {
+	prompts   int
+	samples   int
+	lmArgs    []string // extra `lm serve` flags (fault injection)
+	ackWait   string
+	workerCon int
+}
+
+func startLoop(t *testing.T, o loopOptions) *loop {
+	t.Helper()
+	dbURL := storetest.NewDatabase(t)
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	nats := bustest.NewStream(t)
+	dir := t.TempDir()
+
+	addr := selfplaytest.FreeAddr(t)
+	args := append([]string{"lm", "serve", "--addr", addr, "--model", "tiny-0=builtin"}, o.lmArgs...)
+	selfplaytest.Start(t, "lm", nil, args...)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+
+	// The first o.prompts lines of the example pool.
+	src, err := os.Open(filepath.Join(selfplaytest.Root(), "examples", "prompts.jsonl"))
+	require.NoError(t, err)
+	defer src.Close()
+	var lines []string
+	sc := bufio.NewScanner(src)
+	for sc.Scan() && len(lines) < o.prompts {
+		lines = append(lines, sc.Text())
+	}
+	require.Len(t, lines, o.prompts)
+	promptsPath := filepath.Join(dir, "prompts.jsonl")
+	require.NoError(t, os.WriteFile(promptsPath, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+
+	hookLog := filepath.Join(dir, "hook.log")
+	cfg := fmt.Sprintf(`
+run: e2e
+database: {url: %q}
+nats: {url: %q, stream: %s}
+endpoints:
+  policy: {base_url: "http://%s/v1", max_concurrency: 32, timeout: 5s, max_retries: 8}
+  reward: {base_url: "http://%s", kind: classify, model: reward, timeout: 5s, max_retries: 8}
+generation: {samples: %d, max_tokens: 48}
+selection: {metric: alignment_potential, ratio: 0.4}
+worker: {concurrency: %d, ack_wait: %s, max_deliver: 5}
+orchestrator: {progress_interval: 1s, poll_interval: 100ms}
+export: {dir: %q}
+hooks:
+  train: [/bin/sh, -c, 'printf "%%s %%s %%s\n" "$1" "$2" "$3" >> %s', hook, "{dataset}", "{iteration}", "{next_model}"]
+  wait_for_model: 30s
+iterations:
+  - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
+  - {name: iter1, policy_model: tiny-0, prompts: {evolved: true}}
+`, dbURL, nats.URL, nats.Stream, addr, addr, o.samples, o.workerCon, o.ackWait, filepath.Join(dir, "exports"), hookLog, promptsPath)
+	cfgPath := filepath.Join(dir, "selfplay.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
+	return &loop{dbURL: dbURL, pool: pool, cfgPath: cfgPath, dir: dir, samples: o.samples, ratio: 0.4}
+}
+
+func (l *loop) worker(t *testing.T, name string) *selfplaytest.Proc {
+	return selfplaytest.Start(t, name, nil, "worker", "-c", l.cfgPath, "--log-level", "warn")
+}
+
+func (l *loop) orchestrator(t *testing.T, name string) *selfplaytest.Proc {
+	return selfplaytest.Start(t, name, nil, "run", "-c", l.cfgPath)
+}
+
+func (l *loop) count(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, l.pool.QueryRow(context.Background(), sql, args...).Scan(&n), sql)
+	return n
+}
+
+// checkInvariants verifies in SQL what a finished two-iteration run must
+// satisfy, whatever happened on the way.
+func (l *loop) checkInvariants(t *testing.T, prompts int) {
+	t.Helper()
+	ctx := context.Background()
+	require.EqualValues(t, 2, l.count(t, `SELECT count(*) FROM iterations WHERE stage = 'done'`))
+	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM iteration_prompts ip JOIN iterations i ON i.id = ip.iteration_id WHERE i.ordinal = 0`))
+
+	// Every pool prompt has exactly one generate task, done or failed (with a reason).
+	require.Zero(t, l.count(t, `SELECT count(*) FROM iteration_prompts ip
+		LEFT JOIN tasks t ON t.iteration_id = ip.iteration_id AND t.prompt_id = ip.prompt_id AND t.kind = 'generate'
+		WHERE t.status IS NULL OR t.status NOT IN ('done', 'failed')`))
+	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'failed' AND coalesce(error, '') = ''`))
+	// Each done prompt has exactly n responses and at most one pair.
+	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks t WHERE t.kind = 'generate' AND t.status = 'done'
+		AND (SELECT count(*) FROM responses r WHERE r.iteration_id = t.iteration_id AND r.prompt_id = t.prompt_id) <> $1`, l.samples))
+	require.Zero(t, l.count(t, `SELECT count(*) FROM (SELECT iteration_id, prompt_id FROM pairs GROUP BY 1, 2 HAVING count(*) > 1) d`))
+	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks t WHERE t.kind = 'generate' AND t.status = 'done'
+		AND (t.outcome = 'paired') <> EXISTS (SELECT 1 FROM pairs p WHERE p.iteration_id = t.iteration_id AND p.prompt_id = t.prompt_id)`))
+	// No duplicate prompts.
+	require.Zero(t, l.count(t, `SELECT count(*) FROM (SELECT messages FROM prompts GROUP BY 1 HAVING count(*) > 1) d`))
+
+	rows, err := l.pool.Query(ctx, `SELECT id, ordinal FROM iterations ORDER BY ordinal`)
+	require.NoError(t, err)
+	type iter struct{ id, ordinal int64 }
+	var its []iter
+	for rows.Next() {
+		var it iter
+		require.NoError(t, rows.Scan(&it.id, &it.ordinal))
+		its = append(its, it)
+	}
+	require.NoError(t, rows.Err())
+	for _, it := range its {
+		// The stored AP equals AP recomputed here from the stored margins,
+		// with population standard deviations (w = 1).
+		require.Zero(t, l.count(t, `
+			WITH s AS (SELECT avg(explicit_margin) me, stddev_pop(explicit_margin) se,
+			                  avg(abs(implicit_margin)) mi, stddev_pop(abs(implicit_margin)) si
+			           FROM pairs WHERE iteration_id = $1)
+			SELECT count(*) FROM pairs p, s WHERE p.iteration_id = $1 AND abs(p.alignment_potential -
+			    ((p.explicit_margin - s.me) / nullif(s.se, 0) - (abs(p.implicit_margin) - s.mi) / nullif(s.si, 0))) > 1e-9`, it.id))
+		pairs := l.count(t, `SELECT count(*) FROM pairs WHERE iteration_id = $1`, it.id)
+		selected := l.count(t, `SELECT count(*) FROM pairs WHERE iteration_id = $1 AND selected`, it.id)
+		require.Greater(t, pairs, int64(0))
+		require.EqualValues(t, int64(math.Floor(l.ratio*float64(pairs)+1e-9)), selected, "iteration %d", it.ordinal)
+
+		// train.jsonl has one line per selected pair, with the right texts.
+		var path string
+		require.NoError(t, l.pool.QueryRow(ctx, `SELECT path FROM exports WHERE iteration_id = $1 AND kind = 'jsonl'`, it.id).Scan(&path))
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		lines := 0
+		for sc.Scan() {
+			var row orchestrator.Row
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &row))
+			var chosen, rejected, promptText string
+			var sel bool
+			require.NoError(t, l.pool.QueryRow(ctx, `SELECT chosen, rejected, prompt_text, selected FROM pair_details
+				WHERE iteration_ordinal = $1 AND prompt_id = $2`, it.ordinal, row.PromptID).Scan(&chosen, &rejected, &promptText, &sel))
+			require.True(t, sel)
+			require.Equal(t, chosen, row.Chosen[0].Content)
+			require.Equal(t, "assistant", row.Chosen[0].Role)
+			require.Equal(t, rejected, row.Rejected[0].Content)
+			require.Equal(t, promptText, row.Prompt[len(row.Prompt)-1].Content)
+			require.Greater(t, row.ScoreChosen, row.ScoreRejected)
+			lines++
+		}
+		require.NoError(t, sc.Err())
+		f.Close()
+		require.EqualValues(t, selected, lines)
+		require.EqualValues(t, 1, l.count(t, `SELECT count(*) FROM exports WHERE iteration_id = $1 AND kind = 'jsonl'`, it.id))
+	}
+	// Iteration 2's pool is exactly the prompts evolved in iteration 1, each
+	// with a parent that was selected for evolution.
+	second := its[1].id
+	require.Zero(t, l.count(t, `SELECT count(*) FROM iteration_prompts ip JOIN prompts p ON p.id = ip.prompt_id
+		WHERE ip.iteration_id = $1 AND (p.parent_prompt_id IS NULL OR p.strategy IS NULL OR p.source <> 'evolved')`, second))
+	require.Zero(t, l.count(t, `SELECT count(*) FROM iteration_prompts ip JOIN prompts p ON p.id = ip.prompt_id
+		WHERE ip.iteration_id = $1 AND NOT EXISTS (SELECT 1 FROM pairs x WHERE x.iteration_id = $2 AND x.prompt_id = p.parent_prompt_id AND x.evolve_selected)`, second, its[0].id))
+	require.EqualValues(t, l.count(t, `SELECT count(*) FROM prompts WHERE parent_prompt_id IS NOT NULL`),
+		l.count(t, `SELECT count(*) FROM iteration_prompts WHERE iteration_id = $1`, second))
+	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE kind = 'evolve' AND status <> 'done'`))
+}
+
+func (l *loop) hookLines(t *testing.T) []string {
+	b, err := os.ReadFile(filepath.Join(l.dir, "hook.log"))
+	require.NoError(t, err)
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+func TestEndToEndTwoIterations(t *testing.T) {
+	t.Parallel()
+	l := startLoop(t, loopOptions{prompts: 60, samples: 4, ackWait: "30s", workerCon: 8})
+	l.worker(t, "worker-1")
+	l.worker(t, "worker-2")
+	run := l.orchestrator(t, "orchestrator")
+	require.NoError(t, run.Wait(3*time.Minute), run.Tail(30))
+	l.checkInvariants(t, 60)
+
+	// The hook ran once per iteration; for iter0 with iter0's dataset.
+	lines := l.hookLines(t)
+	require.Len(t, lines, 2, lines)
+	require.Equal(t, filepath.Join(l.dir, "exports", "e2e", "iter0", "train.jsonl")+" iter0 tiny-0", lines[0])
+	require.True(t, strings.HasPrefix(lines[1], filepath.Join(l.dir, "exports", "e2e", "iter1", "train.jsonl")+" iter1"))
+
+	// A second orchestrator for the finished run changes nothing.
+	again := l.orchestrator(t, "orchestrator-again")
+	require.NoError(t, again.Wait(time.Minute), again.Tail(20))
+	require.Len(t, l.hookLines(t), 2, "finished stages are not redone")
+}
+
+func TestKillOrchestratorAndWorkerMidRun(t *testing.T) {
+	t.Parallel()
+	// Slow model (150 ms per request) so generating takes several seconds.
+	l := startLoop(t, loopOptions{prompts: 60, samples: 4, ackWait: "2s", workerCon: 3,
+		lmArgs: []string{"--latency", "150ms"}})
+	w1 := l.worker(t, "worker-1")
+	l.worker(t, "worker-2")
+	run := l.orchestrator(t, "orchestrator-1")
+
+	// Wait until generating is under way with some tasks done, then SIGKILL
+	// the orchestrator and a worker that has tasks in flight.
+	require.Eventually(t, func() bool {
+		return l.count(t, `SELECT count(*) FROM tasks WHERE kind = 'generate' AND status = 'done'`) >= 10
+	}, time.Minute, 20*time.Millisecond)
+	require.NoError(t, w1.Signal(syscall.SIGKILL))
+	require.NoError(t, run.Signal(syscall.SIGKILL))
+	w1.Kill()
+	run.Kill()
+	var stage string
+	require.NoError(t, l.pool.QueryRow(context.Background(), `SELECT stage FROM iterations WHERE ordinal = 0`).Scan(&stage))
+	require.Equal(t, "generating", stage, "killed mid-generating")
+	require.Less(t, l.count(t, `SELECT count(*) FROM tasks WHERE kind = 'generate' AND status = 'done'`), int64(60))
+
+	l.worker(t, "worker-3")
+	run2 := l.orchestrator(t, "orchestrator-2")
+	require.NoError(t, run2.Wait(3*time.Minute), run2.Tail(30))
+	l.checkInvariants(t, 60)
+	require.Len(t, l.hookLines(t), 2)
+}
