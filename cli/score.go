@@ -254,6 +254,9 @@ func eachRow(ctx context.Context, path string, fn func(lineNo int, line []byte) 
 		}
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("%s:%d: line longer than 1 GiB", path, lineNo+1)
+		}
 		return fmt.Errorf("%s:%d: %w", path, lineNo+1, err)
 	}
 	return nil
@@ -282,7 +285,7 @@ func writeScored(ctx context.Context, in, out string, pool scorePool, scorer *me
 		s := scorer.Score(pool.item(i))
 		add := scoreAdditions{scored: s, rank: ranks[i], selected: ranks[i] <= k}
 		if pool.computed[i] {
-			add.margins = &[2]float64{pool.explicit[i], pool.implicit[i]}
+			add.margins, add.explicit, add.implicit = true, pool.explicit[i], pool.implicit[i]
 		}
 		var err error
 		if buf, err = add.appendRow(buf[:0], line); err != nil {
@@ -302,6 +305,9 @@ func writeScored(ctx context.Context, in, out string, pool scorePool, scorer *me
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
 	if err := tmp.Chmod(0o644); err != nil {
 		return err
 	}
@@ -313,10 +319,11 @@ func writeScored(ctx context.Context, in, out string, pool scorePool, scorer *me
 
 // scoreAdditions are the fields score adds to a row.
 type scoreAdditions struct {
-	margins  *[2]float64 // explicit and implicit margin, when computed
-	scored   metric.Scored
-	rank     int
-	selected bool
+	margins            bool // write explicit and implicit: they were computed
+	explicit, implicit float64
+	scored             metric.Scored
+	rank               int
+	selected           bool
 }
 
 // addedKeys are the keys score writes; the margins come first and are
@@ -334,7 +341,7 @@ var quotedAddedKeys = func() [][]byte {
 }()
 
 func (a scoreAdditions) keys() (keys []string, quoted [][]byte) {
-	if a.margins != nil {
+	if a.margins {
 		return addedKeys, quotedAddedKeys
 	}
 	return addedKeys[2:], quotedAddedKeys[2:]
@@ -367,9 +374,9 @@ func (a scoreAdditions) appendRow(b, line []byte) ([]byte, error) {
 	if len(head) > 1 { // not an empty object
 		b = append(b, ',')
 	}
-	if a.margins != nil {
-		b = appendFloatField(b, "explicit_margin", a.margins[0])
-		b = appendFloatField(b, "implicit_margin", a.margins[1])
+	if a.margins {
+		b = appendFloatField(b, "explicit_margin", a.explicit)
+		b = appendFloatField(b, "implicit_margin", a.implicit)
 	}
 	b = appendFloatField(b, "explicit_z", a.scored.ExplicitZ)
 	b = appendFloatField(b, "implicit_z", a.scored.ImplicitZ)

@@ -18,5 +18,5 @@
 //	err = metric.Select(scored, spec)                                 // ranks and flags
 //
 // Pools too large to hold as []Scored (the `selfplay score` command) use the
-// columnar pieces directly: NewScorer, Scorer.Score, Rank and SelectCount.
+// columnar pieces directly: NewScorer, Scorer.Score, RankBy and SelectCount.
 package metric
