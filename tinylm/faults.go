@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -131,6 +132,16 @@ func (fi *faultInjector) draw() (time.Duration, string) {
 func (fi *faultInjector) wrap(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		lat, kind := fi.draw()
+		if kind == FaultHang || lat > 0 {
+			// net/http notices a client hanging up only once the request
+			// body has been read, so read it before waiting.
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+			if err != nil {
+				writeError(w, badRequest("", "read request body: %v", err))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		if lat > 0 && !sleepCtx(r.Context(), lat) {
 			return // the client gave up; nobody reads the answer
 		}

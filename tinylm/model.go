@@ -140,11 +140,31 @@ func (m *Model) LogitsAt(ctx []float64, prevID int, out []float64) []float64 {
 	}
 	out = out[:len(m.B)]
 	u := m.U
+	b := m.B[:len(out)]
+	if d%4 == 0 {
+		// Four independent partial sums keep the multiply-adds from waiting
+		// on each other; every path (sampling, scoring, training) uses this
+		// same order of operations, so their numbers agree exactly.
+		for v := range out {
+			row := u[v*d : v*d+d]
+			hh := h[:len(row)]
+			var s0, s1, s2, s3 float64
+			for k := 0; k+3 < len(row); k += 4 {
+				s0 += row[k] * hh[k]
+				s1 += row[k+1] * hh[k+1]
+				s2 += row[k+2] * hh[k+2]
+				s3 += row[k+3] * hh[k+3]
+			}
+			out[v] = b[v] + ((s0 + s1) + (s2 + s3))
+		}
+		return out
+	}
 	for v := range out {
 		row := u[v*d : v*d+d]
-		s := m.B[v]
+		hh := h[:len(row)]
+		s := b[v]
 		for k, x := range row {
-			s += x * h[k]
+			s += x * hh[k]
 		}
 		out[v] = s
 	}
@@ -275,9 +295,11 @@ func (c *cond) push(id int) {
 }
 
 // ResponseLogProbs returns log p(response[i] | prompt, response[:i]) for
-// every response token, with the whole prompt as conditioning (the chat
-// case: promptIDs is the rendered prompt ending in <|assistant|>). Their sum
-// is log π(y|x).
+// every response token under the conditioning of ConditioningPrefix over
+// prompt+response: for a rendered chat prompt (ending in <|assistant|>) and
+// a response without <|assistant|> tokens, every position is conditioned on
+// exactly the prompt. Their sum is log π(y|x). The numbers are bit-identical
+// to SequenceLogProbs over the concatenation and to what Generate reports.
 func (m *Model) ResponseLogProbs(promptIDs, responseIDs []int) ([]float64, error) {
 	if err := m.checkIDs(promptIDs); err != nil {
 		return nil, fmt.Errorf("prompt: %w", err)
@@ -288,13 +310,17 @@ func (m *Model) ResponseLogProbs(promptIDs, responseIDs []int) ([]float64, error
 	if len(promptIDs) == 0 {
 		return nil, fmt.Errorf("empty prompt: the first response token has no previous token")
 	}
-	ctx := m.Context(promptIDs)
+	c := newCond(m)
+	for _, id := range promptIDs {
+		c.push(id)
+	}
 	z := make([]float64, m.V())
 	out := make([]float64, len(responseIDs))
 	prev := promptIDs[len(promptIDs)-1]
 	for i, id := range responseIDs {
-		m.LogitsAt(ctx, prev, z)
+		m.LogitsAt(c.ctx, prev, z)
 		out[i] = z[id] - LogSumExp(z)
+		c.push(id)
 		prev = id
 	}
 	return out, nil

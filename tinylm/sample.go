@@ -1,10 +1,11 @@
 package tinylm
 
 import (
-	"container/heap"
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // Finish reasons of a generation, as in the OpenAI API.
@@ -144,10 +145,15 @@ func (m *Model) Generate(promptIDs []int, opts SampleOptions, rng *rand.Rand) (G
 }
 
 // nucleus draws a token from unnormalised weights, restricted to the top-p
-// set. It keeps its heap between steps to avoid allocations.
+// set. It keeps its buffer between steps to avoid allocations.
 type nucleus struct {
-	h idHeap
+	ids []int32
 }
+
+// nucleusPrefilter is the fraction of the largest weight above which tokens
+// are collected first; the nucleus almost always lies among them, so only
+// those few are sorted.
+const nucleusPrefilter = 1e-4
 
 func (n *nucleus) draw(w []float64, total, topP float64, rng *rand.Rand) int {
 	if topP >= 1 {
@@ -165,22 +171,43 @@ func (n *nucleus) draw(w []float64, total, topP float64, rng *rand.Rand) int {
 		}
 		return last // rounding left u ≥ 0: take the last token with weight
 	}
-	// Pop tokens in descending weight (ties: lower id first) until the mass
-	// reaches topP·total; then sample within them.
-	n.h.w = w
-	n.h.ids = n.h.ids[:0]
-	for i := range w {
-		n.h.ids = append(n.h.ids, int32(i))
-	}
-	heap.Init(&n.h)
+	// The nucleus is the shortest prefix of the tokens in descending weight
+	// (ties: lower id first) whose mass reaches topP·total. Every token
+	// above a threshold outranks every token below it, so when the tokens
+	// above the threshold carry enough mass the prefix lies among them.
 	need := topP * total
-	var kept []int32
+	var mx float64
+	for _, x := range w {
+		mx = max(mx, x)
+	}
+	for thr := mx * nucleusPrefilter; ; thr = 0 {
+		n.ids = n.ids[:0]
+		var mass float64
+		for i, x := range w {
+			if x > 0 && x >= thr {
+				n.ids = append(n.ids, int32(i))
+				mass += x
+			}
+		}
+		if mass >= need || thr == 0 {
+			break
+		}
+	}
+	slices.SortFunc(n.ids, func(a, b int32) int {
+		switch {
+		case w[a] > w[b]:
+			return -1
+		case w[a] < w[b]:
+			return 1
+		}
+		return cmp.Compare(a, b)
+	})
+	kept := n.ids
 	var mass float64
-	for n.h.Len() > 0 {
-		id := heap.Pop(&n.h).(int32)
-		kept = append(kept, id)
+	for i, id := range n.ids {
 		mass += w[id]
 		if mass >= need {
+			kept = n.ids[:i+1]
 			break
 		}
 	}
@@ -192,26 +219,4 @@ func (n *nucleus) draw(w []float64, total, topP float64, rng *rand.Rand) int {
 		}
 	}
 	return int(kept[len(kept)-1])
-}
-
-// idHeap is a max-heap of token ids by weight, ties to the lower id.
-type idHeap struct {
-	w   []float64
-	ids []int32
-}
-
-func (h *idHeap) Len() int { return len(h.ids) }
-func (h *idHeap) Less(i, j int) bool {
-	a, b := h.ids[i], h.ids[j]
-	if h.w[a] != h.w[b] {
-		return h.w[a] > h.w[b]
-	}
-	return a < b
-}
-func (h *idHeap) Swap(i, j int) { h.ids[i], h.ids[j] = h.ids[j], h.ids[i] }
-func (h *idHeap) Push(x any)    { h.ids = append(h.ids, x.(int32)) }
-func (h *idHeap) Pop() any {
-	x := h.ids[len(h.ids)-1]
-	h.ids = h.ids[:len(h.ids)-1]
-	return x
 }

@@ -65,30 +65,38 @@ func (g *Grad) Zero() {
 }
 
 // AccumulateLogProbGrad adds scale · ∂/∂θ log π(response | prompt) to g and
-// returns log π(response | prompt) = Σ_i log p(response[i] | prompt,
-// response[:i]), with the whole prompt as conditioning (as for a chat
-// prompt ending in <|assistant|>; ResponseLogProbs gives the per-token
-// terms). A negative scale gives the gradient of a negative
-// log-likelihood. The gradient is exact:
+// returns log π(response | prompt), the sum of ResponseLogProbs (the same
+// conditioning: for a chat prompt ending in <|assistant|>, the whole prompt).
+// A negative scale gives the gradient of a negative log-likelihood. The
+// gradient is exact:
 //
-//	∂ log p(y)/∂z = onehot(y) − p,  z = B + U·h,  h = E[prev] + mean_x F[w]
+//	∂ log p(y)/∂z = onehot(y) − p,  z = B + U·h,  h = E[prev] + mean_{w∈ctx} F[w]
 //
-// Ids must be in the vocabulary and the prompt non-empty.
+// Ids must be in the vocabulary and the prompt non-empty. Not safe for
+// concurrent use with the same g.
 func (m *Model) AccumulateLogProbGrad(g *Grad, promptIDs, responseIDs []int, scale float64) float64 {
 	d := m.Dim
-	ctx := m.Context(promptIDs)
+	seq := make([]int, 0, len(promptIDs)+len(responseIDs))
+	seq = append(seq, promptIDs...)
+	seq = append(seq, responseIDs...)
+	c := newCond(m)
+	for _, id := range promptIDs {
+		c.push(id)
+	}
 	z := make([]float64, m.V())
 	h := make([]float64, d)
 	dh := make([]float64, d)
-	dctx := make([]float64, d)
+	// dctx[n] is the gradient w.r.t. the context mean over seq[:n].
+	dctx := map[int][]float64{}
 	var total float64
 	prev := promptIDs[len(promptIDs)-1]
-	for _, y := range responseIDs {
+	for i, y := range responseIDs {
+		n := ConditioningPrefix(seq, len(promptIDs)+i)
 		e := m.E[prev*d : (prev+1)*d]
 		for k := range h {
-			h[k] = e[k] + ctx[k]
+			h[k] = e[k] + c.ctx[k]
 		}
-		m.LogitsAt(ctx, prev, z)
+		m.LogitsAt(c.ctx, prev, z)
 		lse := LogSumExp(z)
 		total += z[y] - lse
 		clear(dh)
@@ -109,18 +117,26 @@ func (m *Model) AccumulateLogProbGrad(g *Grad, promptIDs, responseIDs []int, sca
 				dh[k] += dz * urow[k]
 			}
 		}
+		dc := dctx[n]
+		if dc == nil {
+			dc = make([]float64, d)
+			dctx[n] = dc
+		}
 		ge := g.E[prev*d : (prev+1)*d]
 		for k := range ge {
 			ge[k] += dh[k]
-			dctx[k] += dh[k]
+			dc[k] += dh[k]
 		}
+		c.push(y)
 		prev = y
 	}
-	inv := 1 / float64(len(promptIDs))
-	for _, w := range promptIDs {
-		gf := g.F[w*d : (w+1)*d]
-		for k := range gf {
-			gf[k] += dctx[k] * inv
+	for n, dc := range dctx {
+		inv := 1 / float64(n)
+		for _, w := range seq[:n] {
+			gf := g.F[w*d : (w+1)*d]
+			for k := range gf {
+				gf[k] += dc[k] * inv
+			}
 		}
 	}
 	return total
