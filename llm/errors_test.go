@@ -96,6 +96,7 @@ func TestExchangeClassify(t *testing.T) {
 		{name: "fastapi detail", x: exchange{status: 422, body: []byte(`{"detail":"field required"}`)}, reason: "field required"},
 		{name: "html page", x: exchange{status: 502, body: []byte("<html><body>Bad Gateway</body></html>")}, transient: true, reason: "unexpected error body: <html><body>Bad Gateway</body></html>"},
 		{name: "empty body", x: exchange{status: 500}, transient: true, reason: "empty error body"},
+		{name: "body too large", x: exchange{status: 200, err: errBodyTooLarge}, reason: "response body larger than 67108864 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,8 +171,11 @@ func TestReferenceMatchesSamplerLive(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, ref.Probe(ctx, ""))
 
-	samples, err := p.Sample(ctx, questionPrompt, SampleParams{Model: tinyModel, N: 6, Temperature: 1, MaxTokens: 24, Seed: seedPtr(3)})
+	samples, err := p.Sample(ctx, questionPrompt, SampleParams{Model: tinyModel, N: 8, Temperature: 1, MaxTokens: 64, Seed: seedPtr(3)})
 	require.NoError(t, err)
+	eot, err := ref.endOfTurn(ctx, tinyModel)
+	require.NoError(t, err)
+	require.True(t, eot.found, "tinylm's template closes a turn with <|end|>")
 	var stopped int
 	for i, s := range samples {
 		// The sampler's own ids, teacher-forced, give back its log-prob sum:
@@ -180,16 +184,19 @@ func TestReferenceMatchesSamplerLive(t *testing.T) {
 		require.NoError(t, err)
 		require.InDelta(t, s.LogProb, byIDs, 1e-6, "sample %d", i)
 
-		// From the text, the end-of-turn token is counted, which matches a
-		// sample that stopped on it.
+		// From the text, the end-of-turn token is counted as part of y.
 		byText, err := ref.LogProb(ctx, "", questionPrompt, s.Content)
 		require.NoError(t, err)
 		if s.FinishReason == "stop" {
 			stopped++
+			require.Equal(t, eot.id, s.TokenIDs[len(s.TokenIDs)-1], "sample %d ends on the end-of-turn token", i)
 			require.InDelta(t, s.LogProb, byText, 1e-6, "sample %d", i)
-		} else {
-			require.Less(t, byText, s.LogProb, "sample %d: the end-of-turn token adds a negative term", i)
+			continue
 		}
+		withEOT, err := ref.LogProbTokens(ctx, "", questionPrompt, append(slices.Clone(s.TokenIDs), eot.id))
+		require.NoError(t, err)
+		require.InDelta(t, withEOT, byText, 1e-6, "sample %d", i)
+		require.Less(t, byText, s.LogProb, "sample %d: the end-of-turn token adds a negative term", i)
 	}
 	require.Positive(t, stopped, "some samples end on the end-of-turn token")
 }

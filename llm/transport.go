@@ -206,6 +206,10 @@ func (t *transport) acquire(ctx context.Context) error {
 
 func (t *transport) release() { <-t.sem }
 
+// errBodyTooLarge marks a response over maxBodyBytes; the same request
+// would bring the same body, so it is permanent.
+var errBodyTooLarge = fmt.Errorf("response body larger than %d bytes", maxBodyBytes)
+
 // exchange is one HTTP round trip with the whole body read.
 type exchange struct {
 	status int
@@ -227,7 +231,7 @@ func (t *transport) roundTrip(req *http.Request) exchange {
 	if err != nil {
 		x.err = fmt.Errorf("reading response body: %w", err)
 	} else if len(body) > maxBodyBytes {
-		x.err = fmt.Errorf("response body larger than %d bytes", maxBodyBytes)
+		x.err = errBodyTooLarge
 	}
 	return x
 }
@@ -235,6 +239,9 @@ func (t *transport) roundTrip(req *http.Request) exchange {
 // classify turns a non-2xx status or a transport error into a failure; it
 // returns nil for a complete 2xx response.
 func (x exchange) classify() *failure {
+	if errors.Is(x.err, errBodyTooLarge) {
+		return &failure{status: x.status, reason: x.err.Error(), err: x.err}
+	}
 	if x.err != nil {
 		if x.status == 0 {
 			return &failure{transient: true, reason: "request failed: " + x.err.Error(), err: x.err}
