@@ -40,10 +40,17 @@ type loopOptions struct {
 	lmArgs    []string // extra `lm serve` flags (fault injection)
 	ackWait   string
 	workerCon int
+	// maxConcurrency per endpoint and worker; default 32.
+	maxConcurrency int
+	// single: one iteration, no evolution, no hook (benchmarks).
+	single bool
 }
 
-func startLoop(t *testing.T, o loopOptions) *loop {
+func startLoop(t testing.TB, o loopOptions) *loop {
 	t.Helper()
+	if o.maxConcurrency == 0 {
+		o.maxConcurrency = 32
+	}
 	dbURL := storetest.NewDatabase(t)
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
@@ -63,16 +70,27 @@ func startLoop(t *testing.T, o loopOptions) *loop {
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
 
-	// The first o.prompts lines of the example pool.
+	// The first o.prompts lines of the example pool, numbered variants of
+	// them when more are asked for.
 	src, err := os.Open(filepath.Join(selfplaytest.Root(), "examples", "prompts.jsonl"))
 	require.NoError(t, err)
 	defer src.Close()
-	var lines []string
+	var base []string
 	sc := bufio.NewScanner(src)
-	for sc.Scan() && len(lines) < o.prompts {
-		lines = append(lines, sc.Text())
+	for sc.Scan() {
+		var p struct{ Prompt string }
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &p))
+		base = append(base, p.Prompt)
 	}
-	require.Len(t, lines, o.prompts)
+	var lines []string
+	for i := 0; len(lines) < o.prompts; i++ {
+		text := base[i%len(base)]
+		if i >= len(base) {
+			text = fmt.Sprintf("%s ( %d )", text, i/len(base))
+		}
+		b, _ := json.Marshal(map[string]string{"prompt": text})
+		lines = append(lines, string(b))
+	}
 	promptsPath := filepath.Join(dir, "prompts.jsonl")
 	require.NoError(t, os.WriteFile(promptsPath, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
 
@@ -82,8 +100,8 @@ run: e2e
 database: {url: %q}
 nats: {url: %q, stream: %s}
 endpoints:
-  policy: {base_url: "http://%s/v1", max_concurrency: 32, timeout: 5s, max_retries: 8}
-  reward: {base_url: "http://%s", kind: classify, model: reward, timeout: 5s, max_retries: 8}
+  policy: {base_url: "http://%s/v1", max_concurrency: %d, timeout: 5s, max_retries: 8}
+  reward: {base_url: "http://%s", kind: classify, model: reward, max_concurrency: %d, timeout: 5s, max_retries: 8}
 generation: {samples: %d, max_tokens: 48}
 selection: {metric: alignment_potential, ratio: 0.4}
 worker: {concurrency: %d, ack_wait: %s, max_deliver: 5}
@@ -95,21 +113,27 @@ hooks:
 iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
   - {name: iter1, policy_model: tiny-0, prompts: {evolved: true}}
-`, dbURL, nats.URL, nats.Stream, addr, addr, o.samples, o.workerCon, o.ackWait, filepath.Join(dir, "exports"), hookLog, promptsPath)
+`, dbURL, nats.URL, nats.Stream, addr, o.maxConcurrency, addr, o.maxConcurrency, o.samples, o.workerCon, o.ackWait, filepath.Join(dir, "exports"), hookLog, promptsPath)
+	if o.single {
+		cfg = cfg[:strings.Index(cfg, "hooks:")] + fmt.Sprintf(`evolve: {enabled: false}
+iterations:
+  - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
+`, promptsPath)
+	}
 	cfgPath := filepath.Join(dir, "selfplay.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 	return &loop{dbURL: dbURL, pool: pool, cfgPath: cfgPath, dir: dir, samples: o.samples, ratio: 0.4}
 }
 
-func (l *loop) worker(t *testing.T, name string) *selfplaytest.Proc {
+func (l *loop) worker(t testing.TB, name string) *selfplaytest.Proc {
 	return selfplaytest.Start(t, name, nil, "worker", "-c", l.cfgPath, "--log-level", "warn")
 }
 
-func (l *loop) orchestrator(t *testing.T, name string) *selfplaytest.Proc {
+func (l *loop) orchestrator(t testing.TB, name string) *selfplaytest.Proc {
 	return selfplaytest.Start(t, name, nil, "run", "-c", l.cfgPath)
 }
 
-func (l *loop) count(t *testing.T, sql string, args ...any) int64 {
+func (l *loop) count(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	require.NoError(t, l.pool.QueryRow(context.Background(), sql, args...).Scan(&n), sql)
