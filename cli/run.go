@@ -1,16 +1,18 @@
 package cli
 
 import (
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/orchestrator"
+	"github.com/selfplay/selfplay/telemetry"
 )
 
 func newRunCmd() *cobra.Command {
-	var path string
+	var path, metricsAddr string
 	var retryFailed bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -19,10 +21,15 @@ func newRunCmd() *cobra.Command {
 	}
 	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&retryFailed, "retry-failed", false, "start failed iterations over (their failed tasks run again)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. :9464 (default: off)")
 	newLogger := logFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
 		log := newLogger(os.Stderr)
+		if orchestrator.IsTerminal(os.Stderr) {
+			// A live progress bar below the log lines.
+			log = slog.New(orchestrator.NewTerminal(os.Stderr, log.Handler()))
+		}
 		cfg, err := loadConfig(path)
 		if err != nil {
 			return err
@@ -32,6 +39,13 @@ func newRunCmd() *cobra.Command {
 			return err
 		}
 		defer pool.Close()
+		if metricsAddr != "" {
+			reg := telemetry.NewRegistry()
+			reg.MustRegister(telemetry.NewRunCollector(pool, cfg.Run, log))
+			if _, err := telemetry.Serve(ctx, metricsAddr, reg, log); err != nil {
+				return err
+			}
+		}
 		nc, js, err := bus.Connect(cfg.NATS, "selfplay-orchestrator", log)
 		if err != nil {
 			return err

@@ -6,18 +6,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/selfplay/selfplay/bus"
-	"github.com/selfplay/selfplay/llm"
+	"github.com/selfplay/selfplay/telemetry"
 	"github.com/selfplay/selfplay/worker"
 )
 
 func newWorkerCmd() *cobra.Command {
-	var path string
+	var path, metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Pull generate and evolve tasks from NATS JetStream and do them (run any number)",
 		Args:  cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. :9464 (default: off)")
 	newLogger := logFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
@@ -42,12 +43,22 @@ func newWorkerCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		clients, err := buildClients(cfg, log, llm.Hooks{})
+		reg := telemetry.NewRegistry()
+		metrics := telemetry.NewWorkerMetrics(reg)
+		clients, err := buildClients(cfg, log, metrics.LLMHooks())
 		if err != nil {
 			return err
 		}
+		clients.Policy = metrics.Sampler("generate", clients.Policy)
+		clients.Evolver = metrics.Sampler("evolve", clients.Evolver)
+		if metricsAddr != "" {
+			if _, err := telemetry.Serve(ctx, metricsAddr, reg, log); err != nil {
+				return err
+			}
+		}
 		w := worker.New(pool, cons, clients, worker.Options{
 			Concurrency: cfg.Worker.Concurrency, MaxDeliver: cfg.Worker.MaxDeliver, AckWait: cfg.Worker.AckWait,
+			OnTask: metrics.OnTask, OnInFlight: metrics.OnInFlight,
 		}, log)
 		return w.Run(ctx)
 	}

@@ -62,8 +62,14 @@ type Options struct {
 	// DrainTimeout bounds how long in-flight tasks may run after the
 	// worker is told to stop; default 60s. Unfinished ones are nak'ed.
 	DrainTimeout time.Duration
-	// Hooks receive task events for metrics; optional.
+	// OnTask is called when a task settles, with its kind and result (done,
+	// failed, retry, interrupted or term); optional, for metrics. It runs on
+	// the task's goroutine, so it must be safe for concurrent use.
 	OnTask func(kind, result string)
+	// OnInFlight is called with +1 when a task starts and −1 when it
+	// settles; optional, for an in-flight gauge. Safe-for-concurrent-use
+	// rules as for OnTask.
+	OnInFlight func(delta int)
 }
 
 // Worker runs tasks from the shared consumer.
@@ -134,6 +140,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
+			w.inFlight(1)
+			defer w.inFlight(-1)
 			w.handle(taskCtx, msg)
 		}()
 	}
@@ -192,6 +200,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if err := settle(msg, s, delay); err != nil {
 		log.Warn("settle message", "result", string(s), "err", err)
+	}
+}
+
+func (w *Worker) inFlight(delta int) {
+	if w.opts.OnInFlight != nil {
+		w.opts.OnInFlight(delta)
 	}
 }
 
