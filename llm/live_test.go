@@ -466,3 +466,77 @@ func TestJudgeLive(t *testing.T) {
 		require.LessOrEqual(t, s, 10.0)
 	}
 }
+
+func TestBadInputFailsBeforeAnyRequestLive(t *testing.T) {
+	t.Parallel()
+	b := startLive(t, tinylm.Faults{})
+	p, err := NewPolicy(b.endpoint("policy"), b.opts()...)
+	require.NoError(t, err)
+	rewardEP := b.endpoint("reward")
+	rewardEP.Kind, rewardEP.Model = KindClassify, rewardModel
+	r, err := NewReward(rewardEP, b.opts()...)
+	require.NoError(t, err)
+	ref, err := NewReference(Endpoint{Name: "reference", BaseURL: b.baseURL, Model: tinyModel}, b.opts()...)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	tests := []struct {
+		name   string
+		call   func() error
+		reason string
+	}{
+		{name: "n zero", call: func() error {
+			_, err := p.Sample(ctx, questionPrompt, SampleParams{Model: tinyModel, N: 0})
+			return err
+		}, reason: "n = 0, must be at least 1"},
+		{name: "negative temperature", call: func() error {
+			_, err := p.Sample(ctx, questionPrompt, SampleParams{Model: tinyModel, N: 1, Temperature: -0.1})
+			return err
+		}, reason: "temperature -0.1 must be a finite number ≥ 0"},
+		{name: "top_p above one", call: func() error {
+			_, err := p.Sample(ctx, questionPrompt, SampleParams{Model: tinyModel, N: 1, TopP: 1.5})
+			return err
+		}, reason: "top_p 1.5 must be in (0, 1]"},
+		{name: "no model", call: func() error {
+			_, err := p.Sample(ctx, questionPrompt, SampleParams{N: 1})
+			return err
+		}, reason: "no model named"},
+		{name: "no messages", call: func() error {
+			_, err := p.Sample(ctx, nil, SampleParams{Model: tinyModel, N: 1})
+			return err
+		}, reason: "invalid prompt: no messages"},
+		{name: "message without role", call: func() error {
+			_, err := r.Score(ctx, []Message{{Content: "hi"}}, []string{"x"})
+			return err
+		}, reason: "message 0 has no role"},
+		{name: "negative token id", call: func() error {
+			_, err := ref.LogProbTokens(ctx, "", questionPrompt, []int{3, -1})
+			return err
+		}, reason: "invalid response token id -1 at position 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			require.True(t, IsPermanent(err), "%v", err)
+			require.ErrorContains(t, err, tc.reason)
+		})
+	}
+	require.Zero(t, b.requests.Load(), "bad input never reaches the server")
+}
+
+func TestCallerDeadlineShorterThanBackoffLive(t *testing.T) {
+	t.Parallel()
+	b := startLive(t, tinylm.Faults{ErrorRate: 1})
+	p, err := NewPolicy(b.endpoint("policy"), WithBackoff(time.Minute, time.Minute))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = p.Sample(ctx, questionPrompt, defaultSampling(1, 1))
+	// Waiting out the backoff cannot finish before the caller's deadline, so
+	// the transient error comes back at once for the caller to requeue.
+	require.True(t, IsTransient(err), "%v", err)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, 1, e.Attempts)
+	require.NoError(t, ctx.Err())
+}
