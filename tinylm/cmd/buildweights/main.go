@@ -24,7 +24,7 @@ func main() {
 	seed := flag.Uint64("seed", corpus.DefaultSeed, "corpus seed")
 	size := flag.Int("size", corpus.DefaultSize, "number of dialogues")
 	dim := flag.Int("dim", 16, "embedding dimension")
-	epochs := flag.Int("epochs", 15, "training epochs")
+	epochs := flag.Int("epochs", 30, "training epochs")
 	lr := flag.Float64("lr", 0.01, "Adam learning rate")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
