@@ -99,13 +99,13 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		s.faults = newFaultInjector(opts.Faults)
 		wrap = s.faults.wrap
 	}
-	models404 := http.HandlerFunc(s.handleModels)
+	modelsHandler := http.HandlerFunc(s.handleModels)
 	if opts.Faults.IncludeModels {
-		models404 = wrap(models404)
+		modelsHandler = wrap(modelsHandler)
 	}
 	s.routes = map[string]route{
 		"/health":              {http.MethodGet, s.handleHealth},
-		"/v1/models":           {http.MethodGet, models404},
+		"/v1/models":           {http.MethodGet, modelsHandler},
 		"/v1/chat/completions": {http.MethodPost, wrap(s.handleChat)},
 		"/v1/completions":      {http.MethodPost, wrap(s.handleCompletions)},
 		"/tokenize":            {http.MethodPost, wrap(s.handleTokenize)},
