@@ -89,6 +89,10 @@ func (m *Model) Save(path string) error {
 		return fmt.Errorf("save model: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save model: %w", err)
+	}
 	w := bufio.NewWriter(tmp)
 	if err := m.Encode(w); err != nil {
 		tmp.Close()
