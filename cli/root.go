@@ -29,6 +29,7 @@ func NewRoot() *cobra.Command {
 		newHealthCmd(),
 		newLMCmd(),
 		newMigrateCmd(),
+		newReportCmd(),
 		newRunCmd(),
 		newWorkerCmd(),
 		newScoreCmd(),

@@ -18,7 +18,7 @@ var Strategies = []string{"breadth", "deepen", "constraints", "concretize", "rea
 var RewardKinds = []string{"classify", "pooling", "get_reward", "judge"}
 
 // ExportFormats are the supported export file formats.
-var ExportFormats = []string{"jsonl"}
+var ExportFormats = []string{"jsonl", "parquet"}
 
 // safeName is what a run or iteration name may be: it becomes a folder name
 // under export.dir, so no separators and no dot-only names.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,6 +39,9 @@ type ExportSpec struct {
 	Reselect *metric.Spec
 	// Implicit is the implicit margin form used by Reselect (simpo|dpo).
 	Implicit string
+	// Formats are export.formats; train.jsonl is always written, "parquet"
+	// adds train.parquet with the same rows.
+	Formats []string
 }
 
 // Row is one line of train.jsonl: TRL's conversational preference format
@@ -107,7 +111,9 @@ type ExportResult struct {
 	Dir      string
 	Dataset  string
 	Manifest string
-	Rows     int64
+	// Parquet is train.parquet's path, "" when not written.
+	Parquet string
+	Rows    int64
 }
 
 // Export writes train.jsonl (the selected pairs, best first) and
@@ -147,6 +153,12 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	m := Manifest{Run: spec.Run, Iteration: spec.Iteration, PolicyModel: it.PolicyModel, ReferenceModel: it.ReferenceModel,
 		ConfigHash: spec.ConfigHash, CreatedAt: time.Now().UTC(),
 		Files: map[string]FileInfo{"train.jsonl": {Rows: rows, SHA256: sum}}}
+	if slices.Contains(spec.Formats, "parquet") {
+		res.Parquet = filepath.Join(dir, "train.parquet")
+		if m.Files["train.parquet"], err = writeParquet(res.Dataset, res.Parquet, it.ReferenceModel != ""); err != nil {
+			return res, err
+		}
+	}
 	if m.Counts, err = countOutcomes(ctx, pool, spec.IterationID); err != nil {
 		return res, err
 	}
@@ -180,7 +192,10 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 		for _, f := range []struct {
 			kind, path, sum string
 			rows            int64
-		}{{"jsonl", res.Dataset, sum, rows}, {"manifest", res.Manifest, msum, 1}} {
+		}{{"jsonl", res.Dataset, sum, rows}, {"manifest", res.Manifest, msum, 1}, {"parquet", res.Parquet, m.Files["train.parquet"].SHA256, rows}} {
+			if f.path == "" {
+				continue
+			}
 			b.Queue(`INSERT INTO exports (iteration_id, kind, path, rows, sha256) VALUES ($1, $2, $3, $4, $5)
 				ON CONFLICT (iteration_id, kind) DO UPDATE SET path = EXCLUDED.path, rows = EXCLUDED.rows,
 				sha256 = EXCLUDED.sha256, created_at = now()`, spec.IterationID, f.kind, f.path, f.rows, f.sum)

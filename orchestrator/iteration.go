@@ -3,11 +3,13 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/report"
 	"github.com/selfplay/selfplay/store"
 )
 
@@ -58,7 +60,10 @@ func (s *iterationState) drive(ctx context.Context) error {
 				err = s.dispatch(ctx, bus.KindEvolve)
 			}
 		case store.StageExporting:
-			_, err = Export(ctx, s.o.pool, s.exportSpec())
+			var res ExportResult
+			if res, err = Export(ctx, s.o.pool, s.exportSpec()); err == nil {
+				s.writeReport(ctx, filepath.Join(res.Dir, "report.html"))
+			}
 		case store.StageTraining:
 			err = s.train(ctx)
 		}
@@ -131,8 +136,19 @@ func (s *iterationState) selectEvolve(ctx context.Context) error {
 func (s *iterationState) exportSpec() ExportSpec {
 	return ExportSpec{
 		Dir: s.o.cfg.Export.Dir, Run: s.run.Name, IterationID: s.it.ID, Iteration: s.it.Name,
-		ConfigHash: s.o.cfg.Hash(), Record: true,
+		ConfigHash: s.o.cfg.Hash(), Record: true, Formats: s.o.cfg.Export.Formats,
 	}
+}
+
+// writeReport writes the iteration's HTML report next to its export. A
+// report that cannot be made is logged, not fatal: the dataset is what the
+// next stage needs, and `selfplay report` can make the report again.
+func (s *iterationState) writeReport(ctx context.Context, path string) {
+	if err := report.WriteFile(ctx, s.o.pool, s.run.Name, s.it.Name, path); err != nil {
+		s.o.log.ErrorContext(ctx, "write report", "iteration", s.it.Name, "path", path, "err", err)
+		return
+	}
+	s.o.log.InfoContext(ctx, "report written", "iteration", s.it.Name, "path", path)
 }
 
 // failureSummary lists the most common failure reasons.

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/selfplay/selfplay/report"
+)
+
+func newReportCmd() *cobra.Command {
+	var path, run, iteration, out string
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Write an iteration's HTML report (charts of rewards, margins, AP, outcomes, evolution)",
+		Long: "Writes a single self-contained HTML file (no network needed to open it) with charts of one\n" +
+			"iteration, every number read from PostgreSQL. The orchestrator also writes report.html next\n" +
+			"to each export.",
+		Args: cobra.NoArgs,
+	}
+	configFlag(cmd, &path)
+	cmd.Flags().StringVar(&run, "run", "", "run name (default: the configuration's run)")
+	cmd.Flags().StringVar(&iteration, "iteration", "", "iteration name (required)")
+	cmd.Flags().StringVar(&out, "out", "report.html", "the HTML file to write")
+	_ = cmd.MarkFlagRequired("iteration")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		cfg, err := loadConfig(path)
+		if err != nil {
+			return err
+		}
+		if run == "" {
+			run = cfg.Run
+		}
+		pool, err := openStore(ctx, cfg, true)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := report.WriteFile(ctx, pool, run, iteration, out); err != nil {
+			return err
+		}
+		printf(cmd, "wrote the report of %s/%s to %s\n", run, iteration, out)
+		return nil
+	}
+	return cmd
+}

@@ -1,0 +1,370 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/store"
+)
+
+// Data is everything a report shows, read from PostgreSQL by Load.
+type Data struct {
+	Run            string
+	Iteration      string
+	Ordinal        int
+	Stage          string
+	PolicyModel    string
+	ReferenceModel string
+	// Settings are the iteration's effective settings as stored.
+	Settings config.Settings
+	// Generated is when the data was read.
+	Generated time.Time
+
+	Summary Summary
+	// Outcomes counts the generate tasks: paired, each no-pair reason,
+	// failed, pending (in that order, reasons by count).
+	Outcomes []Count
+	// Failures are the most frequent failure reasons of generate tasks.
+	Failures []Count
+	// Pairs are all of the iteration's pairs, by id.
+	Pairs []Pair
+	// Cutoff is the lowest alignment potential selected when the
+	// selection metric is alignment_potential; nil otherwise.
+	Cutoff *float64
+	// Evolution counts rewrites per strategy, empty when the iteration did
+	// not evolve prompts; Dropped counts rewrites by the filter that
+	// dropped them.
+	Evolution []StrategyCount
+	Dropped   []Count
+	// Trend has one entry per iteration of the run that has pairs.
+	Trend []IterationTrend
+	// Top are the best selected pairs, by rank.
+	Top []TopPair
+}
+
+// Summary are the iteration's headline numbers.
+type Summary struct {
+	Prompts                            int64
+	TasksDone, TasksFailed, TasksTotal int64
+	Pairs, Selected                    int64
+	// All and Selected are means over all pairs and over the selected ones.
+	All, Sel Means
+}
+
+// Means are mean values over a set of pairs; nil over an empty set.
+type Means struct {
+	ChosenReward, RejectedReward, ExplicitMargin, AbsImplicitMargin, AlignmentPotential *float64
+}
+
+// Count is a label and how many.
+type Count struct {
+	Label string
+	N     int64
+}
+
+// Pair is one pair's numbers. ImplicitMargin is the form the iteration
+// scored with (simpo, or dpo with a reference). NaN marks a missing value.
+type Pair struct {
+	ID                           int64
+	ChosenReward, RejectedReward float64
+	ExplicitMargin               float64
+	ImplicitMargin               float64
+	AlignmentPotential           float64
+	Selected                     bool
+}
+
+// StrategyCount is one evolution strategy: rewrites made (one per evolved
+// prompt) and kept after filtering (in the next iteration's pool).
+type StrategyCount struct {
+	Strategy   string
+	Made, Kept int64
+}
+
+// IterationTrend summarises one iteration of the run. NaN marks a mean
+// over an empty set.
+type IterationTrend struct {
+	Name                                   string
+	Ordinal                                int
+	Pairs, Selected                        int64
+	MeanChosenAll, MeanChosenSel           float64
+	MeanExplicitAll, MeanExplicitSel       float64
+	MeanAbsImplicitAll, MeanAbsImplicitSel float64
+}
+
+// TopPair is a selected pair shown in full.
+type TopPair struct {
+	Rank                         int
+	Prompt, Chosen, Rejected     string
+	ChosenReward, RejectedReward float64
+	ExplicitMargin               float64
+	ImplicitMargin               float64
+	AlignmentPotential           float64
+}
+
+// topPairs is how many selected pairs the report shows in full.
+const topPairs = 5
+
+// Load reads the report of one iteration of a run through db (a pool, a
+// connection or a transaction; a dozen read-only queries). An unknown run
+// or iteration is an error naming what exists.
+func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, error) {
+	r, err := store.GetRun(ctx, db, run)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no run %q in this database: %s", run, runNames(ctx, db))
+	}
+	if err != nil {
+		return nil, err
+	}
+	its, err := store.ListIterations(ctx, db, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	var it *store.Iteration
+	var names []string
+	for i := range its {
+		names = append(names, its[i].Name)
+		if its[i].Name == iteration {
+			it = &its[i]
+		}
+	}
+	if it == nil {
+		return nil, fmt.Errorf("run %q has no iteration %q; it has %s", run, iteration, strings.Join(names, ", "))
+	}
+	d := &Data{Run: r.Name, Iteration: it.Name, Ordinal: it.Ordinal, Stage: it.Stage, PolicyModel: it.PolicyModel,
+		ReferenceModel: it.ReferenceModel, Generated: time.Now().UTC()}
+	if err := json.Unmarshal(it.Config, &d.Settings); err != nil {
+		return nil, fmt.Errorf("settings of iteration %s: %w", it.Name, err)
+	}
+	for _, step := range []struct {
+		what string
+		load func(context.Context, store.DBTX, int64) error
+	}{
+		{"summary", d.loadSummary},
+		{"outcomes", d.loadOutcomes},
+		{"pairs", d.loadPairs},
+		{"evolution", d.loadEvolution},
+		{"trend", d.loadTrend},
+		{"top pairs", d.loadTop},
+	} {
+		if err := step.load(ctx, db, it.ID); err != nil {
+			return nil, fmt.Errorf("report of %s/%s: %s: %w", run, iteration, step.what, err)
+		}
+	}
+	reasons, err := store.FailureReasons(ctx, db, it.ID, "generate", 5)
+	if err != nil {
+		return nil, err
+	}
+	for _, rc := range reasons {
+		d.Failures = append(d.Failures, Count{rc.Reason, rc.Count})
+	}
+	return d, nil
+}
+
+func runNames(ctx context.Context, db store.DBTX) string {
+	rows, err := db.Query(ctx, `SELECT name FROM runs ORDER BY id`)
+	if err != nil {
+		return "the runs could not be listed"
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(names) == 0 {
+		return "it has no runs yet"
+	}
+	return "it has " + strings.Join(names, ", ")
+}
+
+func (d *Data) loadSummary(ctx context.Context, db store.DBTX, id int64) error {
+	s := &d.Summary
+	return db.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM iteration_prompts WHERE iteration_id = $1),
+		       (SELECT count(*) FILTER (WHERE status = 'done') FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
+		       (SELECT count(*) FILTER (WHERE status = 'failed') FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
+		       (SELECT count(*) FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
+		       count(*), count(*) FILTER (WHERE p.selected),
+		       avg(c.reward), avg(x.reward), avg(p.explicit_margin), avg(abs(p.implicit_margin)), avg(p.alignment_potential),
+		       avg(c.reward) FILTER (WHERE p.selected), avg(x.reward) FILTER (WHERE p.selected),
+		       avg(p.explicit_margin) FILTER (WHERE p.selected), avg(abs(p.implicit_margin)) FILTER (WHERE p.selected),
+		       avg(p.alignment_potential) FILTER (WHERE p.selected)
+		FROM pairs p JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
+		WHERE p.iteration_id = $1`, id).Scan(
+		&s.Prompts, &s.TasksDone, &s.TasksFailed, &s.TasksTotal, &s.Pairs, &s.Selected,
+		&s.All.ChosenReward, &s.All.RejectedReward, &s.All.ExplicitMargin, &s.All.AbsImplicitMargin, &s.All.AlignmentPotential,
+		&s.Sel.ChosenReward, &s.Sel.RejectedReward, &s.Sel.ExplicitMargin, &s.Sel.AbsImplicitMargin, &s.Sel.AlignmentPotential)
+}
+
+func (d *Data) loadOutcomes(ctx context.Context, db store.DBTX, id int64) error {
+	rows, err := db.Query(ctx, `
+		SELECT CASE WHEN status = 'done' THEN coalesce(outcome, 'done') ELSE status END, count(*)
+		FROM tasks WHERE iteration_id = $1 AND kind = 'generate' GROUP BY 1`, id)
+	if err != nil {
+		return err
+	}
+	cs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Count])
+	if err != nil {
+		return err
+	}
+	// paired first, then the no-pair reasons by count, then failed, pending.
+	order := func(c Count) int {
+		switch c.Label {
+		case "paired":
+			return 0
+		case store.TaskFailed:
+			return 2
+		case store.TaskPending:
+			return 3
+		}
+		return 1
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if oi, oj := order(cs[i]), order(cs[j]); oi != oj {
+			return oi < oj
+		}
+		if cs[i].N != cs[j].N {
+			return cs[i].N > cs[j].N
+		}
+		return cs[i].Label < cs[j].Label
+	})
+	d.Outcomes = cs
+	return nil
+}
+
+func (d *Data) loadPairs(ctx context.Context, db store.DBTX, id int64) error {
+	implicit := "p.implicit_margin"
+	if d.Settings.Scoring.Implicit == "dpo" {
+		implicit = "p.dpo_margin"
+	}
+	rows, err := db.Query(ctx, `
+		SELECT p.id, coalesce(c.reward, 'NaN'), coalesce(x.reward, 'NaN'), p.explicit_margin,
+		       coalesce(`+implicit+`, 'NaN'), coalesce(p.alignment_potential, 'NaN'), p.selected
+		FROM pairs p JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
+		WHERE p.iteration_id = $1 ORDER BY p.id`, id)
+	if err != nil {
+		return err
+	}
+	var p Pair
+	_, err = pgx.ForEachRow(rows, []any{&p.ID, &p.ChosenReward, &p.RejectedReward, &p.ExplicitMargin, &p.ImplicitMargin,
+		&p.AlignmentPotential, &p.Selected}, func() error {
+		d.Pairs = append(d.Pairs, p)
+		return nil
+	})
+	if err != nil || d.Settings.Selection.Metric != "alignment_potential" {
+		return err
+	}
+	return db.QueryRow(ctx, `SELECT min(alignment_potential) FROM pairs WHERE iteration_id = $1 AND selected`, id).Scan(&d.Cutoff)
+}
+
+// droppedPart reads one "N reason" of an evolve outcome's dropped list.
+var droppedPart = regexp.MustCompile(`(\d+) ([^,]+)`)
+
+func (d *Data) loadEvolution(ctx context.Context, db store.DBTX, id int64) error {
+	// Made: every done evolve task tried each configured strategy once.
+	// Kept: the rewrites of this iteration's evolve tasks that reached the
+	// next iteration's pool.
+	var made int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM tasks WHERE iteration_id = $1 AND kind = 'evolve' AND status = 'done'`, id).
+		Scan(&made); err != nil {
+		return err
+	}
+	if made == 0 {
+		return nil
+	}
+	rows, err := db.Query(ctx, `
+		SELECT c.strategy, count(*)
+		FROM tasks t
+		JOIN prompts c ON c.parent_prompt_id = t.prompt_id
+		JOIN iterations i ON i.id = t.iteration_id
+		JOIN iterations n ON n.run_id = i.run_id AND n.ordinal = i.ordinal + 1
+		JOIN iteration_prompts ip ON ip.iteration_id = n.id AND ip.prompt_id = c.id
+		WHERE t.iteration_id = $1 AND t.kind = 'evolve' AND t.status = 'done'
+		GROUP BY c.strategy`, id)
+	if err != nil {
+		return err
+	}
+	kept := map[string]int64{}
+	var strategy string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&strategy, &n}, func() error { kept[strategy] = n; return nil }); err != nil {
+		return err
+	}
+	for _, s := range d.Settings.Evolve.Strategies {
+		d.Evolution = append(d.Evolution, StrategyCount{Strategy: s, Made: made, Kept: kept[s]})
+	}
+
+	// Outcomes read "kept 3 of 5; dropped: 1 too long for length_ratio, 1 empty".
+	rows, err = db.Query(ctx, `SELECT split_part(outcome, 'dropped: ', 2) FROM tasks
+		WHERE iteration_id = $1 AND kind = 'evolve' AND status = 'done' AND outcome LIKE '%dropped: %'`, id)
+	if err != nil {
+		return err
+	}
+	dropped := map[string]int64{}
+	var list string
+	if _, err := pgx.ForEachRow(rows, []any{&list}, func() error {
+		for _, m := range droppedPart.FindAllStringSubmatch(list, -1) {
+			k, _ := strconv.ParseInt(m[1], 10, 64)
+			dropped[strings.TrimSpace(m[2])] += k
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for why, k := range dropped {
+		d.Dropped = append(d.Dropped, Count{why, k})
+	}
+	sort.Slice(d.Dropped, func(i, j int) bool {
+		if d.Dropped[i].N != d.Dropped[j].N {
+			return d.Dropped[i].N > d.Dropped[j].N
+		}
+		return d.Dropped[i].Label < d.Dropped[j].Label
+	})
+	return nil
+}
+
+func (d *Data) loadTrend(ctx context.Context, db store.DBTX, id int64) error {
+	rows, err := db.Query(ctx, `
+		SELECT i.name, i.ordinal, count(*), count(*) FILTER (WHERE p.selected),
+		       coalesce(avg(c.reward), 'NaN'), coalesce(avg(c.reward) FILTER (WHERE p.selected), 'NaN'),
+		       coalesce(avg(p.explicit_margin), 'NaN'), coalesce(avg(p.explicit_margin) FILTER (WHERE p.selected), 'NaN'),
+		       coalesce(avg(abs(p.implicit_margin)), 'NaN'), coalesce(avg(abs(p.implicit_margin)) FILTER (WHERE p.selected), 'NaN')
+		FROM iterations i
+		JOIN pairs p ON p.iteration_id = i.id
+		JOIN responses c ON c.id = p.chosen_id
+		WHERE i.run_id = (SELECT run_id FROM iterations WHERE id = $1)
+		GROUP BY i.id ORDER BY i.ordinal`, id)
+	if err != nil {
+		return err
+	}
+	d.Trend, err = pgx.CollectRows(rows, pgx.RowToStructByPos[IterationTrend])
+	return err
+}
+
+func (d *Data) loadTop(ctx context.Context, db store.DBTX, id int64) error {
+	rows, err := db.Query(ctx, `
+		SELECT rank, coalesce(prompt_text, ''), chosen, rejected, coalesce(chosen_reward, 'NaN'), coalesce(rejected_reward, 'NaN'),
+		       explicit_margin, implicit_margin, coalesce(alignment_potential, 'NaN')
+		FROM pair_details
+		WHERE run = $1 AND iteration = $2 AND selected
+		ORDER BY rank LIMIT $3`, d.Run, d.Iteration, topPairs)
+	if err != nil {
+		return err
+	}
+	d.Top, err = pgx.CollectRows(rows, pgx.RowToStructByPos[TopPair])
+	return err
+}
+
+// f is a nullable mean for display.
+func f(v *float64) float64 {
+	if v == nil {
+		return math.NaN()
+	}
+	return *v
+}

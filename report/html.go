@@ -1,0 +1,182 @@
+package report
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"html/template"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/selfplay/selfplay/store"
+)
+
+// page is what the template renders.
+type page struct {
+	*Data
+	Cards  []card
+	Charts []chart
+}
+
+type card struct{ Label, Value, Detail string }
+
+type chart struct {
+	Figure
+	SVG template.HTML
+	// Table is an optional small table under the chart.
+	TableTitle string
+	Table      []Count
+}
+
+// Render writes d as a self-contained HTML page: inline CSS, inline SVG
+// charts, no scripts, nothing fetched from the network.
+func Render(w io.Writer, d *Data) error {
+	p := page{Data: d, Cards: cards(d)}
+	for _, fig := range Figures(d) {
+		c := chart{Figure: fig, SVG: template.HTML(fig.SVG)} // built from escaped parts in svg.go
+		switch fig.ID {
+		case "outcomes":
+			c.TableTitle, c.Table = "Most frequent failure reasons", d.Failures
+		case "evolution":
+			c.TableTitle, c.Table = "Rewrites dropped, by filter", d.Dropped
+		}
+		p.Charts = append(p.Charts, c)
+	}
+	return pageTemplate.Execute(w, p)
+}
+
+func cards(d *Data) []card {
+	s := d.Summary
+	sel := d.Settings.Selection
+	rule := fmt.Sprintf("top %g by %s", sel.Ratio, sel.Metric)
+	if sel.Count > 0 {
+		rule = fmt.Sprintf("top %d by %s", sel.Count, sel.Metric)
+	}
+	return []card{
+		{"Prompts", fmt.Sprint(s.Prompts), fmt.Sprintf("%d tasks done, %d failed", s.TasksDone, s.TasksFailed)},
+		{"Pairs", fmt.Sprint(s.Pairs), fmt.Sprintf("%d prompts without a pair", s.TasksDone-s.Pairs)},
+		{"Selected", fmt.Sprint(s.Selected), rule},
+		{"Mean chosen reward", num(f(s.All.ChosenReward)), "selected: " + num(f(s.Sel.ChosenReward))},
+		{"Mean explicit margin", num(f(s.All.ExplicitMargin)), "selected: " + num(f(s.Sel.ExplicitMargin))},
+		{"Mean |implicit margin|", num(f(s.All.AbsImplicitMargin)), "selected: " + num(f(s.Sel.AbsImplicitMargin))},
+	}
+}
+
+// WriteFile loads the report of an iteration from db and writes it to
+// path through a temporary file and a rename, so a reader never sees half
+// a report. The folder is created when missing.
+func WriteFile(ctx context.Context, db store.DBTX, run, iteration, path string) error {
+	d, err := Load(ctx, db, run, iteration)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("report folder: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	bw := bufio.NewWriterSize(tmp, 1<<16)
+	if err := Render(bw, d); err != nil {
+		tmp.Close()
+		return fmt.Errorf("render report: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
+	"num": num,
+	"trunc": func(s string, n int) string {
+		return truncate(s, n)
+	},
+}).Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>selfplay report · {{.Run}} · {{.Iteration}}</title>
+<style>
+  :root { color-scheme: light; }
+  body { margin: 0; padding: 24px 32px 48px; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #212529; background: #f8f9fa; }
+  header h1 { margin: 0 0 4px; font-size: 22px; }
+  header p { margin: 0; color: #495057; }
+  .cards { display: grid; grid-template-columns: repeat(6, 1fr); gap: 12px; margin: 20px 0; }
+  .card { background: #fff; border: 1px solid #dee2e6; border-radius: 8px; padding: 10px 14px; }
+  .card .label { color: #868e96; font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
+  .card .value { font-size: 22px; font-weight: 600; }
+  .card .detail { color: #495057; font-size: 12px; }
+  .charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
+  figure { margin: 0; background: #fff; border: 1px solid #dee2e6; border-radius: 8px; padding: 12px 14px; }
+  figure h2 { margin: 0 0 4px; font-size: 15px; }
+  figcaption { color: #495057; font-size: 12.5px; margin-top: 4px; }
+  svg.chart { width: 100%; height: auto; display: block; }
+  svg.chart text { font: 11px system-ui, sans-serif; fill: #495057; }
+  svg.chart text.title { font-size: 12px; fill: #212529; }
+  svg.chart text.empty { font-size: 14px; fill: #868e96; }
+  svg.chart line.grid { stroke: #e9ecef; }
+  svg.chart line.axis, svg.chart line.tick { stroke: #868e96; }
+  table { border-collapse: collapse; width: 100%; margin-top: 8px; font-size: 12.5px; }
+  th, td { text-align: left; padding: 4px 6px; border-top: 1px solid #e9ecef; vertical-align: top; }
+  th { color: #868e96; font-weight: 600; }
+  td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+  section.top { margin-top: 16px; background: #fff; border: 1px solid #dee2e6; border-radius: 8px; padding: 12px 14px; }
+  section.top h2 { margin: 0; font-size: 15px; }
+  td.text { max-width: 28em; white-space: pre-wrap; word-break: break-word; }
+  footer { margin-top: 20px; color: #868e96; font-size: 12px; }
+  @media (max-width: 900px) { .charts { grid-template-columns: 1fr; } .cards { grid-template-columns: repeat(2, 1fr); } }
+</style>
+</head>
+<body>
+<header>
+  <h1>Run {{.Run}} · iteration {{.Iteration}}</h1>
+  <p>Iteration #{{.Ordinal}}, stage <b>{{.Stage}}</b> · policy <b>{{.PolicyModel}}</b>{{if .ReferenceModel}} · reference <b>{{.ReferenceModel}}</b>{{end}} · {{.Settings.Generation.Samples}} samples per prompt at temperature {{.Settings.Generation.Temperature}}, top_p {{.Settings.Generation.TopP}} · read {{.Generated.Format "2006-01-02 15:04:05 UTC"}}</p>
+</header>
+<section class="cards">
+{{- range .Cards}}
+  <div class="card"><div class="label">{{.Label}}</div><div class="value">{{.Value}}</div><div class="detail">{{.Detail}}</div></div>
+{{- end}}
+</section>
+<section class="charts">
+{{- range .Charts}}
+  <figure id="{{.ID}}">
+    <h2>{{.Title}}</h2>
+    {{.SVG}}
+    <figcaption>{{.Caption}}</figcaption>
+    {{- if .Table}}
+    <table><tr><th>{{.TableTitle}}</th><th class="n">count</th></tr>
+    {{- range .Table}}<tr><td>{{trunc .Label 240}}</td><td class="n">{{.N}}</td></tr>{{end}}
+    </table>
+    {{- end}}
+  </figure>
+{{- end}}
+</section>
+<section class="top">
+  <h2>Top selected pairs</h2>
+  {{- if .Top}}
+  <table>
+    <tr><th class="n">rank</th><th>prompt</th><th>chosen</th><th>rejected</th><th class="n">reward<br>chosen / rejected</th><th class="n">margin<br>explicit / implicit</th><th class="n">AP</th></tr>
+    {{- range .Top}}
+    <tr><td class="n">{{.Rank}}</td><td class="text">{{trunc .Prompt 400}}</td><td class="text">{{trunc .Chosen 400}}</td><td class="text">{{trunc .Rejected 400}}</td>
+      <td class="n">{{num .ChosenReward}} / {{num .RejectedReward}}</td><td class="n">{{num .ExplicitMargin}} / {{num .ImplicitMargin}}</td><td class="n">{{num .AlignmentPotential}}</td></tr>
+    {{- end}}
+  </table>
+  {{- else}}<p>No pair is selected in this iteration.</p>{{end}}
+</section>
+<footer>Every number here was read from PostgreSQL (tables pairs, responses, tasks, prompts and the pair_details view) when the report was made; see the README's SQL cookbook to query them yourself. Made by selfplay report.</footer>
+</body>
+</html>
+`))
