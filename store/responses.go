@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Response is a sampled response to store.
@@ -18,57 +16,62 @@ type Response struct {
 	RefLogProbSum *float64
 }
 
-// InsertResponses stores a prompt's responses for an iteration (rows that
-// exist already are kept) and returns the id of each sample index.
-func InsertResponses(ctx context.Context, db DBTX, iterationID, promptID int64, rs []Response) (map[int]int64, error) {
-	b := &pgx.Batch{}
-	for _, r := range rs {
-		b.Queue(`INSERT INTO responses (iteration_id, prompt_id, sample_index, content, token_count,
-			logprob_sum, finish_reason, reward, ref_logprob_sum)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-			ON CONFLICT (iteration_id, prompt_id, sample_index) DO NOTHING`,
-			iterationID, promptID, r.SampleIndex, r.Content, r.TokenCount, r.LogProbSum, r.FinishReason, r.Reward, r.RefLogProbSum)
-	}
-	b.Queue(`SELECT sample_index, id FROM responses WHERE iteration_id = $1 AND prompt_id = $2`, iterationID, promptID)
-	br := db.SendBatch(ctx, b)
-	defer br.Close()
-	for range rs {
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("insert responses of prompt %d: %w", promptID, translate(err))
-		}
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("read response ids of prompt %d: %w", promptID, err)
-	}
-	ids := map[int]int64{}
-	var idx int
-	var id int64
-	if _, err := pgx.ForEachRow(rows, []any{&idx, &id}, func() error { ids[idx] = id; return nil }); err != nil {
-		return nil, fmt.Errorf("read response ids of prompt %d: %w", promptID, err)
-	}
-	return ids, br.Close()
+// PairChoice names a prompt's pair by sample index, with its margins.
+type PairChoice struct {
+	Chosen, Rejected int
+	ExplicitMargin   float64
+	ImplicitMargin   float64
+	DPOMargin        *float64
 }
 
-// Pair is a preference pair to store.
-type Pair struct {
-	IterationID    int64
-	PromptID       int64
-	ChosenID       int64
-	RejectedID     int64
-	ExplicitMargin float64
-	ImplicitMargin float64
-	DPOMargin      *float64
-}
+// completeGenerateSQL settles a generate task in one statement (one round
+// trip, one implicit transaction): it marks the task done only if it is
+// still pending — taking the row lock, so a racing delivery waits and
+// then finds it done — and writes the responses and the pair only when it
+// did.
+const completeGenerateSQL = `
+WITH done AS (
+    UPDATE tasks SET status = 'done', outcome = $3, error = NULL, updated_at = now()
+    WHERE iteration_id = $1 AND prompt_id = $2 AND kind = 'generate' AND status = 'pending'
+    RETURNING 1
+), ins AS (
+    INSERT INTO responses (iteration_id, prompt_id, sample_index, content, token_count,
+                           logprob_sum, finish_reason, reward, ref_logprob_sum)
+    SELECT $1, $2, r.* FROM unnest($4::int[], $5::text[], $6::int[], $7::float8[], $8::text[],
+                                   $9::float8[], $10::float8[]) AS r
+    WHERE EXISTS (SELECT 1 FROM done)
+    ON CONFLICT (iteration_id, prompt_id, sample_index) DO NOTHING
+    RETURNING id, sample_index
+)
+INSERT INTO pairs (iteration_id, prompt_id, chosen_id, rejected_id, explicit_margin, implicit_margin, dpo_margin)
+SELECT $1, $2, c.id, x.id, $13, $14, $15
+FROM ins c JOIN ins x ON c.sample_index = $11 AND x.sample_index = $12
+WHERE $16
+ON CONFLICT (iteration_id, prompt_id) DO NOTHING`
 
-// InsertPair stores a prompt's pair; an existing pair is kept.
-func InsertPair(ctx context.Context, db DBTX, p Pair) error {
-	_, err := db.Exec(ctx, `INSERT INTO pairs (iteration_id, prompt_id, chosen_id, rejected_id,
-		explicit_margin, implicit_margin, dpo_margin) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (iteration_id, prompt_id) DO NOTHING`,
-		p.IterationID, p.PromptID, p.ChosenID, p.RejectedID, p.ExplicitMargin, p.ImplicitMargin, p.DPOMargin)
+// CompleteGenerate records a generate task's results — its responses, its
+// pair (nil when the prompt yielded none) and status done with outcome —
+// atomically, and only if the task is still pending; a task another
+// delivery settled first is left as it is.
+func CompleteGenerate(ctx context.Context, db DBTX, k TaskKey, outcome string, rs []Response, pair *PairChoice) error {
+	n := len(rs)
+	idx, tokens := make([]int32, n), make([]int32, n)
+	content, finish := make([]string, n), make([]string, n)
+	lp := make([]float64, n)
+	reward, ref := make([]*float64, n), make([]*float64, n)
+	for i, r := range rs {
+		idx[i], content[i], tokens[i], lp[i], finish[i] = int32(r.SampleIndex), r.Content, int32(r.TokenCount), r.LogProbSum, r.FinishReason
+		reward[i], ref[i] = r.Reward, r.RefLogProbSum
+	}
+	p := PairChoice{Chosen: -1, Rejected: -1}
+	if pair != nil {
+		p = *pair
+	}
+	_, err := db.Exec(ctx, completeGenerateSQL, k.IterationID, k.PromptID, outcome,
+		idx, content, tokens, lp, finish, reward, ref,
+		p.Chosen, p.Rejected, p.ExplicitMargin, p.ImplicitMargin, p.DPOMargin, pair != nil)
 	if err != nil {
-		return fmt.Errorf("insert pair of prompt %d: %w", p.PromptID, translate(err))
+		return fmt.Errorf("complete %s: %w", k, translate(err))
 	}
 	return nil
 }

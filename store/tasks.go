@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/selfplay/selfplay/prompt"
 )
 
 // Task statuses.
@@ -166,24 +168,26 @@ func GetTask(ctx context.Context, db DBTX, k TaskKey) (Task, error) {
 	return t, nil
 }
 
-// StartAttempt counts a delivery of a pending task and returns the task.
-// It returns the task unchanged when it is no longer pending.
-func StartAttempt(ctx context.Context, db DBTX, k TaskKey) (Task, error) {
-	rows, err := db.Query(ctx, `
-		UPDATE tasks SET attempts = attempts + 1, updated_at = now()
-		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'
-		RETURNING `+taskColumns, k.IterationID, k.PromptID, k.Kind)
+// StartAttempt counts a delivery of a task and returns the task with its
+// prompt's messages, in one round trip. A task no longer pending is
+// returned unchanged (its Status says so).
+func StartAttempt(ctx context.Context, db DBTX, k TaskKey) (Task, []prompt.Message, error) {
+	var t Task
+	var msgs []prompt.Message
+	err := db.QueryRow(ctx, `
+		WITH claimed AS (
+		    UPDATE tasks SET attempts = attempts + 1, updated_at = now()
+		    WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'
+		    RETURNING status, attempts)
+		SELECT coalesce(c.status, t.status), coalesce(c.attempts, t.attempts), t.publications, p.messages
+		FROM tasks t JOIN prompts p ON p.id = t.prompt_id LEFT JOIN claimed c ON true
+		WHERE t.iteration_id = $1 AND t.prompt_id = $2 AND t.kind = $3`,
+		k.IterationID, k.PromptID, k.Kind).Scan(&t.Status, &t.Attempts, &t.Publications, &msgs)
 	if err != nil {
-		return Task{}, err
+		return Task{}, nil, fmt.Errorf("%s: %w", k, translate(err))
 	}
-	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Task])
-	if err == pgx.ErrNoRows {
-		return GetTask(ctx, db, k)
-	}
-	if err != nil {
-		return Task{}, fmt.Errorf("%s: %w", k, translate(err))
-	}
-	return t, nil
+	t.IterationID, t.PromptID, t.Kind = k.IterationID, k.PromptID, k.Kind
+	return t, msgs, nil
 }
 
 // FinishTask marks a task done with its outcome.

@@ -20,14 +20,7 @@ import (
 // the rewrites that pass the filters and are not known prompts, stores them
 // with parent and strategy, adds them to the next iteration's pool when it
 // takes evolved prompts, and marks the task done — in one transaction.
-func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey, log *slog.Logger) error {
-	parent, err := store.GetPrompt(ctx, w.pool, key.PromptID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Permanent(err)
-	}
-	if err != nil {
-		return Retry(0, err)
-	}
+func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey, parentMsgs []prompt.Message, log *slog.Logger) error {
 	ev := it.Settings.Evolve
 	model := w.clients.EvolverModel
 	if model == "" {
@@ -39,7 +32,7 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 	var candidates []prompt.Prompt
 	dropped := map[string]int{}
 	for i, strategy := range ev.Strategies {
-		msgs, err := prompt.EvolveMessages(strategy, parent.Messages)
+		msgs, err := prompt.EvolveMessages(strategy, parentMsgs)
 		if err != nil {
 			return Permanent(err)
 		}
@@ -54,11 +47,11 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 			return Permanentf("evolve (%s): no output", strategy)
 		}
 		text := prompt.CleanEvolved(out[0].Content)
-		if why := prompt.Filter(text, parent.Messages, ev.LengthRatio, ev.MaxPromptChars); why != "" {
+		if why := prompt.Filter(text, parentMsgs, ev.LengthRatio, ev.MaxPromptChars); why != "" {
 			dropped[why]++
 			continue
 		}
-		candidates = append(candidates, prompt.Evolved(parent.Messages, text, key.PromptID, strategy))
+		candidates = append(candidates, prompt.Evolved(parentMsgs, text, key.PromptID, strategy))
 	}
 
 	next, err := store.NextIteration(ctx, w.pool, it.RunID, it.Ordinal)

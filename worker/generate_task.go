@@ -2,11 +2,8 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/selfplay/selfplay/llm"
 	"github.com/selfplay/selfplay/metric"
@@ -21,15 +18,8 @@ const OutcomePaired = "paired"
 // generate samples n responses, rewards them in one request, scores them
 // under the reference when the iteration has one, pairs best against
 // worst, and writes responses, pair and task status in one transaction.
-func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskKey, log *slog.Logger) error {
-	p, err := store.GetPrompt(ctx, w.pool, key.PromptID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Permanent(err)
-	}
-	if err != nil {
-		return Retry(0, err)
-	}
-	msgs := toLLM(p.Messages)
+func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskKey, promptMsgs []prompt.Message, log *slog.Logger) error {
+	msgs := toLLM(promptMsgs)
 	gen := it.Settings.Generation
 	seed := gen.Seed + key.PromptID*1000
 	samples, err := w.clients.Policy.Sample(ctx, msgs, llm.SampleParams{
@@ -94,31 +84,12 @@ func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskK
 		outcome = string(reason)
 	}
 
-	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		t, err := store.LockTask(ctx, tx, key)
-		if err != nil {
-			return err
-		}
-		if t.Status != store.TaskPending {
-			return nil // another delivery finished it first
-		}
-		ids, err := store.InsertResponses(ctx, tx, key.IterationID, key.PromptID, rows)
-		if err != nil {
-			return err
-		}
-		if reason == "" {
-			err = store.InsertPair(ctx, tx, store.Pair{
-				IterationID: key.IterationID, PromptID: key.PromptID,
-				ChosenID: ids[pair.Chosen], RejectedID: ids[pair.Rejected],
-				ExplicitMargin: pair.ExplicitMargin, ImplicitMargin: pair.ImplicitMargin, DPOMargin: pair.DPOMargin,
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return store.FinishTask(ctx, tx, key, outcome)
-	})
-	if err != nil {
+	var choice *store.PairChoice
+	if reason == "" {
+		choice = &store.PairChoice{Chosen: pair.Chosen, Rejected: pair.Rejected,
+			ExplicitMargin: pair.ExplicitMargin, ImplicitMargin: pair.ImplicitMargin, DPOMargin: pair.DPOMargin}
+	}
+	if err := store.CompleteGenerate(ctx, w.pool, key, outcome, rows, choice); err != nil {
 		return Retry(0, fmt.Errorf("store results: %w", err))
 	}
 	log.Debug("generated", "outcome", outcome)

@@ -246,7 +246,7 @@ func (w *Worker) run(ctx context.Context, key store.TaskKey, log *slog.Logger) (
 			result = Permanentf("internal error: %v", r)
 		}
 	}()
-	task, err := store.StartAttempt(ctx, w.pool, key)
+	task, msgs, err := store.StartAttempt(ctx, w.pool, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return Permanent(fmt.Errorf("unknown task: %w", err))
 	}
@@ -263,9 +263,9 @@ func (w *Worker) run(ctx context.Context, key store.TaskKey, log *slog.Logger) (
 	}
 	switch key.Kind {
 	case bus.KindGenerate:
-		return w.generate(ctx, info, key, log)
+		return w.generate(ctx, info, key, msgs, log)
 	case bus.KindEvolve:
-		return w.evolve(ctx, info, key, log)
+		return w.evolve(ctx, info, key, msgs, log)
 	}
 	return Permanentf("unknown task kind %q", key.Kind)
 }
