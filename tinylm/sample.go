@@ -28,6 +28,39 @@ type SampleOptions struct {
 	// TopLogProbs is the number of most likely tokens of the raw
 	// distribution to report per step; 0 reports none.
 	TopLogProbs int
+	// Cache, when set, shares per-step work between generations of the
+	// same prompt with the same options (the n choices of one request):
+	// once a prompt's context is frozen at <|assistant|>, the next-token
+	// distribution depends only on the previous token, so it is computed
+	// once per distinct previous token. Results are bit-identical to an
+	// uncached run. A cache must not be shared across prompts or options,
+	// nor used by two goroutines at once.
+	Cache *StepCache
+}
+
+// StepCache memoises the per-step distribution by previous token for one
+// prompt and one set of sampling options. The zero value is not usable;
+// see NewStepCache.
+type StepCache struct {
+	steps []*step
+}
+
+// NewStepCache returns an empty cache for generations with this model.
+func (m *Model) NewStepCache() *StepCache { return &StepCache{steps: make([]*step, m.V())} }
+
+// step is everything one sampling step needs after the logits: the raw
+// logits (for log-probs), their log normaliser, the argmax, the sampling
+// weights, and the nucleus (tokens in draw order with its mass).
+type step struct {
+	z      []float64
+	lse    float64
+	arg    int
+	w      []float64 // nil at temperature 0
+	total  float64
+	kept   []int32 // nil when top-p keeps everything
+	mass   float64
+	top    []TokenLogProb
+	hasTop bool
 }
 
 // Generation is one sampled continuation.
@@ -84,55 +117,27 @@ func (m *Model) Generate(promptIDs []int, opts SampleOptions, rng *rand.Rand) (G
 		c.push(id)
 	}
 	v := m.V()
-	z := make([]float64, v)
-	w := make([]float64, v)
-	var nuc nucleus
 	g := Generation{FinishReason: FinishLength}
 	prev := promptIDs[len(promptIDs)-1]
+	var scratch *step
 	for len(g.IDs) < opts.MaxTokens {
-		m.LogitsAt(c.ctx, prev, z)
-		mx := math.Inf(-1)
-		arg := 0
-		for i, x := range z {
-			if x > mx {
-				mx, arg = x, i
+		var st *step
+		if opts.Cache != nil && c.frozen {
+			if st = opts.Cache.steps[prev]; st == nil {
+				st = m.newStep(c.ctx, prev, opts, &step{z: make([]float64, v)})
+				opts.Cache.steps[prev] = st
 			}
+		} else {
+			if scratch == nil {
+				scratch = &step{z: make([]float64, v)}
+			}
+			st = m.newStep(c.ctx, prev, opts, scratch)
 		}
-		var lse float64
-		tok := arg
-		switch {
-		case opts.Temperature == 0:
-			lse = LogSumExp(z)
-		case opts.Temperature == 1:
-			// exp(z-mx) is both the sampling weight and the normaliser's
-			// summand, in the same order as LogSumExp.
-			var s float64
-			for i, x := range z {
-				e := math.Exp(x - mx)
-				w[i] = e
-				s += e
-			}
-			lse = mx + math.Log(s)
-			tok = nuc.draw(w, s, opts.TopP, rng)
-		default:
-			lse = LogSumExp(z)
-			inv := 1 / opts.Temperature
-			var s float64
-			for i, x := range z {
-				e := math.Exp((x - mx) * inv)
-				w[i] = e
-				s += e
-			}
-			tok = nuc.draw(w, s, opts.TopP, rng)
-		}
+		tok := st.draw(opts, rng)
 		g.IDs = append(g.IDs, tok)
-		g.LogProbs = append(g.LogProbs, z[tok]-lse)
+		g.LogProbs = append(g.LogProbs, st.z[tok]-st.lse)
 		if opts.TopLogProbs > 0 {
-			top := TopK(z, opts.TopLogProbs)
-			for i := range top {
-				top[i].LogProb -= lse
-			}
-			g.Top = append(g.Top, top)
+			g.Top = append(g.Top, slices.Clone(st.top))
 		}
 		if tok == EndID {
 			g.FinishReason = FinishStop
@@ -142,6 +147,86 @@ func (m *Model) Generate(promptIDs []int, opts SampleOptions, rng *rand.Rand) (G
 		prev = tok
 	}
 	return g, nil
+}
+
+// newStep computes the distribution after prevID under context ctx into
+// st (reusing its buffers) and returns st.
+func (m *Model) newStep(ctx []float64, prevID int, opts SampleOptions, st *step) *step {
+	z := m.LogitsAt(ctx, prevID, st.z)
+	mx := math.Inf(-1)
+	arg := 0
+	for i, x := range z {
+		if x > mx {
+			mx, arg = x, i
+		}
+	}
+	st.arg, st.kept = arg, st.kept[:0]
+	switch {
+	case opts.Temperature == 0:
+		st.lse = LogSumExp(z)
+	case opts.Temperature == 1:
+		// exp(z-mx) is both the sampling weight and the normaliser's
+		// summand, in the same order as LogSumExp.
+		st.w = grow(st.w, len(z))
+		var s float64
+		for i, x := range z {
+			e := math.Exp(x - mx)
+			st.w[i] = e
+			s += e
+		}
+		st.lse = mx + math.Log(s)
+		st.total = s
+	default:
+		st.lse = LogSumExp(z)
+		st.w = grow(st.w, len(z))
+		inv := 1 / opts.Temperature
+		var s float64
+		for i, x := range z {
+			e := math.Exp((x - mx) * inv)
+			st.w[i] = e
+			s += e
+		}
+		st.total = s
+	}
+	if opts.Temperature > 0 && opts.TopP < 1 {
+		var n nucleus
+		n.ids = st.kept
+		st.kept, st.mass = n.set(st.w, st.total, opts.TopP)
+	}
+	if opts.TopLogProbs > 0 {
+		st.top = TopK(z, opts.TopLogProbs)
+		for i := range st.top {
+			st.top[i].LogProb -= st.lse
+		}
+	}
+	return st
+}
+
+func grow(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n)
+	}
+	return b[:n]
+}
+
+// draw picks the step's token: the argmax at temperature 0, else a draw
+// from the weights restricted to the nucleus.
+func (st *step) draw(opts SampleOptions, rng *rand.Rand) int {
+	if opts.Temperature == 0 {
+		return st.arg
+	}
+	if opts.TopP >= 1 {
+		var n nucleus
+		return n.draw(st.w, st.total, 1, rng)
+	}
+	u := rng.Float64() * st.mass
+	for _, id := range st.kept {
+		u -= st.w[id]
+		if u < 0 {
+			return int(id)
+		}
+	}
+	return int(st.kept[len(st.kept)-1])
 }
 
 // nucleus draws a token from unnormalised weights, restricted to the top-p
@@ -171,10 +256,24 @@ func (n *nucleus) draw(w []float64, total, topP float64, rng *rand.Rand) int {
 		}
 		return last // rounding left u ≥ 0: take the last token with weight
 	}
-	// The nucleus is the shortest prefix of the tokens in descending weight
-	// (ties: lower id first) whose mass reaches topP·total. Every token
-	// above a threshold outranks every token below it, so when the tokens
-	// above the threshold carry enough mass the prefix lies among them.
+	kept, mass := n.set(w, total, topP)
+	u := rng.Float64() * mass
+	for _, id := range kept {
+		u -= w[id]
+		if u < 0 {
+			return int(id)
+		}
+	}
+	return int(kept[len(kept)-1])
+}
+
+// set returns the nucleus of the weights — the shortest prefix of the
+// tokens in descending weight (ties: lower id first) whose mass reaches
+// topP·total, in that order — and its mass. The slice is n's buffer.
+func (n *nucleus) set(w []float64, total, topP float64) ([]int32, float64) {
+	// Every token above a threshold outranks every token below it, so when
+	// the tokens above the threshold carry enough mass the prefix lies
+	// among them.
 	need := topP * total
 	var mx float64
 	for _, x := range w {
@@ -211,12 +310,5 @@ func (n *nucleus) draw(w []float64, total, topP float64, rng *rand.Rand) int {
 			break
 		}
 	}
-	u := rng.Float64() * mass
-	for _, id := range kept {
-		u -= w[id]
-		if u < 0 {
-			return int(id)
-		}
-	}
-	return int(kept[len(kept)-1])
+	return kept, mass
 }
