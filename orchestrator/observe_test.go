@@ -10,6 +10,7 @@ import (
 	"image/png"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfplay/selfplay/orchestrator"
+	"github.com/selfplay/selfplay/report"
 	"github.com/selfplay/selfplay/selfplaytest"
 	"github.com/selfplay/selfplay/telemetry"
 )
@@ -280,6 +282,7 @@ document.body.appendChild(pre);
 </script>`
 
 func checkReport(t *testing.T, l *loop) {
+	checkReportData(t, l)
 	// The orchestrator wrote one next to each export.
 	for _, it := range []string{"iter0", "iter1"} {
 		b, err := os.ReadFile(filepath.Join(l.dir, "exports", "e2e", it, "report.html"))
@@ -334,6 +337,69 @@ func checkReport(t *testing.T, l *loop) {
 		b, err := io.ReadAll(f)
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(*screenshotOut, b, 0o644))
+	}
+}
+
+// checkReportData checks what the report reads against the run's rows.
+func checkReportData(t *testing.T, l *loop) {
+	d, err := report.Load(context.Background(), l.pool, "e2e", "iter0")
+	require.NoError(t, err)
+	pairs := l.count(t, `SELECT count(*) FROM pairs p JOIN iterations i ON i.id = p.iteration_id WHERE i.name = 'iter0'`)
+	require.Len(t, d.Pairs, int(pairs))
+	require.EqualValues(t, pairs, d.Summary.Pairs)
+	require.EqualValues(t, 61, d.Summary.Prompts)
+	require.EqualValues(t, 1, d.Summary.TasksFailed)
+
+	outcomes := map[string]int64{}
+	var total int64
+	for _, c := range d.Outcomes {
+		outcomes[c.Label] = c.N
+		total += c.N
+	}
+	require.EqualValues(t, 61, total)
+	require.Equal(t, pairs, outcomes["paired"])
+	require.EqualValues(t, 1, outcomes["failed"])
+	require.Equal(t, "paired", d.Outcomes[0].Label)
+	require.Len(t, d.Failures, 1)
+	require.Contains(t, d.Failures[0].Label, "maximum context length")
+
+	// The cut-off is the lowest AP selected, and no pair left out has more.
+	lowest, selected := math.Inf(1), 0
+	var chosen float64
+	for _, p := range d.Pairs {
+		chosen += p.ChosenReward
+		if p.Selected {
+			lowest = math.Min(lowest, p.AlignmentPotential)
+			selected++
+		}
+	}
+	require.EqualValues(t, d.Summary.Selected, selected)
+	require.NotNil(t, d.Cutoff)
+	require.Equal(t, lowest, *d.Cutoff)
+	for _, p := range d.Pairs {
+		if !p.Selected {
+			require.LessOrEqual(t, p.AlignmentPotential, *d.Cutoff, "pair %d", p.ID)
+		}
+	}
+
+	// Evolution: every evolved prompt tried each strategy once; the kept
+	// ones are iter1's pool.
+	var made, kept int64
+	for _, s := range d.Evolution {
+		made += s.Made
+		kept += s.Kept
+	}
+	evolveTasks := l.count(t, `SELECT count(*) FROM tasks t JOIN iterations i ON i.id = t.iteration_id WHERE i.name = 'iter0' AND t.kind = 'evolve'`)
+	require.Len(t, d.Evolution, 5)
+	require.Equal(t, 5*evolveTasks, made)
+	require.Equal(t, l.count(t, `SELECT count(*) FROM iteration_prompts ip JOIN iterations i ON i.id = ip.iteration_id WHERE i.name = 'iter1'`), kept)
+
+	require.Len(t, d.Trend, 2)
+	require.Equal(t, []string{"iter0", "iter1"}, []string{d.Trend[0].Name, d.Trend[1].Name})
+	require.InDelta(t, chosen/float64(len(d.Pairs)), d.Trend[0].MeanChosenAll, 1e-9)
+	require.Len(t, d.Top, 5)
+	for i, p := range d.Top {
+		require.Equal(t, i+1, p.Rank)
 	}
 }
 

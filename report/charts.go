@@ -68,7 +68,7 @@ func marginFigure(d *Data) Figure {
 	caption := fmt.Sprintf("Each dot is a pair; blue ones are selected for training by %s. Implicit margin: %s form.",
 		d.Settings.Selection.Metric, form)
 	if stride > 1 {
-		caption += fmt.Sprintf(" Showing %d of %d pairs (every %d-th by id).", shown, len(d.Pairs), stride)
+		caption += fmt.Sprintf(" Showing %d of %d pairs (one in %d, by id).", shown, len(d.Pairs), stride)
 	}
 	return Figure{
 		ID: "margins", Title: "Explicit margin vs |implicit margin|", Caption: caption,
@@ -183,7 +183,7 @@ func trendRewardFigure(d *Data) Figure {
 	_, _, sel := trend(d, func(t IterationTrend) float64 { return t.MeanChosenSel })
 	return Figure{
 		ID: "trend-reward", Title: "Mean reward of chosen responses, by iteration",
-		Caption: fmt.Sprintf("Over all pairs and over the selected ones, for the %d iterations of run %s with pairs; this iteration in bold.", len(cats), d.Run),
+		Caption: fmt.Sprintf("Over all pairs and over the selected ones, for every iteration of run %s that has pairs; this iteration in bold.", d.Run),
 		SVG: lineChart("Line chart of the mean chosen reward per iteration", "mean reward", cats, bold, []lineSeries{
 			{label: "all pairs", color: colNotSelected, values: all},
 			{label: "selected", color: colChosen, values: sel},

@@ -55,7 +55,7 @@ func cards(d *Data) []card {
 	}
 	return []card{
 		{"Prompts", fmt.Sprint(s.Prompts), fmt.Sprintf("%d tasks done, %d failed", s.TasksDone, s.TasksFailed)},
-		{"Pairs", fmt.Sprint(s.Pairs), fmt.Sprintf("%d prompts without a pair", s.TasksDone-s.Pairs)},
+		{"Pairs", fmt.Sprint(s.Pairs), fmt.Sprintf("without a pair: %d prompts", s.TasksDone-s.Pairs)},
 		{"Selected", fmt.Sprint(s.Selected), rule},
 		{"Mean chosen reward", num(f(s.All.ChosenReward)), "selected: " + num(f(s.Sel.ChosenReward))},
 		{"Mean explicit margin", num(f(s.All.ExplicitMargin)), "selected: " + num(f(s.Sel.ExplicitMargin))},

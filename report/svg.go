@@ -44,7 +44,8 @@ func niceNum(x float64, round bool) float64 {
 		return 1
 	}
 	exp := math.Floor(math.Log10(x))
-	f := x / math.Pow(10, exp)
+	// Rounded so that 0.3 computed as 0.29999999999999993 counts as 3.
+	f := math.Round(x/math.Pow(10, exp)*1e9) / 1e9
 	var nf float64
 	switch {
 	case round && f < 1.5, !round && f <= 1:
