@@ -3,12 +3,17 @@ package bus
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/selfplay/selfplay/config"
 )
+
+// PublishAckTimeout bounds the wait for the server's acknowledgement of a
+// published task.
+const PublishAckTimeout = 30 * time.Second
 
 // Connect opens a NATS connection with the configured authentication
 // (user/password, token, creds file, TLS) and returns it with its
@@ -53,7 +58,9 @@ func Connect(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, jetstr
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w; check that it runs with JetStream (-js) and that nats.url or SELFPLAY_NATS_URL is right",
 			config.RedactURL(cfg.URL), err)
 	}
-	js, err := jetstream.New(nc)
+	// Publish acks time out rather than wait forever across an outage; the
+	// orchestrator then publishes again (idempotently, by message id).
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

@@ -50,10 +50,12 @@ const (
 )
 
 // backoff is the redelivery delay after the given number of deliveries:
-// 1s, 2s, 4s … capped at one minute.
+// 2s, 4s, 8s, 16s … capped at two minutes, so with the default five
+// deliveries (and the clients' own retries within each) a task rides out
+// an endpoint or database outage of well over half a minute.
 func backoff(delivered uint64) time.Duration {
-	d := time.Second << min(delivered-1, 6)
-	return min(d, time.Minute)
+	d := 2 * time.Second << min(delivered-1, 6)
+	return min(d, 2*time.Minute)
 }
 
 // decide maps a handler's result to what happens to the message. The

@@ -133,7 +133,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				break
 			}
+			// The server may be restarting: the client reconnects by
+			// itself; do not spin meanwhile.
 			w.log.WarnContext(ctx, "pull tasks", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
 			continue
 		}
 		slots <- struct{}{}
