@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +23,9 @@ func newRunCmd() *cobra.Command {
 	}
 	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&retryFailed, "retry-failed", false, "start failed iterations over (their failed tasks run again)")
+	var stageDelay map[string]string
+	cmd.Flags().StringToStringVar(&stageDelay, "debug-stage-delay", nil, "fault injection: pause after entering a stage, e.g. scoring=2s")
+	_ = cmd.Flags().MarkHidden("debug-stage-delay")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. :9464 (default: off)")
 	newLogger := logFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -29,6 +34,14 @@ func newRunCmd() *cobra.Command {
 		if orchestrator.IsTerminal(os.Stderr) {
 			// A live progress bar below the log lines.
 			log = slog.New(orchestrator.NewTerminal(os.Stderr, log.Handler()))
+		}
+		delays := map[string]time.Duration{}
+		for stage, d := range stageDelay {
+			v, err := time.ParseDuration(d)
+			if err != nil {
+				return fmt.Errorf("--debug-stage-delay %s=%s: %w", stage, d, err)
+			}
+			delays[stage] = v
 		}
 		cfg, err := loadConfig(path)
 		if err != nil {
@@ -56,7 +69,7 @@ func newRunCmd() *cobra.Command {
 		}); err != nil {
 			return err
 		}
-		o := orchestrator.New(cfg, pool, bus.NewPublisher(js, cfg.NATS.Stream), orchestrator.Options{RetryFailed: retryFailed}, log)
+		o := orchestrator.New(cfg, pool, bus.NewPublisher(js, cfg.NATS.Stream), orchestrator.Options{RetryFailed: retryFailed, StageDelay: delays}, log)
 		return o.Run(ctx)
 	}
 	return cmd

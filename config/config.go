@@ -192,6 +192,9 @@ type Orchestrator struct {
 	ProgressInterval time.Duration `mapstructure:"progress_interval" json:"progress_interval"`
 	// PollInterval between checks of task completion; default 500ms.
 	PollInterval time.Duration `mapstructure:"poll_interval" json:"poll_interval"`
+	// OutageTimeout is how long the orchestrator waits for PostgreSQL or
+	// NATS to come back before failing the iteration; default 10m.
+	OutageTimeout time.Duration `mapstructure:"outage_timeout" json:"outage_timeout"`
 }
 
 // Iteration is one step of the schedule.
@@ -243,7 +246,7 @@ func Defaults() Config {
 		Export:       Export{Dir: "./exports", Formats: []string{"jsonl"}},
 		Hooks:        Hooks{Train: []string{}, TrainTimeout: 24 * time.Hour, WaitForModel: 2 * time.Hour},
 		Worker:       Worker{Concurrency: 16, AckWait: 10 * time.Minute, MaxDeliver: 5},
-		Orchestrator: Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond},
+		Orchestrator: Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond, OutageTimeout: 10 * time.Minute},
 	}
 }
 

@@ -144,6 +144,9 @@ func (c *Config) validate() []Problem {
 	if c.Orchestrator.PollInterval <= 0 {
 		ch.add("orchestrator.poll_interval", "expected a positive duration")
 	}
+	if c.Orchestrator.OutageTimeout <= 0 {
+		ch.add("orchestrator.outage_timeout", "expected a positive duration")
+	}
 
 	if len(c.Iterations) == 0 {
 		ch.add("iterations", "expected at least one iteration")

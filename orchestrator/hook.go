@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/selfplay/selfplay/config"
@@ -73,6 +74,10 @@ func runHook(ctx context.Context, argv []string, vars map[string]string, timeout
 	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.WaitDelay = 5 * time.Second
+	// The hook dies with the orchestrator, so a killed and restarted
+	// orchestrator does not leave a first training run going beside the
+	// second.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var mu sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/config"
@@ -38,38 +39,51 @@ func (s *iterationState) drive(ctx context.Context) error {
 		}
 	}
 	for _, stage := range stages[start:] {
-		if err := store.SetStage(ctx, s.o.pool, s.it.ID, stage, ""); err != nil {
-			return err
-		}
-		if s.o.opts.OnStage != nil {
-			s.o.opts.OnStage(s.it.Name, stage)
-		}
-		s.o.log.InfoContext(ctx, "stage", "run", s.run.Name, "iteration", s.it.Name, "stage", stage)
-		var err error
-		switch stage {
-		case store.StageLoading:
-			err = s.load(ctx)
-		case store.StageGenerating:
-			err = s.dispatch(ctx, bus.KindGenerate)
-		case store.StageScoring:
-			err = s.score(ctx)
-		case store.StageSelecting:
-			err = s.selectEvolve(ctx)
-		case store.StageEvolving:
-			if s.evolves() {
-				err = s.dispatch(ctx, bus.KindEvolve)
-			}
-		case store.StageExporting:
-			var res ExportResult
-			if res, err = Export(ctx, s.o.pool, s.exportSpec()); err == nil {
-				s.writeReport(ctx, filepath.Join(res.Dir, "report.html"))
-			}
-		case store.StageTraining:
-			err = s.train(ctx)
-		}
+		err := s.o.riding(ctx, s.it.Name+" "+stage, func() error { return s.runStage(ctx, stage) })
 		if err != nil {
 			return fmt.Errorf("%s: %w", stage, err)
 		}
+	}
+	return nil
+}
+
+// runStage records that the iteration is in stage, then does its work.
+func (s *iterationState) runStage(ctx context.Context, stage string) error {
+	if err := store.SetStage(ctx, s.o.pool, s.it.ID, stage, ""); err != nil {
+		return err
+	}
+	if s.o.opts.OnStage != nil {
+		s.o.opts.OnStage(s.it.Name, stage)
+	}
+	s.o.log.InfoContext(ctx, "stage", "run", s.run.Name, "iteration", s.it.Name, "stage", stage)
+	if d := s.o.opts.StageDelay[stage]; d > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	switch stage {
+	case store.StageLoading:
+		return s.load(ctx)
+	case store.StageGenerating:
+		return s.dispatch(ctx, bus.KindGenerate)
+	case store.StageScoring:
+		return s.score(ctx)
+	case store.StageSelecting:
+		return s.selectEvolve(ctx)
+	case store.StageEvolving:
+		if s.evolves() {
+			return s.dispatch(ctx, bus.KindEvolve)
+		}
+	case store.StageExporting:
+		res, err := Export(ctx, s.o.pool, s.exportSpec())
+		if err == nil {
+			s.writeReport(ctx, filepath.Join(res.Dir, "report.html"))
+		}
+		return err
+	case store.StageTraining:
+		return s.train(ctx)
 	}
 	return nil
 }

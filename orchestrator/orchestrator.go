@@ -29,6 +29,10 @@ type Options struct {
 	// HTTPClient polls /v1/models while waiting for a model; default a
 	// client with a 10s timeout.
 	HTTPClient *http.Client
+	// StageDelay pauses right after an iteration enters the named stage
+	// (stored, work not begun). Fault-injection tests use it to kill the
+	// orchestrator inside a given stage; zero in normal runs.
+	StageDelay map[string]time.Duration
 }
 
 // Orchestrator drives one run of the schedule.
@@ -38,6 +42,7 @@ type Orchestrator struct {
 	pub  *bus.Publisher
 	opts Options
 	log  *slog.Logger
+	lk   *runLock
 }
 
 // New builds an orchestrator; the publisher publishes to cfg.NATS.Stream.
@@ -51,17 +56,21 @@ func New(cfg *config.Config, pool *pgxpool.Pool, pub *bus.Publisher, opts Option
 // Run drives every iteration of the schedule to done, resuming from the
 // stored stages. It returns the first iteration failure, or ctx's error.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	unlock, err := o.lock(ctx)
-	if err != nil {
+	o.lk = &runLock{pool: o.pool, run: o.cfg.Run}
+	if err := o.lk.acquire(ctx); err != nil {
 		return err
 	}
-	defer unlock()
+	defer o.lk.release(ctx)
 
 	snapshot, err := o.cfg.Snapshot()
 	if err != nil {
 		return err
 	}
-	run, err := store.EnsureRun(ctx, o.pool, o.cfg.Run, snapshot)
+	var run store.Run
+	err = o.riding(ctx, "create run", func() (err error) {
+		run, err = store.EnsureRun(ctx, o.pool, o.cfg.Run, snapshot)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -74,7 +83,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		specs[i] = store.IterationSpec{Ordinal: i, Name: it.Name, PolicyModel: it.PolicyModel,
 			ReferenceModel: it.ReferenceModel, Config: settings}
 	}
-	its, err := store.EnsureIterations(ctx, o.pool, run.ID, specs)
+	var its []store.Iteration
+	err = o.riding(ctx, "create iterations", func() (err error) {
+		its, err = store.EnsureIterations(ctx, o.pool, run.ID, specs)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -123,26 +136,53 @@ func deref(s *string) string {
 	return *s
 }
 
-// lock takes the run's advisory lock on a dedicated connection, held until
-// the returned function is called.
-func (o *Orchestrator) lock(ctx context.Context) (func(), error) {
-	conn, err := o.pool.Acquire(ctx)
+// runLock is the run's advisory lock, held on a dedicated connection. A
+// database restart ends that session and with it the lock; ensure takes
+// it again, and fails with ErrLocked if another orchestrator got it first.
+type runLock struct {
+	pool *pgxpool.Pool
+	run  string
+	conn *pgxpool.Conn
+}
+
+func (l *runLock) acquire(ctx context.Context) error {
+	conn, err := l.pool.Acquire(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(7321, hashtext($1))`, o.cfg.Run).Scan(&ok); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(7321, hashtext($1))`, l.run).Scan(&ok); err != nil {
 		conn.Release()
-		return nil, fmt.Errorf("lock run %q: %w", o.cfg.Run, err)
+		return fmt.Errorf("lock run %q: %w", l.run, err)
 	}
 	if !ok {
 		conn.Release()
-		return nil, fmt.Errorf("%w %q: stop it first, or give this run another name", ErrLocked, o.cfg.Run)
+		return fmt.Errorf("%w %q: stop it first, or give this run another name", ErrLocked, l.run)
 	}
-	return func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7321, hashtext($1))`, o.cfg.Run)
-		conn.Release()
-	}, nil
+	l.conn = conn
+	return nil
+}
+
+// ensure checks the lock's session is alive and re-takes the lock if not.
+func (l *runLock) ensure(ctx context.Context) error {
+	if l.conn != nil {
+		if err := l.conn.Ping(ctx); err == nil {
+			return nil
+		}
+		l.conn.Conn().Close(ctx)
+		l.conn.Release()
+		l.conn = nil
+	}
+	return l.acquire(ctx)
+}
+
+func (l *runLock) release(ctx context.Context) {
+	if l.conn == nil {
+		return
+	}
+	_, _ = l.conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7321, hashtext($1))`, l.run)
+	l.conn.Release()
+	l.conn = nil
 }
 
 // resetFailed makes a failed iteration start over: its stage back to

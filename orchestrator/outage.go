@@ -1,0 +1,87 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// transient reports whether err comes from PostgreSQL or NATS being
+// unavailable — a restart, a dropped connection, a timeout — rather than
+// from the work itself. Stages are idempotent, so such a stage is simply
+// run again once the service is back.
+func transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exceptions
+			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutdown, crash, cannot connect now
+			pgErr.Code == "53300",                        // too many connections
+			pgErr.Code == "40001", pgErr.Code == "40P01": // serialization failure, deadlock
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case pgconn.SafeToRetry(err), pgconn.Timeout(err), errors.As(err, &connectErr), errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return true
+	}
+	// pgx reports a connection lost mid-query as a plain error wrapping
+	// the network failure's text.
+	msg := err.Error()
+	for _, s := range []string{"conn closed", "connection reset", "broken pipe", "unexpected EOF", "failed to connect", "server closed the connection", "terminating connection"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// riding runs f until it succeeds, fails for a reason other than an
+// outage, or the outage outlasts orchestrator.outage_timeout. Between
+// tries it waits with exponential backoff and makes sure the run's lock is
+// still held (a database restart drops it).
+func (o *Orchestrator) riding(ctx context.Context, what string, f func() error) error {
+	deadline := time.Now().Add(o.cfg.Orchestrator.OutageTimeout)
+	delay := 250 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: services unavailable for longer than orchestrator.outage_timeout %s: %w", what, o.cfg.Orchestrator.OutageTimeout, err)
+		}
+		o.log.WarnContext(ctx, "service unavailable; will retry", "what", what, "after", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+		if err := o.lk.ensure(ctx); err != nil && !transient(err) {
+			return err
+		}
+	}
+}
