@@ -47,7 +47,8 @@ Models are given as NAME=PATH, PATH "builtin" being the embedded model; the
 default is tiny-0=builtin. The fault flags inject latency and errors into the
 model endpoints, for testing clients.`,
 		Example: `  selfplay lm serve --addr 127.0.0.1:8000 --model tiny-0=builtin --model tiny-1=runs/tiny-1.bin.gz
-  selfplay lm serve --error-rate 0.1 --rate-limit-rate 0.05 --retry-after 1s --fault-seed 7`,
+  selfplay lm serve --error-rate 0.1 --rate-limit-rate 0.05 --retry-after 1s --fault-seed 7
+  selfplay lm serve --bad-reply no_logprobs --bad-reply-match BADREPLY`,
 		Args: cobra.NoArgs,
 	}
 	newLogger := logFlags(cmd)
@@ -92,6 +93,8 @@ model endpoints, for testing clients.`,
 	fl.Float64Var(&f.MalformedRate, "malformed-rate", 0, "fault: fraction answered 200 with a cut-off JSON body or an HTML page")
 	fl.Int64Var(&f.Seed, "fault-seed", 0, "fault: seed of the fault draws")
 	fl.BoolVar(&f.IncludeModels, "fault-models", false, "fault: also inject faults into GET /v1/models")
+	fl.StringVar(&f.BadReply, "bad-reply", "", "fault: answer 200 with a body wrong in this way: "+strings.Join(tinylm.BadReplyKinds, ", "))
+	fl.StringVar(&f.BadReplyMatch, "bad-reply-match", "", "fault: only spoil replies to requests whose JSON body contains this text (default: every request)")
 	return cmd
 }
 

@@ -3,12 +3,15 @@ package tinylm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -49,6 +52,18 @@ type Faults struct {
 	Seed int64
 	// IncludeModels also applies faults to GET /v1/models.
 	IncludeModels bool
+	// BadReply, when set, answers every request that draws no other fault
+	// with a well-formed HTTP 200 whose body is wrong in the named way (one
+	// of BadReplyKinds); "" (default) serves correct bodies. Kinds that
+	// concern choices and log-probs apply to /v1/chat/completions and
+	// /v1/completions, reward kinds to /classify, html and truncated to
+	// every faulted route; other routes are served normally.
+	BadReply string
+	// BadReplyMatch limits BadReply to requests whose raw JSON body
+	// contains this string (for example a marker placed in a prompt), so
+	// one server can fail some tasks and serve others; "" matches every
+	// request.
+	BadReplyMatch string
 }
 
 // Fault kinds, reported in the X-Tinylm-Fault response header so tests and
@@ -63,6 +78,42 @@ const (
 
 // FaultHeader is the response header naming an injected fault.
 const FaultHeader = "X-Tinylm-Fault"
+
+// Bad-reply kinds of Faults.BadReply. Each is a 200 response that a client
+// must refuse with a reason naming the problem. The X-Tinylm-Fault header
+// says "bad_reply:" and the kind.
+const (
+	// BadReplyNoChoices empties the choice list.
+	BadReplyNoChoices = "no_choices"
+	// BadReplyFewerChoices drops the last choice (n choices asked, n−1
+	// returned; a single-choice request gets none).
+	BadReplyFewerChoices = "fewer_choices"
+	// BadReplyNoLogprobs removes the log-probs of every choice and the
+	// prompt log-probs.
+	BadReplyNoLogprobs = "no_logprobs"
+	// BadReplyNaNLogprobs writes every log-prob as the bare token NaN, as
+	// Python's json module does (not valid JSON).
+	BadReplyNaNLogprobs = "nan_logprobs"
+	// BadReplyInfLogprobs writes every log-prob as -Infinity.
+	BadReplyInfLogprobs = "inf_logprobs"
+	// BadReplyStringReward writes each /classify score as a JSON string.
+	BadReplyStringReward = "string_reward"
+	// BadReplyMissingReward drops the last /classify result.
+	BadReplyMissingReward = "missing_reward"
+	// BadReplyExtraReward appends one /classify result more than inputs.
+	BadReplyExtraReward = "extra_reward"
+	// BadReplyHTML answers with an HTML error page (Content-Type
+	// text/html) and status 200.
+	BadReplyHTML = "html"
+	// BadReplyTruncated cuts the real JSON body in the middle.
+	BadReplyTruncated = "truncated"
+)
+
+// BadReplyKinds lists the accepted values of Faults.BadReply.
+var BadReplyKinds = []string{
+	BadReplyNoChoices, BadReplyFewerChoices, BadReplyNoLogprobs, BadReplyNaNLogprobs, BadReplyInfLogprobs,
+	BadReplyStringReward, BadReplyMissingReward, BadReplyExtraReward, BadReplyHTML, BadReplyTruncated,
+}
 
 func (f Faults) validate() error {
 	rates := []struct {
@@ -79,6 +130,12 @@ func (f Faults) validate() error {
 	if sum > 1+1e-12 {
 		return fmt.Errorf("fault rates add up to %v; their sum must be at most 1", sum)
 	}
+	if f.BadReply != "" && !slices.Contains(BadReplyKinds, f.BadReply) {
+		return fmt.Errorf("bad reply %q: expected one of %s", f.BadReply, strings.Join(BadReplyKinds, ", "))
+	}
+	if f.BadReplyMatch != "" && f.BadReply == "" {
+		return fmt.Errorf("bad reply match %q given without a bad reply kind", f.BadReplyMatch)
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -91,7 +148,8 @@ func (f Faults) validate() error {
 }
 
 func (f Faults) active() bool {
-	return f.Latency > 0 || f.LatencyJitter > 0 || f.ErrorRate > 0 || f.RateLimitRate > 0 || f.HangRate > 0 || f.MalformedRate > 0
+	return f.Latency > 0 || f.LatencyJitter > 0 || f.ErrorRate > 0 || f.RateLimitRate > 0 || f.HangRate > 0 || f.MalformedRate > 0 ||
+		f.BadReply != ""
 }
 
 // faultInjector draws faults; it is safe for concurrent use.
@@ -150,6 +208,10 @@ func (fi *faultInjector) wrap(next http.HandlerFunc) http.HandlerFunc {
 		}
 		switch kind {
 		case "":
+			if fi.f.BadReply != "" && badReplyRoute(fi.f.BadReply, r.URL.Path) {
+				fi.serveBadReply(w, r, next)
+				return
+			}
 			next(w, r)
 		case FaultError:
 			writeError(w, &apiError{status: http.StatusInternalServerError, typ: "InternalServerError", msg: "injected fault: internal server error"})
@@ -215,3 +277,157 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 func (r *recorder) WriteHeader(status int)      { r.status = status }
+
+// badReplyRoute reports whether a bad-reply kind concerns a route.
+func badReplyRoute(kind, path string) bool {
+	path = strings.TrimSuffix(path, "/")
+	switch kind {
+	case BadReplyHTML, BadReplyTruncated:
+		return true
+	case BadReplyStringReward, BadReplyMissingReward, BadReplyExtraReward:
+		return path == "/classify"
+	}
+	return path == "/v1/chat/completions" || path == "/v1/completions"
+}
+
+// serveBadReply serves r through next and, when the request body matches
+// Faults.BadReplyMatch, sends the response spoiled in the configured way.
+// Error responses of next pass through unchanged.
+func (fi *faultInjector) serveBadReply(w http.ResponseWriter, r *http.Request, next http.HandlerFunc) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		writeError(w, badRequest("", "read request body: %v", err))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if fi.f.BadReplyMatch != "" && !bytes.Contains(body, []byte(fi.f.BadReplyMatch)) {
+		next(w, r)
+		return
+	}
+	kind := fi.f.BadReply
+	if kind == BadReplyHTML {
+		w.Header().Set(FaultHeader, "bad_reply:"+kind)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte(malformedHTML))
+		return
+	}
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	next(rec, r)
+	out := rec.body.Bytes()
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	if rec.status == http.StatusOK {
+		if spoiled, err := spoil(kind, out); err == nil {
+			out = spoiled
+			w.Header().Set(FaultHeader, "bad_reply:"+kind)
+		}
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(rec.status)
+	w.Write(out)
+}
+
+// badNumber stands in for a non-finite number while the spoiled body is
+// encoded; encoding/json cannot write NaN, so the quoted placeholder is
+// replaced afterwards.
+const badNumber = "tinylm:bad-number"
+
+// spoil rewrites a correct JSON response body into the bad reply kind.
+func spoil(kind string, body []byte) ([]byte, error) {
+	if kind == BadReplyTruncated {
+		return body[:len(body)/2], nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, err
+	}
+	choices, _ := obj["choices"].([]any)
+	data, _ := obj["data"].([]any)
+	switch kind {
+	case BadReplyNoChoices:
+		obj["choices"] = []any{}
+	case BadReplyFewerChoices:
+		if len(choices) > 0 {
+			obj["choices"] = choices[:len(choices)-1]
+		}
+	case BadReplyNoLogprobs:
+		delete(obj, "prompt_logprobs")
+		for _, c := range choices {
+			if cm, ok := c.(map[string]any); ok {
+				cm["logprobs"] = nil
+				delete(cm, "prompt_logprobs")
+			}
+		}
+	case BadReplyNaNLogprobs, BadReplyInfLogprobs:
+		markLogprobs(obj)
+	case BadReplyStringReward:
+		for _, d := range data {
+			if dm, ok := d.(map[string]any); ok {
+				if probs, ok := dm["probs"].([]any); ok {
+					for i, p := range probs {
+						probs[i] = fmt.Sprint(p)
+					}
+				}
+			}
+		}
+	case BadReplyMissingReward:
+		if len(data) > 0 {
+			obj["data"] = data[:len(data)-1]
+		}
+	case BadReplyExtraReward:
+		if len(data) > 0 {
+			if last, ok := data[len(data)-1].(map[string]any); ok {
+				extra := make(map[string]any, len(last))
+				for k, v := range last {
+					extra[k] = v
+				}
+				extra["index"] = len(data)
+				obj["data"] = append(data, extra)
+			}
+		}
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case BadReplyNaNLogprobs:
+		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("NaN"))
+	case BadReplyInfLogprobs:
+		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("-Infinity"))
+	}
+	return out, nil
+}
+
+// markLogprobs replaces every log-prob in a decoded response (the values
+// of "logprob" keys and the entries of "token_logprobs" lists) with the
+// badNumber placeholder.
+func markLogprobs(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			switch {
+			case k == "logprob":
+				x[k] = badNumber
+			case k == "token_logprobs":
+				if list, ok := e.([]any); ok {
+					for i, lp := range list {
+						if lp != nil {
+							list[i] = badNumber
+						}
+					}
+				}
+			default:
+				markLogprobs(e)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			markLogprobs(e)
+		}
+	}
+}
