@@ -23,7 +23,7 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) classify(req *classifyRequest) (*classifyResponse, error) {
 	if req.Model != "" && req.Model != s.reward {
-		if _, ok := s.models[req.Model]; ok {
+		if _, ok := s.lookup(req.Model); ok {
 			return nil, badRequest("model", "model `%s` is generative and cannot classify; the reward model is `%s`", req.Model, s.reward)
 		}
 		return nil, notFound("model", "The model `%s` does not exist. The reward model is `%s`.", req.Model, s.reward)

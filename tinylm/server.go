@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -42,13 +43,23 @@ type ServerOptions struct {
 	// Logger receives request logs (debug) and injected faults (debug);
 	// nil discards them.
 	Logger *slog.Logger
+	// ModelsDir, when set, is a directory whose files NAME.bin.gz are
+	// served as model NAME besides Models (a name of Models wins). The
+	// server reads it once in NewServer and again on every Rescan, on POST
+	// /v1/load and, with Watch, periodically; see Rescan.
+	ModelsDir string
 }
 
 // Server is the vLLM-compatible HTTP server of tinylm. It implements
 // http.Handler and is safe for concurrent use.
 type Server struct {
+	// mu guards models and names, which change when the models directory
+	// does; the *Model values themselves are never written.
+	mu      sync.RWMutex
 	models  map[string]*Model
 	names   []string
+	fixed   map[string]bool
+	dir     *modelDir
 	reward  string
 	log     *slog.Logger
 	faults  *faultInjector
@@ -63,7 +74,7 @@ type route struct {
 
 // NewServer validates opts and builds a server.
 func NewServer(opts ServerOptions) (*Server, error) {
-	s := &Server{models: map[string]*Model{}, reward: opts.RewardModel, log: opts.Logger, created: time.Now().Unix()}
+	s := &Server{models: map[string]*Model{}, fixed: map[string]bool{}, reward: opts.RewardModel, log: opts.Logger, created: time.Now().Unix()}
 	if s.reward == "" {
 		s.reward = DefaultRewardModel
 	}
@@ -88,9 +99,15 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			return nil, fmt.Errorf("new server: model %q: %w", name, err)
 		}
 		s.models[name] = m
+		s.fixed[name] = true
 		s.names = append(s.names, name)
 	}
 	slices.Sort(s.names)
+	if opts.ModelsDir != "" {
+		if err := s.openModelsDir(opts.ModelsDir); err != nil {
+			return nil, fmt.Errorf("new server: %w", err)
+		}
+	}
 	if err := opts.Faults.validate(); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
@@ -111,12 +128,25 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		"/tokenize":            {http.MethodPost, wrap(s.handleTokenize)},
 		"/detokenize":          {http.MethodPost, wrap(s.handleDetokenize)},
 		"/classify":            {http.MethodPost, wrap(s.handleClassify)},
+		"/v1/load":             {http.MethodPost, s.handleLoad},
 	}
 	return s, nil
 }
 
 // ModelNames returns the served generative model names, sorted.
-func (s *Server) ModelNames() []string { return slices.Clone(s.names) }
+func (s *Server) ModelNames() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.names)
+}
+
+// lookup returns the generative model served as name.
+func (s *Server) lookup(name string) (*Model, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m, ok := s.models[name]
+	return m, ok
+}
 
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -162,16 +192,20 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 // model resolves a generative model name; an empty name means the only
 // served model.
 func (s *Server) model(name string) (string, *Model, error) {
+	names := s.ModelNames()
 	if name == "" {
-		if len(s.names) == 1 {
-			return s.names[0], s.models[s.names[0]], nil
+		if len(names) == 1 {
+			m, ok := s.lookup(names[0])
+			if ok {
+				return names[0], m, nil
+			}
 		}
-		return "", nil, badRequest("model", "model is required: this server serves %s", strings.Join(s.names, ", "))
+		return "", nil, badRequest("model", "model is required: this server serves %s", strings.Join(names, ", "))
 	}
 	if name == s.reward {
-		return "", nil, badRequest("model", "model `%s` is the reward model: use /classify, or one of %s", name, strings.Join(s.names, ", "))
+		return "", nil, badRequest("model", "model `%s` is the reward model: use /classify, or one of %s", name, strings.Join(names, ", "))
 	}
-	m, ok := s.models[name]
+	m, ok := s.lookup(name)
 	if !ok {
 		return "", nil, notFound("model", "The model `%s` does not exist. Served models: %s", name, strings.Join(append(s.ModelNames(), s.reward), ", "))
 	}
