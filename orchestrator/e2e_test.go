@@ -32,6 +32,9 @@ type loop struct {
 	dir     string
 	samples int
 	ratio   float64
+	lmAddr  string
+	lmArgs  []string
+	lm      *selfplaytest.Proc
 }
 
 type loopOptions struct {
@@ -44,6 +47,17 @@ type loopOptions struct {
 	maxConcurrency int
 	// single: one iteration, no evolution, no hook (benchmarks).
 	single bool
+	// db is a migrated database URL to use instead of a fresh one on the
+	// shared server (a private server for restart scenarios).
+	db string
+	// nats is a server URL to use instead of the shared test server.
+	nats string
+	// timeout per endpoint request; default 5s.
+	timeout string
+	// maxDeliver per task; default 5.
+	maxDeliver int
+	// hook replaces the recording train hook (YAML flow list).
+	hook string
 }
 
 func startLoop(t testing.TB, o loopOptions) *loop {
@@ -51,24 +65,29 @@ func startLoop(t testing.TB, o loopOptions) *loop {
 	if o.maxConcurrency == 0 {
 		o.maxConcurrency = 32
 	}
-	dbURL := storetest.NewDatabase(t)
+	if o.timeout == "" {
+		o.timeout = "5s"
+	}
+	if o.maxDeliver == 0 {
+		o.maxDeliver = 5
+	}
+	dbURL := o.db
+	if dbURL == "" {
+		dbURL = storetest.NewDatabase(t)
+	}
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	nats := bustest.NewStream(t)
+	if o.nats != "" {
+		nats.URL = o.nats
+	}
 	dir := t.TempDir()
 
-	addr := selfplaytest.FreeAddr(t)
-	args := append([]string{"lm", "serve", "--addr", addr, "--model", "tiny-0=builtin"}, o.lmArgs...)
-	selfplaytest.Start(t, "lm", nil, args...)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	l := &loop{dbURL: dbURL, pool: pool, dir: dir, samples: o.samples, ratio: 0.4,
+		lmAddr: selfplaytest.FreeAddr(t), lmArgs: o.lmArgs}
+	l.startLM(t)
+	addr := l.lmAddr
 
 	// The first o.prompts lines of the example pool, numbered variants of
 	// them when more are asked for.
@@ -100,11 +119,11 @@ run: e2e
 database: {url: %q}
 nats: {url: %q, stream: %s}
 endpoints:
-  policy: {base_url: "http://%s/v1", max_concurrency: %d, timeout: 5s, max_retries: 8}
-  reward: {base_url: "http://%s", kind: classify, model: reward, max_concurrency: %d, timeout: 5s, max_retries: 8}
+  policy: {base_url: "http://%s/v1", max_concurrency: %d, timeout: %s, max_retries: 8}
+  reward: {base_url: "http://%s", kind: classify, model: reward, max_concurrency: %d, timeout: %s, max_retries: 8}
 generation: {samples: %d, max_tokens: 48}
 selection: {metric: alignment_potential, ratio: 0.4}
-worker: {concurrency: %d, ack_wait: %s, max_deliver: 5}
+worker: {concurrency: %d, ack_wait: %s, max_deliver: %d}
 orchestrator: {progress_interval: 1s, poll_interval: 100ms}
 export: {dir: %q}
 hooks:
@@ -113,16 +132,36 @@ hooks:
 iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
   - {name: iter1, policy_model: tiny-0, prompts: {evolved: true}}
-`, dbURL, nats.URL, nats.Stream, addr, o.maxConcurrency, addr, o.maxConcurrency, o.samples, o.workerCon, o.ackWait, filepath.Join(dir, "exports"), hookLog, promptsPath)
+`, dbURL, nats.URL, nats.Stream, addr, o.maxConcurrency, o.timeout, addr, o.maxConcurrency, o.timeout, o.samples, o.workerCon, o.ackWait, o.maxDeliver, filepath.Join(dir, "exports"), hookLog, promptsPath)
 	if o.single {
 		cfg = cfg[:strings.Index(cfg, "hooks:")] + fmt.Sprintf(`evolve: {enabled: false}
 iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
 `, promptsPath)
 	}
-	cfgPath := filepath.Join(dir, "selfplay.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	return &loop{dbURL: dbURL, pool: pool, cfgPath: cfgPath, dir: dir, samples: o.samples, ratio: 0.4}
+	if o.hook != "" {
+		i := strings.Index(cfg, "  train: [")
+		j := strings.Index(cfg[i:], "\n")
+		cfg = cfg[:i] + "  train: " + o.hook + cfg[i+j:]
+	}
+	l.cfgPath = filepath.Join(dir, "selfplay.yaml")
+	require.NoError(t, os.WriteFile(l.cfgPath, []byte(cfg), 0o600))
+	return l
+}
+
+// startLM starts (or restarts, on the same address) the tinylm process.
+func (l *loop) startLM(t testing.TB) {
+	t.Helper()
+	args := append([]string{"lm", "serve", "--addr", l.lmAddr, "--model", "tiny-0=builtin"}, l.lmArgs...)
+	l.lm = selfplaytest.Start(t, "lm", nil, args...)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + l.lmAddr + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
 }
 
 func (l *loop) worker(t testing.TB, name string) *selfplaytest.Proc {

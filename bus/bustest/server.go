@@ -1,0 +1,105 @@
+package bustest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// ServerBinary is the nats-server used for private servers:
+// SELFPLAY_TEST_NATS_SERVER, else /usr/sbin/nats-server.
+func ServerBinary() string {
+	if b := os.Getenv("SELFPLAY_TEST_NATS_SERVER"); b != "" {
+		return b
+	}
+	return "/usr/sbin/nats-server"
+}
+
+// Server is a private nats-server with JetStream file storage that a test
+// starts, for scenarios that restart NATS.
+type Server struct {
+	URL   string
+	port  int
+	store string
+	args  []string
+	cmd   *exec.Cmd
+	t     testing.TB
+}
+
+// StartServer starts a private nats-server on a free loopback port with
+// JetStream storing in a temporary folder, plus any extra arguments; it is
+// killed when the test ends.
+func StartServer(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	if _, err := os.Stat(ServerBinary()); err != nil {
+		t.Fatalf("nats-server not found at %s: install Debian's nats-server package or set SELFPLAY_TEST_NATS_SERVER", ServerBinary())
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &Server{port: port, store: t.TempDir(), t: t, URL: fmt.Sprintf("nats://127.0.0.1:%d", port), args: extra}
+	t.Cleanup(s.Stop)
+	s.Start()
+	return s
+}
+
+// Start starts the server and waits until it accepts connections.
+func (s *Server) Start() {
+	s.t.Helper()
+	args := append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", s.store}, s.args...)
+	s.cmd = exec.Command(ServerBinary(), args...)
+	logf, err := os.Create(filepath.Join(s.store, fmt.Sprintf("server-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start nats-server: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("nats-server did not start on port %d", s.port)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop terminates the server (SIGTERM, then SIGKILL) and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// Restart stops the server, waits for down, and starts it again with the
+// same JetStream storage.
+func (s *Server) Restart(down time.Duration) {
+	s.t.Helper()
+	s.Stop()
+	time.Sleep(down)
+	s.Start()
+}
