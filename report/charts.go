@@ -36,7 +36,7 @@ func rewardFigure(d *Data) Figure {
 	return Figure{
 		ID: "rewards", Title: "Reward of chosen and rejected responses",
 		Caption: fmt.Sprintf("%d pairs. Mean reward: chosen %s, rejected %s (selected pairs: chosen %s, rejected %s).",
-			s.Pairs, num(f(s.All.ChosenReward)), num(f(s.All.RejectedReward)), num(f(s.Sel.ChosenReward)), num(f(s.Sel.RejectedReward))),
+			s.Pairs, num(orNaN(s.All.ChosenReward)), num(orNaN(s.All.RejectedReward)), num(orNaN(s.Sel.ChosenReward)), num(orNaN(s.Sel.RejectedReward))),
 		SVG: histogramChart("Histogram of the rewards of chosen and rejected responses", "reward", []histSeries{
 			{label: "rejected", color: colRejected, values: rejected},
 			{label: "chosen", color: colChosen, values: chosen},

@@ -361,8 +361,8 @@ func (d *Data) loadTop(ctx context.Context, db store.DBTX, id int64) error {
 	return err
 }
 
-// f is a nullable mean for display.
-func f(v *float64) float64 {
+// orNaN reads a nullable mean for display: NaN shows as "–".
+func orNaN(v *float64) float64 {
 	if v == nil {
 		return math.NaN()
 	}

@@ -57,9 +57,9 @@ func cards(d *Data) []card {
 		{"Prompts", fmt.Sprint(s.Prompts), fmt.Sprintf("%d tasks done, %d failed", s.TasksDone, s.TasksFailed)},
 		{"Pairs", fmt.Sprint(s.Pairs), fmt.Sprintf("without a pair: %d prompts", s.TasksDone-s.Pairs)},
 		{"Selected", fmt.Sprint(s.Selected), rule},
-		{"Mean chosen reward", num(f(s.All.ChosenReward)), "selected: " + num(f(s.Sel.ChosenReward))},
-		{"Mean explicit margin", num(f(s.All.ExplicitMargin)), "selected: " + num(f(s.Sel.ExplicitMargin))},
-		{"Mean |implicit margin|", num(f(s.All.AbsImplicitMargin)), "selected: " + num(f(s.Sel.AbsImplicitMargin))},
+		{"Mean chosen reward", num(orNaN(s.All.ChosenReward)), "selected: " + num(orNaN(s.Sel.ChosenReward))},
+		{"Mean explicit margin", num(orNaN(s.All.ExplicitMargin)), "selected: " + num(orNaN(s.Sel.ExplicitMargin))},
+		{"Mean |implicit margin|", num(orNaN(s.All.AbsImplicitMargin)), "selected: " + num(orNaN(s.Sel.AbsImplicitMargin))},
 	}
 }
 
