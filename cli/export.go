@@ -16,6 +16,7 @@ func newExportCmd() *cobra.Command {
 	var ratio, weight float64
 	var count int
 	var seed int64
+	var save bool
 	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Re-export an iteration's selected pairs, optionally selected by another metric or ratio",
@@ -33,6 +34,7 @@ func newExportCmd() *cobra.Command {
 	cmd.Flags().IntVar(&count, "count", 0, "reselect this many pairs")
 	cmd.Flags().Float64Var(&weight, "implicit-weight", -1, "w of alignment potential when reselecting (default: the iteration's)")
 	cmd.Flags().Int64Var(&seed, "seed", -1, "seed of the random metric when reselecting (default: the iteration's)")
+	cmd.Flags().BoolVar(&save, "save-selection", false, "store the recomputed selection in the database (replacing the iteration's selection) and record the export")
 	_ = cmd.MarkFlagRequired("iteration")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
@@ -107,6 +109,17 @@ func newExportCmd() *cobra.Command {
 				ms.Seed = seed
 			}
 			spec.Reselect, spec.Implicit = &ms, settings.Scoring.Implicit
+			if save {
+				n, err := store.ScorePairs(ctx, pool, it.ID, store.ScoreSpec{Metric: string(ms.Metric), ImplicitWeight: ms.ImplicitWeight,
+					Ratio: ms.Ratio, Count: ms.Count, Seed: ms.Seed, Implicit: settings.Scoring.Implicit}, store.TrainSelection)
+				if err != nil {
+					return err
+				}
+				printf(cmd, "stored a new selection of %d pairs by %s\n", n, ms.Metric)
+				spec.Reselect, spec.Record = nil, true
+			}
+		} else if save {
+			return fmt.Errorf("--save-selection needs --metric, --ratio or --count")
 		}
 		res, err := orchestrator.Export(ctx, pool, spec)
 		if err != nil {
