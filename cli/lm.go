@@ -22,7 +22,7 @@ func newLMCmd() *cobra.Command {
 		Short: "The built-in tiny language model (tinylm)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newLMServeCmd())
+	cmd.AddCommand(newLMServeCmd(), newLMTrainCmd(), newLMEvalCmd())
 	return cmd
 }
 
@@ -33,6 +33,8 @@ func newLMServeCmd() *cobra.Command {
 		addr        string
 		modelSpecs  []string
 		rewardModel string
+		modelsDir   string
+		rescan      time.Duration
 		shutdown    time.Duration
 		f           tinylm.Faults
 	)
@@ -44,9 +46,14 @@ func newLMServeCmd() *cobra.Command {
 (the reward function) and /health.
 
 Models are given as NAME=PATH, PATH "builtin" being the embedded model; the
-default is tiny-0=builtin. The fault flags inject latency and errors into the
-model endpoints, for testing clients.`,
+default is tiny-0=builtin. With --models-dir DIR every DIR/NAME.bin.gz is
+served as NAME too: the directory is rescanned every --rescan-interval and on
+POST /v1/load, so models that lm train writes there (a train hook) are served
+within a second, replaced files are reloaded and removed ones dropped. The
+fault flags inject latency and errors into the model endpoints, for testing
+clients.`,
 		Example: `  selfplay lm serve --addr 127.0.0.1:8000 --model tiny-0=builtin --model tiny-1=runs/tiny-1.bin.gz
+  selfplay lm serve --addr 0.0.0.0:8000 --models-dir /models
   selfplay lm serve --error-rate 0.1 --rate-limit-rate 0.05 --retry-after 1s --fault-seed 7
   selfplay lm serve --bad-reply no_logprobs --bad-reply-match BADREPLY`,
 		Args: cobra.NoArgs,
@@ -72,9 +79,15 @@ model endpoints, for testing clients.`,
 			}
 			models[name] = m
 		}
-		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log})
+		if modelsDir != "" && rescan < 0 {
+			return fmt.Errorf("--rescan-interval %s: want 0 (only on POST /v1/load) or a positive duration", rescan)
+		}
+		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log, ModelsDir: modelsDir})
 		if err != nil {
 			return err
+		}
+		if modelsDir != "" && rescan > 0 {
+			go srv.Watch(cmd.Context(), rescan)
 		}
 		return serveHTTP(cmd.Context(), log, addr, srv, shutdown, srv.ModelNames(), rewardModel)
 	}
@@ -82,6 +95,8 @@ model endpoints, for testing clients.`,
 	fl.StringVar(&addr, "addr", "127.0.0.1:8000", "listen address")
 	fl.StringArrayVar(&modelSpecs, "model", nil, "a model to serve as NAME=PATH (repeatable; PATH builtin = embedded; default tiny-0=builtin)")
 	fl.StringVar(&rewardModel, "reward-model", tinylm.DefaultRewardModel, "model name of the reward function served by /classify")
+	fl.StringVar(&modelsDir, "models-dir", "", "also serve every DIR/NAME.bin.gz as NAME, rescanned (see --rescan-interval, POST /v1/load)")
+	fl.DurationVar(&rescan, "rescan-interval", time.Second, "how often --models-dir is rescanned (0 = only on POST /v1/load)")
 	fl.DurationVar(&shutdown, "shutdown-timeout", 10*time.Second, "how long to let in-flight requests finish on SIGTERM")
 	fl.DurationVar(&f.Latency, "latency", 0, "fault: fixed latency added to model requests")
 	fl.DurationVar(&f.LatencyJitter, "latency-jitter", 0, "fault: upper bound of a uniform random extra latency")

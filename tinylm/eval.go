@@ -28,18 +28,23 @@ type EvalOptions struct {
 // scored by the transparent reward (RewardChat, what /classify serves).
 type EvalResult struct {
 	// Prompts and Responses counted.
-	Prompts, Responses int
+	Prompts   int `json:"prompts"`
+	Responses int `json:"responses"`
 	// MeanReward is the mean score over all responses.
-	MeanReward float64
+	MeanReward float64 `json:"mean_reward"`
 	// StdErr is the standard error of MeanReward over prompts: the
 	// population standard deviation of the per-prompt mean rewards divided
 	// by √Prompts.
-	StdErr float64
+	StdErr float64 `json:"stderr"`
 	// Mean parts of the reward (see RewardBreakdown) and words per response.
-	Relevance, Ending, Repetition, Length, Words float64
+	Relevance  float64 `json:"relevance"`
+	Ending     float64 `json:"ending"`
+	Repetition float64 `json:"repetition"`
+	Length     float64 `json:"length"`
+	Words      float64 `json:"words"`
 	// StopRate is the fraction of responses that ended with <|end|> rather
 	// than at the token limit.
-	StopRate float64
+	StopRate float64 `json:"stop_rate"`
 }
 
 // Evaluate samples opts.Samples responses from m for every prompt and

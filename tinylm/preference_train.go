@@ -52,6 +52,13 @@ func DefaultBeta(l Loss) float64 {
 	}
 }
 
+// DefaultPreferenceLearningRate is the Adam step of TrainPreference, 0.003,
+// a third of TrainMLE's. Three DPO epochs over 48 self-play pairs of the
+// built-in model at 0.01 already make its replies on held-out prompts
+// about twice as long and end fewer of them (82% reach <|end|>, against
+// 99% before); at 0.03 almost none do (3%).
+const DefaultPreferenceLearningRate = 0.003
+
 // PreferenceOptions controls TrainPreference and PairLoss.
 type PreferenceOptions struct {
 	// Loss is the objective; required.
@@ -68,7 +75,7 @@ type PreferenceOptions struct {
 	Gamma float64
 	// Epochs over the pairs; default 3.
 	Epochs int
-	// LearningRate of Adam; default 0.01.
+	// LearningRate of Adam; default DefaultPreferenceLearningRate.
 	LearningRate float64
 	// BatchSize in pairs per optimiser step; default 8.
 	BatchSize int
@@ -93,7 +100,7 @@ func (o PreferenceOptions) withDefaults() (PreferenceOptions, error) {
 		o.Epochs = 3
 	}
 	if o.LearningRate == 0 {
-		o.LearningRate = 0.01
+		o.LearningRate = DefaultPreferenceLearningRate
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 8
