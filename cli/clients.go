@@ -42,7 +42,15 @@ func buildClients(cfg *config.Config, log *slog.Logger, hooks llm.Hooks) (worker
 	if ep, err = endpoint(cfg, "reward"); err != nil {
 		return c, err
 	}
-	if c.Reward, err = llm.NewReward(ep, opts...); err != nil {
+	rewardOpts := opts
+	if name := cfg.Endpoints["reward"].ChatTemplate; name != "" {
+		tmpl, err := llm.TemplateByName(name)
+		if err != nil {
+			return c, err
+		}
+		rewardOpts = append(rewardOpts[:len(opts):len(opts)], llm.WithChatTemplate(tmpl))
+	}
+	if c.Reward, err = llm.NewReward(ep, rewardOpts...); err != nil {
 		return c, err
 	}
 	if _, ok := cfg.Endpoints["reference"]; ok {

@@ -81,6 +81,12 @@ type Endpoint struct {
 	// Model served by this endpoint when it is fixed (reward, reference,
 	// evolver); policy models come from the iterations.
 	Model string `mapstructure:"model" json:"model"`
+	// ChatTemplate renders (prompt, response) conversations for a reward
+	// endpoint so the n responses of a prompt go in one /classify or
+	// /pooling request: chatml, llama3, tinylm or plain. "" (default)
+	// sends the chat form instead, one request per response, letting the
+	// server apply the reward model's own template.
+	ChatTemplate string `mapstructure:"chat_template" json:"chat_template"`
 }
 
 // Generation controls sampling from the policy.

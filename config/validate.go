@@ -17,6 +17,9 @@ var Strategies = []string{"breadth", "deepen", "constraints", "concretize", "rea
 // RewardKinds are the supported reward APIs.
 var RewardKinds = []string{"classify", "pooling", "get_reward", "judge"}
 
+// ChatTemplates are the chat templates the clients can render.
+var ChatTemplates = []string{"chatml", "llama3", "tinylm", "plain"}
+
 // ExportFormats are the supported export file formats.
 var ExportFormats = []string{"jsonl", "parquet"}
 
@@ -87,6 +90,9 @@ func (c *Config) validate() []Problem {
 		}
 		if ep.MaxRetries < 0 {
 			ch.add(key+".max_retries", "expected 0 or more, got %d", ep.MaxRetries)
+		}
+		if ep.ChatTemplate != "" {
+			ch.oneOf(key+".chat_template", ep.ChatTemplate, ChatTemplates)
 		}
 		if name == "reward" {
 			ch.oneOf(key+".kind", ep.Kind, RewardKinds)

@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -58,6 +59,8 @@ type loopOptions struct {
 	maxDeliver int
 	// hook replaces the recording train hook (YAML flow list).
 	hook string
+	// nextPolicy is iter1's policy model; default tiny-0.
+	nextPolicy string
 }
 
 func startLoop(t testing.TB, o loopOptions) *loop {
@@ -120,7 +123,7 @@ database: {url: %q}
 nats: {url: %q, stream: %s}
 endpoints:
   policy: {base_url: "http://%s/v1", max_concurrency: %d, timeout: %s, max_retries: 8}
-  reward: {base_url: "http://%s", kind: classify, model: reward, max_concurrency: %d, timeout: %s, max_retries: 8}
+  reward: {base_url: "http://%s", kind: classify, model: reward, chat_template: tinylm, max_concurrency: %d, timeout: %s, max_retries: 8}
 generation: {samples: %d, max_tokens: 48}
 selection: {metric: alignment_potential, ratio: 0.4}
 worker: {concurrency: %d, ack_wait: %s, max_deliver: %d}
@@ -131,8 +134,8 @@ hooks:
   wait_for_model: 30s
 iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
-  - {name: iter1, policy_model: tiny-0, prompts: {evolved: true}}
-`, dbURL, nats.URL, nats.Stream, addr, o.maxConcurrency, o.timeout, addr, o.maxConcurrency, o.timeout, o.samples, o.workerCon, o.ackWait, o.maxDeliver, filepath.Join(dir, "exports"), hookLog, promptsPath)
+  - {name: iter1, policy_model: %s, prompts: {evolved: true}}
+`, dbURL, nats.URL, nats.Stream, addr, o.maxConcurrency, o.timeout, addr, o.maxConcurrency, o.timeout, o.samples, o.workerCon, o.ackWait, o.maxDeliver, filepath.Join(dir, "exports"), hookLog, promptsPath, cmp.Or(o.nextPolicy, "tiny-0"))
 	if o.single {
 		cfg = cfg[:strings.Index(cfg, "hooks:")] + fmt.Sprintf(`evolve: {enabled: false}
 iterations:
