@@ -3,11 +3,13 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/selfplay/selfplay/metric"
 	"github.com/selfplay/selfplay/orchestrator"
+	"github.com/selfplay/selfplay/report"
 	"github.com/selfplay/selfplay/store"
 )
 
@@ -67,7 +69,8 @@ func newExportCmd() *cobra.Command {
 		if it == nil {
 			return fmt.Errorf("run %q has no iteration %q", run, iteration)
 		}
-		spec := orchestrator.ExportSpec{Dir: cfg.Export.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out, ConfigHash: cfg.Hash()}
+		spec := orchestrator.ExportSpec{Dir: cfg.Export.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out,
+			ConfigHash: cfg.Hash(), Formats: cfg.Export.Formats}
 		if metricName != "" || ratio > 0 || count > 0 {
 			var settings struct {
 				Scoring struct {
@@ -126,6 +129,15 @@ func newExportCmd() *cobra.Command {
 			return err
 		}
 		printf(cmd, "wrote %d pairs to %s (manifest %s)\n", res.Rows, res.Dataset, res.Manifest)
+		if spec.Reselect == nil {
+			// The report shows the stored selection, so it goes only with
+			// an export of that selection.
+			reportPath := filepath.Join(res.Dir, "report.html")
+			if err := report.WriteFile(ctx, pool, run, iteration, reportPath); err != nil {
+				return err
+			}
+			printf(cmd, "wrote the report to %s\n", reportPath)
+		}
 		return nil
 	}
 	return cmd
