@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/orchestrator"
 )
 
 // loadCompose loads docker-compose.yml the way `docker compose` does, with
@@ -108,4 +110,50 @@ func TestComposeFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "http://lm:8000/v1", cfg.Endpoints["policy"].BaseURL)
 	require.Contains(t, cfg.Database.URL, "@postgres:5432/selfplay")
+
+	// Training closes the loop: the schedule's train hook is `selfplay lm
+	// train`, run in the orchestrator's container, writing the next policy
+	// into the models volume the lm server watches.
+	flag := func(args []string, name string) string {
+		t.Helper()
+		i := slices.Index(args, name)
+		require.Positive(t, i, "%s in %v", name, args)
+		return args[i+1]
+	}
+	mountOf := func(s types.ServiceConfig, target string) types.ServiceVolumeConfig {
+		t.Helper()
+		for _, v := range s.Volumes {
+			if v.Target == target {
+				return v
+			}
+		}
+		t.Fatalf("%s mounts nothing at %s", s.Name, target)
+		return types.ServiceVolumeConfig{}
+	}
+	modelsDir := flag(svc("lm").Command, "--models-dir")
+	lmModels, orchModels := mountOf(svc("lm"), modelsDir), mountOf(orch, modelsDir)
+	require.Equal(t, types.VolumeTypeVolume, lmModels.Type)
+	require.Equal(t, lmModels.Source, orchModels.Source, "lm and orchestrator share the models volume")
+	require.Contains(t, project.Volumes, lmModels.Source)
+	require.Equal(t, "tiny-0=builtin", flag(svc("lm").Command, "--model"))
+
+	hook := cfg.Hooks.Train
+	require.Equal(t, []string{"selfplay", "lm", "train"}, hook[:3])
+	argv := orchestrator.Substitute(hook[1:], map[string]string{"{dataset}": "exports/demo/iter0/train.jsonl",
+		"{manifest}": "m.json", "{run}": "demo", "{iteration}": "iter0", "{policy_model}": "tiny-0", "{next_model}": "tiny-1"})
+	requireRealCommand(t, "train hook", argv)
+	for _, placeholder := range []string{"{dataset}", "{policy_model}", "{next_model}"} {
+		require.Contains(t, hook, placeholder)
+	}
+	hookDir := flag(hook, "--models-dir")
+	if !filepath.IsAbs(hookDir) {
+		hookDir = filepath.Join("/app", hookDir) // the image's working directory
+	}
+	require.Equal(t, modelsDir, hookDir, "the hook writes where lm serve looks")
+	var policies []string
+	for _, it := range cfg.Iterations {
+		policies = append(policies, it.PolicyModel)
+	}
+	require.Equal(t, []string{"tiny-0", "tiny-1", "tiny-2"}, policies, "three iterations, each on the policy the previous one trained")
+	require.NotContains(t, policies, flag(hook, "--final-model"))
 }
