@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/selfplay/selfplay/internal/similar"
 )
 
 // EnvPrefix prefixes environment overrides: SELFPLAY_<SECTION>_<KEY>, for
@@ -365,7 +367,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func suggest[V any](key string, known map[string]V) string {
 	best, bestD := "", 3
 	for _, k := range sortedKeys(known) {
-		if d := editDistance(key, k); d < bestD {
+		if d := similar.Distance(key, k); d < bestD {
 			best, bestD = k, d
 		}
 	}
@@ -373,26 +375,6 @@ func suggest[V any](key string, known map[string]V) string {
 		return "; expected one of " + strings.Join(sortedKeys(known), ", ")
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // resolveOverrides computes each iteration's effective sections: the global

@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/selfplay/selfplay/internal/similar"
 )
 
 // Metric names the score that orders a selection pool.
@@ -74,31 +76,11 @@ func closestMetric(name string) (Metric, bool) {
 		if norm == string(m) || strings.HasPrefix(string(m), norm) {
 			return m, true
 		}
-		if d := editDistance(norm, string(m)); d < bestDist {
+		if d := similar.Distance(norm, string(m)); d < bestDist {
 			best, bestDist = m, d
 		}
 	}
 	return best, best != ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Spec says how a pool is scored and how much of it is selected. The zero
