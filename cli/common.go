@@ -55,6 +55,20 @@ func openStore(ctx context.Context, cfg *config.Config, needSchema bool) (*pgxpo
 	return pool, nil
 }
 
+// configured loads the configuration and opens the store with a current
+// schema, the start of every command that reads or writes runs.
+func configured(ctx context.Context, path string) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := openStore(ctx, cfg, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, pool, nil
+}
+
 func loadConfig(path string) (*config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {

@@ -40,16 +40,12 @@ func newExportCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("iteration")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		cfg, err := loadConfig(path)
+		cfg, pool, err := configured(ctx, path)
 		if err != nil {
 			return err
 		}
 		if run == "" {
 			run = cfg.Run
-		}
-		pool, err := openStore(ctx, cfg, true)
-		if err != nil {
-			return err
 		}
 		defer pool.Close()
 		r, err := store.GetRun(ctx, pool, run)

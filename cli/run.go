@@ -43,11 +43,7 @@ func newRunCmd() *cobra.Command {
 			}
 			delays[stage] = v
 		}
-		cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
-		pool, err := openStore(ctx, cfg, true)
+		cfg, pool, err := configured(ctx, path)
 		if err != nil {
 			return err
 		}

@@ -18,11 +18,7 @@ func newStatusCmd() *cobra.Command {
 	cmd.Flags().StringVar(&run, "run", "", "only this run (default: every run)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
-		pool, err := openStore(ctx, cfg, true)
+		_, pool, err := configured(ctx, path)
 		if err != nil {
 			return err
 		}

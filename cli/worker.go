@@ -23,11 +23,7 @@ func newWorkerCmd() *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
 		log := newLogger(os.Stderr)
-		cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
-		pool, err := openStore(ctx, cfg, true)
+		cfg, pool, err := configured(ctx, path)
 		if err != nil {
 			return err
 		}
