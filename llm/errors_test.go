@@ -120,6 +120,9 @@ func TestDescribeDecodeError(t *testing.T) {
 		{name: "empty", body: "", want: "empty body"},
 		{name: "truncated", body: `{"choices": [{"index": 0`, want: "truncated JSON after 24 bytes"},
 		{name: "html", body: "<html>oops</html>", want: "not JSON"},
+		{name: "NaN log-prob", body: `{"choices": [{"logprob": NaN}]}`, want: "non-finite number NaN"},
+		{name: "negative infinity", body: `{"token_logprobs": [-0.5, -Infinity]}`, want: "non-finite number -Infinity"},
+		{name: "NaN inside a string is not the problem", body: `{"text": "a, NaN", "x": tru}`, want: "in literal true"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -174,6 +174,9 @@ func (p *Policy) request(ctx context.Context, msgs []Message, sp SampleParams, n
 	req, fields := chatSamplingRequest(msgs, sp, n, seed, p.chat.t.opts.extras)
 	var samples []Sample
 	_, _, err := p.chat.create(ctx, req, fields, func(resp *openai.ChatCompletionResponse, raw []byte) *failure {
+		if len(resp.Choices) == 0 {
+			return permanentf("server returned an empty choice list (asked for %d)", n)
+		}
 		s, f := decodeSamples(resp, raw)
 		samples = s
 		return f
@@ -230,6 +233,9 @@ func decodeChoice(c openai.ChatCompletionChoice, tokenIDs []int) (Sample, *failu
 			return Sample{}, permanentf("choice %d token %d has log-prob %v, not a log-probability", c.Index, j, lp.LogProb)
 		}
 		sum += lp.LogProb
+	}
+	if math.IsInf(sum, 0) {
+		return Sample{}, permanentf("choice %d log-probs sum to %v, not a usable log-probability", c.Index, sum)
 	}
 	if tokenIDs == nil {
 		tokenIDs = idsFromTokens(content)

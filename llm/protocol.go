@@ -119,6 +119,9 @@ func (r *completionResponse) teacherForced(ids []int, from int) (float64, *failu
 		}
 		sum += lp.Logprob
 	}
+	if math.IsInf(sum, 0) {
+		return 0, permanentf("prompt_logprobs sum to %v, not a usable log-probability", sum)
+	}
 	return sum, nil
 }
 

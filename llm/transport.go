@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -102,8 +103,36 @@ func describeDecodeError(body []byte, err error) string {
 	if trimmed[0] != '{' && trimmed[0] != '[' {
 		return fmt.Sprintf("not JSON (%v): %s", err, excerpt(trimmed))
 	}
+	if tok := nonFiniteAt(body, err); tok != "" {
+		return fmt.Sprintf("non-finite number %s where JSON needs a finite one (log-probs and rewards must be finite): %v", tok, err)
+	}
 	return err.Error()
 }
+
+// nonFiniteAt returns the NaN or ±Infinity token (as Python's json module
+// writes non-finite floats) that made decoding fail, or "". With a
+// *json.SyntaxError it looks where decoding stopped; otherwise (a decoder
+// that hides the offset) for such a token in value position anywhere.
+func nonFiniteAt(body []byte, err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		for start := max(0, int(se.Offset)-2); start < int(se.Offset) && start < len(body); start++ {
+			if m := nonFiniteToken.Find(body[start:]); m != nil && bytes.HasPrefix(body[start:], m) {
+				return string(m)
+			}
+		}
+		return ""
+	}
+	if m := nonFiniteValue.FindSubmatch(body); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+var (
+	nonFiniteToken = regexp.MustCompile(`^-?(?:NaN|Infinity)\b`)
+	nonFiniteValue = regexp.MustCompile(`[:\[,]\s*(-?(?:NaN|Infinity))\b`)
+)
 
 // call runs one logical request with the retry policy: attempt performs a
 // single HTTP exchange under the attempt context and classifies it.
@@ -284,10 +313,12 @@ func errorReason(body []byte) string {
 			return v.Message
 		}
 		if len(v.Detail) > 0 {
-			if json.Unmarshal(v.Detail, &s) == nil {
+			if json.Unmarshal(v.Detail, &s) != nil {
+				return excerpt(v.Detail)
+			}
+			if s != "" {
 				return s
 			}
-			return excerpt(v.Detail)
 		}
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
