@@ -1,0 +1,175 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/bus"
+	"github.com/selfplay/selfplay/bus/bustest"
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/selfplaytest"
+	"github.com/selfplay/selfplay/store"
+	"github.com/selfplay/selfplay/store/storetest"
+)
+
+// env is what a worker process needs around it: its own database and
+// stream, a tinylm server process (with the given fault flags), a
+// schedule file, and one iteration whose tasks the test publishes itself,
+// as the orchestrator would.
+type env struct {
+	pool        *pgxpool.Pool
+	cfg         *config.Config
+	cfgPath     string
+	js          jetstream.JetStream
+	stream      string
+	iterationID int64
+	samples     int
+}
+
+const envSamples = 3
+
+func setup(t *testing.T, lmArgs ...string) *env {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := storetest.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	natsCfg := bustest.NewStream(t)
+
+	addr := selfplaytest.FreeAddr(t)
+	selfplaytest.Start(t, "lm", nil, append([]string{"lm", "serve", "--addr", addr}, lmArgs...)...)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "selfplay.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, `
+run: badinput
+database: {url: %q}
+nats: {url: %q, stream: %s}
+endpoints:
+  policy: {base_url: "http://%s/v1", timeout: 5s, max_retries: 1}
+  reward: {base_url: "http://%s", kind: classify, model: reward, timeout: 5s, max_retries: 1}
+generation: {samples: %d, max_tokens: 24}
+evolve: {enabled: false}
+worker: {concurrency: 4, ack_wait: 5s, max_deliver: 2}
+iterations:
+  - {name: iter0, policy_model: tiny-0, prompts: {files: [prompts.jsonl]}}
+`, dbURL, natsCfg.URL, natsCfg.Stream, addr, addr, envSamples), 0o600))
+	cfg, err := config.Load(cfgPath)
+	require.NoError(t, err)
+
+	snap, err := cfg.Snapshot()
+	require.NoError(t, err)
+	run, err := store.EnsureRun(ctx, pool, cfg.Run, snap)
+	require.NoError(t, err)
+	settings, err := json.Marshal(cfg.Iterations[0].Settings())
+	require.NoError(t, err)
+	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{
+		Ordinal: 0, Name: "iter0", PolicyModel: "tiny-0", Config: settings,
+	}})
+	require.NoError(t, err)
+	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageGenerating, ""))
+
+	nc, js, err := bus.Connect(cfg.NATS, "worker-test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.NATS.Stream, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver})
+	require.NoError(t, err)
+	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples}
+}
+
+// addTasks puts prompts with these texts into the iteration's pool, makes
+// their generate tasks and publishes them; it returns the prompt ids.
+func (e *env) addTasks(t *testing.T, texts ...string) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	ps := make([]prompt.Prompt, len(texts))
+	for i, text := range texts {
+		ps[i] = prompt.New([]prompt.Message{{Role: "user", Content: text}}, "test", "")
+	}
+	ids, err := store.InsertPrompts(ctx, e.pool, ps)
+	require.NoError(t, err)
+	require.NoError(t, store.AddToPool(ctx, e.pool, e.iterationID, ids))
+	_, err = store.CreateGenerateTasks(ctx, e.pool, e.iterationID)
+	require.NoError(t, err)
+	pub := bus.NewPublisher(e.js, e.stream)
+	for _, id := range ids {
+		require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: e.iterationID, PromptID: id, Kind: bus.KindGenerate}))
+	}
+	require.NoError(t, pub.Flush(ctx))
+	return ids
+}
+
+func (e *env) worker(t *testing.T) *selfplaytest.Proc {
+	return selfplaytest.Start(t, "worker", nil, "worker", "-c", e.cfgPath, "--log-level", "info")
+}
+
+// waitSettled waits until none of the prompts' tasks is pending.
+func (e *env) waitSettled(t *testing.T, ids []int64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var pending int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM tasks
+			WHERE iteration_id = $1 AND prompt_id = ANY($2) AND status = 'pending'`, e.iterationID, ids).Scan(&pending)
+		return err == nil && pending == 0
+	}, time.Minute, 50*time.Millisecond, "tasks still pending")
+}
+
+// task is a tasks row with its response count.
+type task struct {
+	status    string
+	error     string
+	responses int
+}
+
+func (e *env) task(t *testing.T, promptID int64) task {
+	t.Helper()
+	var tk task
+	require.NoError(t, e.pool.QueryRow(context.Background(), `
+		SELECT t.status, coalesce(t.error, ''),
+		       (SELECT count(*) FROM responses r WHERE r.iteration_id = t.iteration_id AND r.prompt_id = t.prompt_id)
+		FROM tasks t WHERE t.iteration_id = $1 AND t.prompt_id = $2 AND t.kind = 'generate'`,
+		e.iterationID, promptID).Scan(&tk.status, &tk.error, &tk.responses))
+	return tk
+}
+
+// requireDone checks that the prompts' tasks are done with n responses each.
+func (e *env) requireDone(t *testing.T, ids []int64) {
+	t.Helper()
+	for _, id := range ids {
+		tk := e.task(t, id)
+		require.Equal(t, store.TaskDone, tk.status, "prompt %d: %s", id, tk.error)
+		require.Equal(t, e.samples, tk.responses, "prompt %d", id)
+	}
+}
+
+// streamMessages is the number of messages left in the stream.
+func (e *env) streamMessages(t *testing.T) uint64 {
+	t.Helper()
+	s, err := e.js.Stream(context.Background(), e.stream)
+	require.NoError(t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	return info.State.Msgs
+}
