@@ -1,18 +1,37 @@
 package cli
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
+	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/store"
 )
 
 func newMigrateCmd() *cobra.Command {
-	var path string
+	var path, readerRole, readerPasswordEnv string
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply the embedded database migrations (safe to run concurrently and repeatedly)",
-		Args:  cobra.NoArgs,
+		Long: `Apply the embedded database migrations (safe to run concurrently and repeatedly).
+
+With --reader-role NAME it then creates (or brings back to read-only) a
+login role for analysts with SELECT on every table and view of the schema,
+and on those later migrations add; its password, if any, comes from the
+environment variable named by --reader-password-env.`,
+		Example: `  selfplay migrate -c selfplay.yaml
+  ANALYST_PASSWORD=… selfplay migrate -c selfplay.yaml --reader-role analyst --reader-password-env ANALYST_PASSWORD`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if readerPasswordEnv != "" && readerRole == "" {
+				return fmt.Errorf("--reader-password-env needs --reader-role")
+			}
+			password, err := config.Secret("--reader-password-env", readerPasswordEnv)
+			if err != nil {
+				return err
+			}
 			cfg, err := loadConfig(path)
 			if err != nil {
 				return err
@@ -35,9 +54,28 @@ func newMigrateCmd() *cobra.Command {
 			} else {
 				printf(cmd, "applied %d migration(s); schema is at version %d\n", len(applied), v)
 			}
+			if readerRole == "" {
+				return nil
+			}
+			g, err := store.EnsureReaderRole(cmd.Context(), pool, readerRole, password)
+			if err != nil {
+				return err
+			}
+			verb := "updated"
+			if g.Created {
+				verb = "created"
+			}
+			pw := "password unchanged"
+			if password != "" {
+				pw = "password set from " + readerPasswordEnv
+			}
+			printf(cmd, "%s read-only role %s (%s): SELECT on %d tables and views of schema %s (%s) and on those added later\n",
+				verb, g.Role, pw, len(g.Objects), g.Schema, strings.Join(g.Objects, ", "))
 			return nil
 		},
 	}
 	configFlag(cmd, &path)
+	cmd.Flags().StringVar(&readerRole, "reader-role", "", "also create or update this read-only login role for analysts")
+	cmd.Flags().StringVar(&readerPasswordEnv, "reader-password-env", "", "environment variable holding the reader role's password (default: leave the password alone)")
 	return cmd
 }
