@@ -16,7 +16,8 @@ import (
 // Fuzz targets for the decoders of server replies. Whatever a server sends,
 // a decoder returns either values that hold together or a failure with a
 // reason; it never panics. Seeds are the protocol fixtures plus the bad
-// replies tinylm's faults produce. Run one with, e.g.,
+// replies tinylm's faults produce; crashers found so far are kept in
+// testdata/fuzz. Run one with, e.g.,
 //
 //	go test ./llm -run '^$' -fuzz '^FuzzDecodeChat$' -fuzztime 30s
 
@@ -51,7 +52,6 @@ func FuzzDecodeChat(f *testing.F) {
 	for _, b := range badBodies {
 		f.Add([]byte(b))
 	}
-	f.Add([]byte(`{"choices": [{"index": 0, "message": {"content": "hi"}, "logprobs": {"content": [{"token": "token_id:7", "logprob": -1e308}, {"token": "token_id:8", "logprob": -1e308}]}}]}`))
 	f.Add([]byte(`{"choices": [{"index": 1, "message": {"content": ""}, "logprobs": {"content": []}, "token_ids": [1]}]}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var resp openai.ChatCompletionResponse
@@ -86,8 +86,6 @@ func FuzzTeacherForced(f *testing.F) {
 	}
 	f.Add(raw, prompt, uint8(3))
 	f.Add(raw, prompt, uint8(0))
-	f.Add([]byte(`{"choices": [{"prompt_logprobs": [null, {"5": {"logprob": -1e308}}, {"6": {"logprob": -1e308}}]}]}`),
-		[]byte{1, 0, 5, 0, 6, 0}, uint8(1))
 	for _, b := range badBodies {
 		f.Add([]byte(b), prompt, uint8(1))
 	}
@@ -194,7 +192,6 @@ func FuzzTokenize(f *testing.F) {
 func FuzzErrorBody(f *testing.F) {
 	f.Add(seedFixture(f, "vllm/error_response.json"))
 	f.Add(seedFixture(f, "vllm/error_response_flat.json"))
-	f.Add([]byte(`{"detail": ""}`))
 	f.Add([]byte(`{"detail": [{"loc": ["body"], "msg": "field required"}]}`))
 	f.Add([]byte(`{"error": ""}`))
 	for _, b := range badBodies {
