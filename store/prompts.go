@@ -21,14 +21,8 @@ func InsertPrompts(ctx context.Context, db DBTX, ps []prompt.Prompt) ([]int64, e
 	}
 	tx, ok := db.(pgx.Tx)
 	if !ok {
-		begin, canBegin := db.(interface {
-			Begin(context.Context) (pgx.Tx, error)
-		})
-		if !canBegin {
-			return nil, fmt.Errorf("insert prompts: need a pool or a transaction")
-		}
 		var ids []int64
-		err := pgx.BeginFunc(ctx, begin, func(tx pgx.Tx) error {
+		err := inTx(ctx, db, func(tx pgx.Tx) error {
 			var err error
 			ids, err = InsertPrompts(ctx, tx, ps)
 			return err

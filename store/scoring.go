@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ScoreSpec says how to score and select an iteration's pairs in SQL. It
@@ -93,7 +95,15 @@ FROM ranked r WHERE p.id = r.id`
 	if spec.Implicit == "" {
 		spec.Implicit = "simpo"
 	}
-	_, err := db.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio)
+	err := inTx(ctx, db, func(tx pgx.Tx) error {
+		// The window sort and the join over a whole iteration want more
+		// memory than the default 4MB, or they spill to disk.
+		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("score pairs of iteration %d by %s: %w", iterationID, spec.Metric, err)
 	}
@@ -104,4 +114,18 @@ FROM ranked r WHERE p.id = r.id`
 	var n int64
 	err = db.QueryRow(ctx, `SELECT count(*) FROM pairs WHERE iteration_id = $1 AND `+col, iterationID).Scan(&n)
 	return n, err
+}
+
+// inTx runs f in db when it is a transaction already, else in a new one.
+func inTx(ctx context.Context, db DBTX, f func(pgx.Tx) error) error {
+	if tx, ok := db.(pgx.Tx); ok {
+		return f(tx)
+	}
+	begin, ok := db.(interface {
+		Begin(context.Context) (pgx.Tx, error)
+	})
+	if !ok {
+		return fmt.Errorf("need a pool, a connection or a transaction")
+	}
+	return pgx.BeginFunc(ctx, begin, f)
 }

@@ -134,6 +134,7 @@ func ensureTemplate(ctx context.Context, t testing.TB) string {
 				templateErr = err
 				return
 			}
+			dropStaleTemplates(ctx, conn, name)
 		}
 		templateName = name
 	})
@@ -239,5 +240,25 @@ FROM pm JOIN c USING (prompt_id) JOIN r USING (prompt_id)`,
 		"seed-"+randomSuffix(), mex, mim, iterationID)
 	if err != nil {
 		t.Fatalf("seed pairs: %v", err)
+	}
+}
+
+// dropStaleTemplates removes templates made from older migrations; one in
+// use (by a test process of an older checkout) is left alone.
+func dropStaleTemplates(ctx context.Context, conn *pgx.Conn, current string) {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'selfplay\_tmpl\_%' AND datname <> $1`, current)
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		if _, err := conn.Exec(ctx, `ALTER DATABASE `+n+` WITH is_template false`); err == nil {
+			if _, err := conn.Exec(ctx, `DROP DATABASE `+n); err != nil {
+				_, _ = conn.Exec(ctx, `ALTER DATABASE `+n+` WITH is_template true`)
+			}
+		}
 	}
 }
