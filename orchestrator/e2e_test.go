@@ -36,6 +36,7 @@ type loop struct {
 	lmAddr  string
 	lmArgs  []string
 	lm      *selfplaytest.Proc
+	workers []workerProc
 }
 
 type loopOptions struct {
@@ -168,7 +169,43 @@ func (l *loop) startLM(t testing.TB) {
 }
 
 func (l *loop) worker(t testing.TB, name string) *selfplaytest.Proc {
-	return selfplaytest.Start(t, name, nil, "worker", "-c", l.cfgPath, "--log-level", "warn")
+	addr := selfplaytest.FreeAddr(t)
+	p := selfplaytest.Start(t, name, nil, "worker", "-c", l.cfgPath, "--log-level", "warn", "--metrics-addr", addr)
+	l.workers = append(l.workers, workerProc{p, addr})
+	return p
+}
+
+// workerProc is a worker process and its metrics address.
+type workerProc struct {
+	proc    *selfplaytest.Proc
+	metrics string
+}
+
+// clientRetries sums selfplay_endpoint_retries_total over the workers
+// still running (a killed worker's count goes with it).
+func (l *loop) clientRetries(t testing.TB) int64 {
+	var total float64
+	for _, w := range l.workers {
+		if w.proc.Exited() {
+			continue
+		}
+		resp, err := http.Get("http://" + w.metrics + "/metrics")
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "selfplay_endpoint_retries_total{") {
+				var v float64
+				if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
+					total += v
+				}
+			}
+		}
+		resp.Body.Close()
+	}
+	return int64(total)
 }
 
 func (l *loop) orchestrator(t testing.TB, name string) *selfplaytest.Proc {

@@ -49,7 +49,8 @@ func (l *loop) faultReport(t *testing.T, scenario string, prompts int) {
 	// a transient one, none was lost.
 	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'failed'
 		AND (error LIKE 'gave up after%' OR error LIKE 'no worker finished it%')`))
-	t.Logf("FAULT REPORT scenario=%q tasks=%d retries=%d failed=%d duplicates=%d", scenario, tasks, retries, failed, dups)
+	t.Logf("FAULT REPORT scenario=%q tasks=%d redeliveries=%d client_retries=%d failed=%d duplicates=%d",
+		scenario, tasks, retries, l.clientRetries(t), failed, dups)
 }
 
 // waitDone waits for generate tasks to make progress.
