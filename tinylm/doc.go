@@ -39,6 +39,32 @@
 // The weights file format is described at Decode (gzip of a small header,
 // the vocabulary and float64 parameters).
 //
+// # Preference training
+//
+// TrainPreference trains a model on preference pairs (ReadPreferences reads
+// an export's train.jsonl) with exact gradients of one of three losses,
+// for chosen y_w, rejected y_l, lp(y) = log π_θ(y|x) and ref(y) the same
+// under a frozen reference:
+//
+//	dpo          −log σ(β·[(lp(y_w) − ref(y_w)) − (lp(y_l) − ref(y_l))])
+//	simpo        −log σ(β·[lp(y_w)/|y_w| − lp(y_l)/|y_l|] − γ)
+//	epsilon-dpo  dpo with β_i = β/(1 + ε·s_i) per pair, s_i from
+//	             metric.EpsilonDPOStep over the full-vocabulary logits
+//	             (ResponseLogits) of policy and reference; the base β moves
+//	             to metric.NextBeta of each batch's β_i
+//
+// The gradient flows through AccumulateLogProbGrad; the tests check it
+// against finite differences in every parameter. Training is deterministic
+// given the seed. Evaluate samples a model on a prompt set and scores the
+// replies with the reward function (`selfplay lm eval`).
+//
+// # Models directory
+//
+// With ServerOptions.ModelsDir the server also serves every DIR/NAME.bin.gz
+// as NAME, and Rescan (run periodically by Watch, and by POST /v1/load)
+// picks up new, replaced and removed files; a trainer that saves there
+// (Save is atomic) publishes the next policy.
+//
 // # Sampling
 //
 // Generate draws from softmax(z/T) restricted to the top-p nucleus,

@@ -181,11 +181,13 @@ func PairLoss(policy, ref *Model, p PreferencePair, opts PreferenceOptions, g *G
 			return PairResult{}, err
 		}
 	}
-	return pairLoss(policy, ref, p, opts, opts.Beta, g, scale)
+	return pairLoss(policy, ref, p, nil, opts, opts.Beta, g, scale)
 }
 
-// pairLoss is PairLoss with validated options and base β beta.
-func pairLoss(policy, ref *Model, p PreferencePair, opts PreferenceOptions, beta float64, g *Grad, scale float64) (PairResult, error) {
+// pairLoss is PairLoss with validated options and base β beta. refLPs,
+// when not nil, are the reference's log π(y_w|x) and log π(y_l|x), which
+// dpo would otherwise compute (they never change during training).
+func pairLoss(policy, ref *Model, p PreferencePair, refLPs *[2]float64, opts PreferenceOptions, beta float64, g *Grad, scale float64) (PairResult, error) {
 	var res PairResult
 	// u is the argument of the sigmoid; dw and dl are ∂u/∂lp(y_w) and
 	// ∂u/∂lp(y_l).
@@ -199,8 +201,10 @@ func pairLoss(policy, ref *Model, p PreferencePair, opts PreferenceOptions, beta
 		res.Beta = beta
 		u, dw, dl = res.Margin-opts.Gamma, beta/nw, -beta/nl
 	case LossDPO:
-		h := sumLogProbs(policy, p.Prompt, p.Chosen) - sumLogProbs(ref, p.Prompt, p.Chosen) -
-			(sumLogProbs(policy, p.Prompt, p.Rejected) - sumLogProbs(ref, p.Prompt, p.Rejected))
+		if refLPs == nil {
+			refLPs = &[2]float64{sumLogProbs(ref, p.Prompt, p.Chosen), sumLogProbs(ref, p.Prompt, p.Rejected)}
+		}
+		h := sumLogProbs(policy, p.Prompt, p.Chosen) - refLPs[0] - (sumLogProbs(policy, p.Prompt, p.Rejected) - refLPs[1])
 		res.Beta = beta
 		res.Margin, res.Correct = beta*h, h > 0
 		u, dw, dl = beta*h, beta, -beta
@@ -254,6 +258,13 @@ func TrainPreference(policy, ref *Model, pairs []PreferencePair, opts Preference
 			return nil, fmt.Errorf("train: pair %d: %w", i, err)
 		}
 	}
+	var refLPs [][2]float64
+	if opts.Loss == LossDPO {
+		refLPs = make([][2]float64, len(pairs))
+		for i, p := range pairs {
+			refLPs[i] = [2]float64{sumLogProbs(ref, p.Prompt, p.Chosen), sumLogProbs(ref, p.Prompt, p.Rejected)}
+		}
+	}
 	g := NewGrad(policy)
 	opt := newAdam(policy, opts.LearningRate)
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x7072_6566))
@@ -271,7 +282,11 @@ func TrainPreference(policy, ref *Model, pairs []PreferencePair, opts Preference
 			g.Zero()
 			betas := make([]float64, 0, len(batch))
 			for _, i := range batch {
-				r, err := pairLoss(policy, ref, pairs[i], opts, beta, g, 1/float64(len(batch)))
+				var cached *[2]float64
+				if refLPs != nil {
+					cached = &refLPs[i]
+				}
+				r, err := pairLoss(policy, ref, pairs[i], cached, opts, beta, g, 1/float64(len(batch)))
 				if err != nil {
 					return nil, fmt.Errorf("train: pair %d: %w", i, err)
 				}
