@@ -71,6 +71,9 @@ environment variable named by --reader-password-env.`,
 			}
 			printf(cmd, "%s read-only role %s (%s): SELECT on %d tables and views of schema %s (%s) and on those added later\n",
 				verb, g.Role, pw, len(g.Objects), g.Schema, strings.Join(g.Objects, ", "))
+			for _, n := range g.Notes {
+				printf(cmd, "note: %s\n", n)
+			}
 			return nil
 		},
 	}

@@ -25,6 +25,7 @@ type ReaderGrant struct {
 	Schema  string
 	Created bool     // false when an existing role was updated
 	Objects []string // tables and views of Schema, sorted
+	Notes   []string // what could not be done and is left to the database's owner
 }
 
 // EnsureReaderRole creates the read-only role name, or brings an existing
@@ -89,7 +90,6 @@ func EnsureReaderRole(ctx context.Context, db interface {
 		}
 		for _, stmt := range []string{
 			verb + " ROLE " + role + " WITH" + attrs,
-			"GRANT CONNECT ON DATABASE " + pgx.Identifier{dbName}.Sanitize() + " TO " + role,
 			"REVOKE CREATE ON SCHEMA " + schema + " FROM " + role,
 			"GRANT USAGE ON SCHEMA " + schema + " TO " + role,
 			"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA " + schema + " FROM " + role,
@@ -102,6 +102,15 @@ func EnsureReaderRole(ctx context.Context, db interface {
 				// The statement may hold the verifier; name only its start.
 				return fmt.Errorf("%s: %w", strings.SplitN(stmt, " WITH", 2)[0], err)
 			}
+		}
+		// PUBLIC may connect to a database unless its owner revoked that;
+		// a migrating user that does not own the database cannot grant
+		// CONNECT, which is then the owner's to do, not a failure.
+		if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			_, err := sp.Exec(ctx, "GRANT CONNECT ON DATABASE "+pgx.Identifier{dbName}.Sanitize()+" TO "+role)
+			return err
+		}); err != nil {
+			g.Notes = append(g.Notes, fmt.Sprintf("could not grant CONNECT on database %s (%v); if PUBLIC may not connect, its owner must grant it", dbName, err))
 		}
 		rows, err := tx.Query(ctx, `
 			SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -70,6 +70,10 @@ func TestReaderRoleReadsAndCannotWrite(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, g.Created)
 	require.Equal(t, "public", g.Schema)
+	require.Empty(t, g.Notes)
+	var canConnect bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT has_database_privilege($1, current_database(), 'CONNECT')`, role).Scan(&canConnect))
+	require.True(t, canConnect)
 	for _, rel := range []string{"runs", "iterations", "prompts", "tasks", "responses", "pairs", "exports", "pair_details"} {
 		require.Contains(t, g.Objects, rel)
 	}
