@@ -49,13 +49,17 @@ func (s *iterationState) train(ctx context.Context) error {
 
 // Substitute replaces the placeholders in each argument. Each argument
 // stays one argument whatever the values hold: no shell ever sees them.
+// A value that itself contains a placeholder stays as it is: each
+// argument is scanned once.
 func Substitute(argv []string, vars map[string]string) []string {
+	pairs := make([]string, 0, 2*len(vars))
+	for k, v := range vars {
+		pairs = append(pairs, k, v)
+	}
+	r := strings.NewReplacer(pairs...)
 	out := make([]string, len(argv))
 	for i, a := range argv {
-		for k, v := range vars {
-			a = strings.ReplaceAll(a, k, v)
-		}
-		out[i] = a
+		out[i] = r.Replace(a)
 	}
 	return out
 }

@@ -43,6 +43,12 @@ func TestSubstituteKeepsArgumentsWhole(t *testing.T) {
 			want: []string{"echo", "m; rm -rf / #", "$(reboot) `halt` | tee x && y\nz"},
 		},
 		{
+			name: "a value holding a placeholder stays literal",
+			argv: []string{"{dataset}", "{run}"},
+			vars: map[string]string{"{dataset}": "/data/{run}/train.jsonl", "{run}": "demo"},
+			want: []string{"/data/{run}/train.jsonl", "demo"},
+		},
+		{
 			name: "spaces, quotes and globs are not split or expanded",
 			argv: []string{"{dataset}"},
 			vars: map[string]string{"{dataset}": `/my exports/"quoted" 'too' *.jsonl`},

@@ -101,7 +101,7 @@ func (s *iterationState) load(ctx context.Context) error {
 	if len(s.cfg.Prompts.Files) > 0 {
 		ps, err := prompt.ReadFiles(s.cfg.Prompts.Files, s.cfg.Evolve.MaxPromptChars)
 		if err != nil {
-			return err
+			return &permanentError{err}
 		}
 		if _, err := store.LoadPool(ctx, s.o.pool, s.it.ID, ps); err != nil {
 			return err

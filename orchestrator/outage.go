@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"strings"
 	"syscall"
@@ -20,7 +21,8 @@ import (
 // from the work itself. Stages are idempotent, so such a stage is simply
 // run again once the service is back.
 func transient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	var perm *permanentError
+	if err == nil || errors.Is(err, context.Canceled) || errors.As(err, &perm) || errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
 	var pgErr *pgconn.PgError
@@ -35,9 +37,9 @@ func transient(err error) bool {
 		return false
 	}
 	var connectErr *pgconn.ConnectError
-	var netErr net.Error
+	var opErr *net.OpError
 	switch {
-	case pgconn.SafeToRetry(err), pgconn.Timeout(err), errors.As(err, &connectErr), errors.As(err, &netErr),
+	case pgconn.SafeToRetry(err), pgconn.Timeout(err), errors.As(err, &connectErr), errors.As(err, &opErr),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, context.DeadlineExceeded):
 		return true
@@ -47,16 +49,17 @@ func transient(err error) bool {
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
 		return true
 	}
-	// pgx reports a connection lost mid-query as a plain error wrapping
-	// the network failure's text.
-	msg := err.Error()
-	for _, s := range []string{"conn closed", "connection reset", "broken pipe", "unexpected EOF", "failed to connect", "server closed the connection", "terminating connection"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
+	// pgx reports the use of a connection it already closed after a
+	// failure with this plain error.
+	return strings.Contains(err.Error(), "conn closed")
 }
+
+// permanentError marks a failure of the work itself (a bad prompts file,
+// say) that no waiting can mend, whatever its cause looks like.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
 
 // riding runs f until it succeeds, fails for a reason other than an
 // outage, or the outage outlasts orchestrator.outage_timeout. Between
