@@ -9,6 +9,12 @@ COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -o /out/selfplay ./cmd/selfplay
 
 FROM build AS test
+# Fault and security tests start private PostgreSQL and NATS servers (to
+# restart them, or to require auth and TLS) and the report test renders in
+# headless Chromium, so the test image carries the same Debian packages CI has.
+RUN apt-get update && apt-get install -y --no-install-recommends \
+        postgresql nats-server chromium \
+    && rm -rf /var/lib/apt/lists/*
 CMD ["go", "test", "-count=1", "-timeout", "15m", "./..."]
 
 FROM debian:bookworm-slim AS runtime
