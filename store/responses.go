@@ -31,7 +31,8 @@ type PairChoice struct {
 // did.
 const completeGenerateSQL = `
 WITH done AS (
-    UPDATE tasks SET status = 'done', outcome = $3, error = NULL, updated_at = now()
+    UPDATE tasks SET status = 'done', outcome = $3, error = NULL, updated_at = now(),
+        attempts = greatest(attempts, $17)
     WHERE iteration_id = $1 AND prompt_id = $2 AND kind = 'generate' AND status = 'pending'
     RETURNING 1
 ), ins AS (
@@ -53,7 +54,9 @@ ON CONFLICT (iteration_id, prompt_id) DO NOTHING`
 // pair (nil when the prompt yielded none) and status done with outcome —
 // atomically, and only if the task is still pending; a task another
 // delivery settled first is left as it is.
-func CompleteGenerate(ctx context.Context, db DBTX, k TaskKey, outcome string, rs []Response, pair *PairChoice) error {
+//
+// attempts is the task's delivery count, recorded with it.
+func CompleteGenerate(ctx context.Context, db DBTX, k TaskKey, outcome string, attempts int, rs []Response, pair *PairChoice) error {
 	n := len(rs)
 	idx, tokens := make([]int32, n), make([]int32, n)
 	content, finish := make([]string, n), make([]string, n)
@@ -69,7 +72,7 @@ func CompleteGenerate(ctx context.Context, db DBTX, k TaskKey, outcome string, r
 	}
 	_, err := db.Exec(ctx, completeGenerateSQL, k.IterationID, k.PromptID, outcome,
 		idx, content, tokens, lp, finish, reward, ref,
-		p.Chosen, p.Rejected, p.ExplicitMargin, p.ImplicitMargin, p.DPOMargin, pair != nil)
+		p.Chosen, p.Rejected, p.ExplicitMargin, p.ImplicitMargin, p.DPOMargin, pair != nil, attempts)
 	if err != nil {
 		return fmt.Errorf("complete %s: %w", k, translate(err))
 	}

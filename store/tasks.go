@@ -168,19 +168,15 @@ func GetTask(ctx context.Context, db DBTX, k TaskKey) (Task, error) {
 	return t, nil
 }
 
-// StartAttempt counts a delivery of a task and returns the task with its
-// prompt's messages, in one round trip. A task no longer pending is
-// returned unchanged (its Status says so).
-func StartAttempt(ctx context.Context, db DBTX, k TaskKey) (Task, []prompt.Message, error) {
+// ReadTask returns a task with its prompt's messages, in one read. The
+// delivery count is recorded when the task is settled (FinishTask,
+// CompleteGenerate, FailTask), so starting a task writes nothing.
+func ReadTask(ctx context.Context, db DBTX, k TaskKey) (Task, []prompt.Message, error) {
 	var t Task
 	var msgs []prompt.Message
 	err := db.QueryRow(ctx, `
-		WITH claimed AS (
-		    UPDATE tasks SET attempts = attempts + 1, updated_at = now()
-		    WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'
-		    RETURNING status, attempts)
-		SELECT coalesce(c.status, t.status), coalesce(c.attempts, t.attempts), t.publications, p.messages
-		FROM tasks t JOIN prompts p ON p.id = t.prompt_id LEFT JOIN claimed c ON true
+		SELECT t.status, t.attempts, t.publications, p.messages
+		FROM tasks t JOIN prompts p ON p.id = t.prompt_id
 		WHERE t.iteration_id = $1 AND t.prompt_id = $2 AND t.kind = $3`,
 		k.IterationID, k.PromptID, k.Kind).Scan(&t.Status, &t.Attempts, &t.Publications, &msgs)
 	if err != nil {
@@ -190,27 +186,28 @@ func StartAttempt(ctx context.Context, db DBTX, k TaskKey) (Task, []prompt.Messa
 	return t, msgs, nil
 }
 
-// FinishTask marks a task done with its outcome.
-func FinishTask(ctx context.Context, db DBTX, k TaskKey, outcome string) error {
+// FinishTask marks a task done with its outcome after attempts deliveries.
+func FinishTask(ctx context.Context, db DBTX, k TaskKey, outcome string, attempts int) error {
 	_, err := db.Exec(ctx, `
-		UPDATE tasks SET status = 'done', outcome = $4, error = NULL, updated_at = now()
-		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3`, k.IterationID, k.PromptID, k.Kind, outcome)
+		UPDATE tasks SET status = 'done', outcome = $4, error = NULL, updated_at = now(),
+		    attempts = greatest(attempts, $5)
+		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3`, k.IterationID, k.PromptID, k.Kind, outcome, attempts)
 	if err != nil {
 		return fmt.Errorf("finish %s: %w", k, err)
 	}
 	return nil
 }
 
-// FailTask marks a pending task failed with the reason. A task already
-// done stays done.
-func FailTask(ctx context.Context, db DBTX, k TaskKey, reason string) error {
+// FailTask marks a pending task failed with the reason after attempts
+// deliveries (0 when no worker had it). A task already done stays done.
+func FailTask(ctx context.Context, db DBTX, k TaskKey, reason string, attempts int) error {
 	if reason == "" {
 		reason = "unknown error"
 	}
 	_, err := db.Exec(ctx, `
-		UPDATE tasks SET status = 'failed', error = $4, updated_at = now()
+		UPDATE tasks SET status = 'failed', error = $4, updated_at = now(), attempts = greatest(attempts, $5)
 		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'`,
-		k.IterationID, k.PromptID, k.Kind, reason)
+		k.IterationID, k.PromptID, k.Kind, reason, attempts)
 	if err != nil {
 		return fmt.Errorf("fail %s: %w", k, err)
 	}

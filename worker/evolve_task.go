@@ -20,7 +20,7 @@ import (
 // the rewrites that pass the filters and are not known prompts, stores them
 // with parent and strategy, adds them to the next iteration's pool when it
 // takes evolved prompts, and marks the task done — in one transaction.
-func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey, parentMsgs []prompt.Message, log *slog.Logger) error {
+func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey, delivered int, parentMsgs []prompt.Message, log *slog.Logger) error {
 	ev := it.Settings.Evolve
 	model := w.clients.EvolverModel
 	if model == "" {
@@ -102,7 +102,7 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 				return err
 			}
 		}
-		return store.FinishTask(ctx, tx, key, evolveOutcome(kept, len(ev.Strategies), dropped))
+		return store.FinishTask(ctx, tx, key, evolveOutcome(kept, len(ev.Strategies), dropped), delivered)
 	})
 	if err != nil {
 		return Retry(0, fmt.Errorf("store evolved prompts: %w", err))

@@ -18,7 +18,7 @@ const OutcomePaired = "paired"
 // generate samples n responses, rewards them in one request, scores them
 // under the reference when the iteration has one, pairs best against
 // worst, and writes responses, pair and task status in one transaction.
-func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskKey, promptMsgs []prompt.Message, log *slog.Logger) error {
+func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskKey, delivered int, promptMsgs []prompt.Message, log *slog.Logger) error {
 	msgs := toLLM(promptMsgs)
 	gen := it.Settings.Generation
 	seed := gen.Seed + key.PromptID*1000
@@ -89,7 +89,7 @@ func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskK
 		choice = &store.PairChoice{Chosen: pair.Chosen, Rejected: pair.Rejected,
 			ExplicitMargin: pair.ExplicitMargin, ImplicitMargin: pair.ImplicitMargin, DPOMargin: pair.DPOMargin}
 	}
-	if err := store.CompleteGenerate(ctx, w.pool, key, outcome, rows, choice); err != nil {
+	if err := store.CompleteGenerate(ctx, w.pool, key, outcome, delivered, rows, choice); err != nil {
 		return Retry(0, fmt.Errorf("store results: %w", err))
 	}
 	log.Debug("generated", "outcome", outcome)

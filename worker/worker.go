@@ -176,7 +176,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	log := w.log.With("iteration_id", task.IterationID, "prompt_id", task.PromptID, "kind", task.Kind, "delivery", delivered)
 
 	stopBeat := w.heartbeat(ctx, msg)
-	result := w.run(ctx, key, log)
+	result := w.run(ctx, key, int(delivered), log)
 	stopBeat()
 
 	if ctx.Err() != nil && result != nil {
@@ -188,7 +188,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	fail := func(reason string) error {
-		return store.FailTask(context.WithoutCancel(ctx), w.pool, key, reason)
+		return store.FailTask(context.WithoutCancel(ctx), w.pool, key, reason, int(delivered))
 	}
 	s, delay, derr := decide(result, delivered, uint64(w.opts.MaxDeliver), fail)
 	if derr != nil {
@@ -245,14 +245,14 @@ func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) func() {
 
 // run dispatches a task to its handler, translating what can go wrong
 // around it (unknown ids, database trouble, panics) into outcomes.
-func (w *Worker) run(ctx context.Context, key store.TaskKey, log *slog.Logger) (result error) {
+func (w *Worker) run(ctx context.Context, key store.TaskKey, delivered int, log *slog.Logger) (result error) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("task handler panicked", "panic", r)
 			result = Permanentf("internal error: %v", r)
 		}
 	}()
-	task, msgs, err := store.StartAttempt(ctx, w.pool, key)
+	task, msgs, err := store.ReadTask(ctx, w.pool, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return Permanent(fmt.Errorf("unknown task: %w", err))
 	}
@@ -269,9 +269,9 @@ func (w *Worker) run(ctx context.Context, key store.TaskKey, log *slog.Logger) (
 	}
 	switch key.Kind {
 	case bus.KindGenerate:
-		return w.generate(ctx, info, key, msgs, log)
+		return w.generate(ctx, info, key, delivered, msgs, log)
 	case bus.KindEvolve:
-		return w.evolve(ctx, info, key, msgs, log)
+		return w.evolve(ctx, info, key, delivered, msgs, log)
 	}
 	return Permanentf("unknown task kind %q", key.Kind)
 }
