@@ -1,9 +1,12 @@
 package orchestrator_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // benchLoop runs one iteration over prompts with n = 4 against a tinylm
@@ -25,6 +28,12 @@ func benchLoop(b *testing.B, prompts, workers, concurrency, maxConcurrency int, 
 	if done := l.count(b, `SELECT count(*) FROM tasks WHERE status = 'done'`); done != int64(prompts) {
 		b.Fatalf("%d of %d tasks done", done, prompts)
 	}
+	// The generating stage's steady rate: tasks settled between the first
+	// and the last settlement (start-up, loading and export excluded).
+	var span float64
+	require.NoError(b, l.pool.QueryRow(context.Background(),
+		`SELECT extract(epoch FROM max(updated_at) - min(updated_at)) FROM tasks`).Scan(&span))
+	b.ReportMetric(float64(prompts-1)/span, "steady_prompts/s")
 	return float64(prompts) / elapsed.Seconds()
 }
 
@@ -38,15 +47,22 @@ func BenchmarkLoopThroughput(b *testing.B) {
 
 // BenchmarkLoopLatency50ms measures the share of the ideal throughput
 // reached when every model request takes 50 ms and the policy endpoint
-// allows 64 concurrent requests (one worker, 128 tasks in flight so both
-// the policy and the reward endpoint can keep 64 requests busy). Ideal:
-// 64 / 50 ms = 1280 prompts/s, since each prompt needs one policy request
-// (n = 4 in one call). Target ≥ 90%. Run with -benchtime=1x.
+// allows C concurrent requests. Each prompt needs one policy request (n = 4
+// in one call) and one reward request, so with 2C tasks in flight the
+// ideal is C / 50 ms prompts per second. C = 64 (ideal 1280/s) is beyond
+// what this 2-core machine can compute, whatever the latency; C = 8
+// (ideal 160/s) is within it, and shows how much of a latency-bound
+// endpoint the pipeline keeps busy. Target ≥ 90%. Run with -benchtime=1x.
 func BenchmarkLoopLatency50ms(b *testing.B) {
-	const ideal = 64 / 0.050
-	for range b.N {
-		rate := benchLoop(b, 6000, 1, 128, 64, "--latency", "50ms")
-		b.ReportMetric(rate, "prompts/s")
-		b.ReportMetric(100*rate/ideal, "%ideal")
+	for _, c := range []int{8, 64} {
+		b.Run(fmt.Sprintf("policy_concurrency=%d", c), func(b *testing.B) {
+			ideal := float64(c) / 0.050
+			prompts := int(ideal * 10) // about ten seconds at the ideal rate
+			for range b.N {
+				rate := benchLoop(b, prompts, 1, 4*c, c, "--latency", "50ms")
+				b.ReportMetric(rate, "prompts/s")
+				b.ReportMetric(100*rate/ideal, "%ideal")
+			}
+		})
 	}
 }
