@@ -100,6 +100,7 @@ clients.`,
 	fl.DurationVar(&shutdown, "shutdown-timeout", 10*time.Second, "how long to let in-flight requests finish on SIGTERM")
 	fl.DurationVar(&f.Latency, "latency", 0, "fault: fixed latency added to model requests")
 	fl.DurationVar(&f.LatencyJitter, "latency-jitter", 0, "fault: upper bound of a uniform random extra latency")
+	fl.DurationVar(&f.ResponseTime, "response-time", 0, "fault: every served model request takes at least this long, its own compute included")
 	fl.Float64Var(&f.ErrorRate, "error-rate", 0, "fault: fraction of model requests answered 500")
 	fl.Float64Var(&f.RateLimitRate, "rate-limit-rate", 0, "fault: fraction answered 429 with Retry-After")
 	fl.DurationVar(&f.RetryAfter, "retry-after", time.Second, "fault: Retry-After of injected 429s (whole seconds, rounded up)")

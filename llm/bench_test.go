@@ -23,13 +23,14 @@ const (
 )
 
 // BenchmarkPolicyThroughput drives one Policy client with MaxConcurrency 32
-// against tinylm answering every request after a fixed 50 ms. The ideal is
+// against tinylm answering every request after a fixed 50 ms (ResponseTime:
+// the server's own compute inside the 50 ms, as on a GPU server). The ideal is
 // 32 / 50 ms = 640 requests/s; the client layer (limiter, go-openai, JSON,
 // connection reuse) should reach at least 95% of it. Reported as req/s and
 // %ideal. Run with -benchtime=3000x for a steady figure; compare with
 // BenchmarkRawHTTPThroughput on a busy machine.
 func BenchmarkPolicyThroughput(b *testing.B) {
-	base := tinylmtest.Start(b, tinylm.ServerOptions{Faults: tinylm.Faults{Latency: benchLatency}})
+	base := tinylmtest.Start(b, tinylm.ServerOptions{Faults: tinylm.Faults{ResponseTime: benchLatency}})
 	p, err := NewPolicy(Endpoint{Name: "policy", BaseURL: base + "/v1", Model: tinyModel, MaxConcurrency: benchConcurrency})
 	if err != nil {
 		b.Fatal(err)
@@ -47,7 +48,7 @@ func BenchmarkPolicyThroughput(b *testing.B) {
 // a 32-slot semaphore: the ceiling the machine and tinylm allow, against
 // which the client layer's overhead shows.
 func BenchmarkRawHTTPThroughput(b *testing.B) {
-	base := tinylmtest.Start(b, tinylm.ServerOptions{Faults: tinylm.Faults{Latency: benchLatency}})
+	base := tinylmtest.Start(b, tinylm.ServerOptions{Faults: tinylm.Faults{ResponseTime: benchLatency}})
 	hc := &http.Client{Transport: newHTTPTransport(benchConcurrency)}
 	body := []byte(`{"model":"tiny-0","messages":[{"role":"user","content":"how do i keep my garden healthy in summer ?"}],` +
 		`"max_tokens":4,"logprobs":true,"temperature":1,"seed":1}`)

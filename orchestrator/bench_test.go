@@ -46,7 +46,8 @@ func BenchmarkLoopThroughput(b *testing.B) {
 }
 
 // BenchmarkLoopLatency50ms measures the share of the ideal throughput
-// reached when every model request takes 50 ms and the policy endpoint
+// reached when every model request takes 50 ms (tinylm --response-time:
+// its own compute inside the 50 ms, as on a GPU server) and the policy endpoint
 // allows C concurrent requests. Each prompt needs one policy request (n = 4
 // in one call) and one reward request, so with 2C tasks in flight the
 // ideal is C / 50 ms prompts per second. C = 64 (ideal 1280/s) is beyond
@@ -59,7 +60,7 @@ func BenchmarkLoopLatency50ms(b *testing.B) {
 			ideal := float64(c) / 0.050
 			prompts := int(ideal * 10) // about ten seconds at the ideal rate
 			for range b.N {
-				rate := benchLoop(b, prompts, 1, 4*c, c, "--latency", "50ms")
+				rate := benchLoop(b, prompts, 1, 4*c, c, "--response-time", "50ms")
 				b.ReportMetric(rate, "prompts/s")
 				b.ReportMetric(100*rate/ideal, "%ideal")
 			}

@@ -30,6 +30,12 @@ type Faults struct {
 	Latency time.Duration
 	// LatencyJitter is the upper bound of a uniform random extra latency.
 	LatencyJitter time.Duration
+	// ResponseTime, when set, makes every normally served request answer
+	// no sooner than this long after it arrived, its own computation
+	// included: a server whose requests take a fixed time, as a GPU
+	// server's roughly do. Unlike Latency it is not added on top of the
+	// model's work, so benchmarks of a client layer measure the client.
+	ResponseTime time.Duration
 	// ErrorRate is the fraction of requests answered with a 500 error object.
 	ErrorRate float64
 	// RateLimitRate is the fraction answered with a 429 error object and a
@@ -139,7 +145,7 @@ func (f Faults) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"latency", f.Latency}, {"latency jitter", f.LatencyJitter}, {"retry-after", f.RetryAfter}, {"hang max", f.HangMax}} {
+	}{{"latency", f.Latency}, {"latency jitter", f.LatencyJitter}, {"response time", f.ResponseTime}, {"retry-after", f.RetryAfter}, {"hang max", f.HangMax}} {
 		if d.v < 0 {
 			return fmt.Errorf("fault %s %v must not be negative", d.name, d.v)
 		}
@@ -148,7 +154,7 @@ func (f Faults) validate() error {
 }
 
 func (f Faults) active() bool {
-	return f.Latency > 0 || f.LatencyJitter > 0 || f.ErrorRate > 0 || f.RateLimitRate > 0 || f.HangRate > 0 || f.MalformedRate > 0 ||
+	return f.Latency > 0 || f.LatencyJitter > 0 || f.ResponseTime > 0 || f.ErrorRate > 0 || f.RateLimitRate > 0 || f.HangRate > 0 || f.MalformedRate > 0 ||
 		f.BadReply != ""
 }
 
@@ -189,6 +195,7 @@ func (fi *faultInjector) draw() (time.Duration, string) {
 // wrap applies the faults to next.
 func (fi *faultInjector) wrap(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		arrived := time.Now()
 		lat, kind := fi.draw()
 		if kind == FaultHang || lat > 0 {
 			// net/http notices a client hanging up only once the request
@@ -210,6 +217,19 @@ func (fi *faultInjector) wrap(next http.HandlerFunc) http.HandlerFunc {
 		case "":
 			if fi.f.BadReply != "" && badReplyRoute(fi.f.BadReply, r.URL.Path) {
 				fi.serveBadReply(w, r, next)
+				return
+			}
+			if fi.f.ResponseTime > 0 {
+				rec := &recorder{header: http.Header{}, status: http.StatusOK}
+				next(rec, r)
+				if !sleepCtx(r.Context(), time.Until(arrived.Add(fi.f.ResponseTime))) {
+					return
+				}
+				for k, v := range rec.header {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(rec.status)
+				w.Write(rec.body.Bytes())
 				return
 			}
 			next(w, r)
