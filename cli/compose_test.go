@@ -111,6 +111,19 @@ func TestComposeFile(t *testing.T) {
 	require.Equal(t, "http://lm:8000/v1", cfg.Endpoints["policy"].BaseURL)
 	require.Contains(t, cfg.Database.URL, "@postgres:5432/selfplay")
 
+	// Every secret variable the schedule names is set in the containers
+	// that read it, or the worker and the orchestrator's wait for the next
+	// model stop at start with "which is not set".
+	for name, ep := range cfg.Endpoints {
+		if ep.APIKeyEnv == "" {
+			continue
+		}
+		for _, s := range []string{"orchestrator", "worker"} {
+			v := svc(s).Environment[ep.APIKeyEnv]
+			require.True(t, v != nil && *v != "", "%s: endpoints.%s.api_key_env names %s, which the container does not set", s, name, ep.APIKeyEnv)
+		}
+	}
+
 	// Training closes the loop: the schedule's train hook is `selfplay lm
 	// train`, run in the orchestrator's container, writing the next policy
 	// into the models volume the lm server watches.
