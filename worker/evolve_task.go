@@ -36,7 +36,7 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 		if err != nil {
 			return Permanent(err)
 		}
-		seed := it.Settings.Generation.Seed + key.PromptID*1000 + int64(i)
+		seed := promptSeed(it.Settings.Generation.Seed, parentMsgs) + int64(i)
 		out, err := w.clients.Evolver.Sample(ctx, toLLM(msgs), llm.SampleParams{
 			Model: model, N: 1, Temperature: ev.Temperature, TopP: 1, MaxTokens: ev.MaxTokens, Seed: &seed,
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"github.com/selfplay/selfplay/llm"
 	"github.com/selfplay/selfplay/metric"
@@ -21,7 +22,7 @@ const OutcomePaired = "paired"
 func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskKey, delivered int, promptMsgs []prompt.Message, log *slog.Logger) error {
 	msgs := toLLM(promptMsgs)
 	gen := it.Settings.Generation
-	seed := gen.Seed + key.PromptID*1000
+	seed := promptSeed(gen.Seed, promptMsgs)
 	samples, err := w.clients.Policy.Sample(ctx, msgs, llm.SampleParams{
 		Model: it.Settings.PolicyModel, N: gen.Samples, Temperature: gen.Temperature,
 		TopP: gen.TopP, MaxTokens: gen.MaxTokens, Seed: &seed,
@@ -102,4 +103,13 @@ func toLLM(msgs []prompt.Message) []llm.Message {
 		out[i] = llm.Message{Role: m.Role, Content: m.Content}
 	}
 	return out
+}
+
+// promptSeed derives a prompt's sampling seed from the configured seed and
+// the prompt's content (its hash), not its database id, so a re-run samples
+// the same texts even when evolved prompts get other ids. Choice i of a
+// request uses seed+i on the server, so seeds are spaced 1024 apart.
+func promptSeed(base int64, msgs []prompt.Message) int64 {
+	v, _ := strconv.ParseUint(prompt.Hash(msgs)[:12], 16, 64) // 48 bits of the hex digest
+	return base + int64(v)<<10
 }
