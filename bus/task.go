@@ -22,11 +22,16 @@ type Task struct {
 	// it is part of the message id so a deliberate re-publish is not
 	// dropped as a duplicate, while a restart's re-publish is.
 	Publication int `json:"publication"`
+	// Run is the run's nonce (store.Run.Nonce): ids restart with a new
+	// database, so without it a stream that outlived its database would drop
+	// the new run's tasks as duplicates of old ones, and a worker could act
+	// on an old database's message. Workers ignore messages of another run.
+	Run string `json:"run,omitempty"`
 }
 
 // MsgID is the Nats-Msg-Id of the task's publication.
 func (t Task) MsgID() string {
-	return fmt.Sprintf("task-%d-%d-%s-%d", t.IterationID, t.PromptID, t.Kind, t.Publication)
+	return fmt.Sprintf("task-%s-%d-%d-%s-%d", t.Run, t.IterationID, t.PromptID, t.Kind, t.Publication)
 }
 
 // Encode renders the message body.

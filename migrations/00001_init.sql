@@ -3,6 +3,9 @@ CREATE TABLE runs (
     id          bigserial PRIMARY KEY,
     name        text NOT NULL UNIQUE,
     config      jsonb NOT NULL,
+    -- Random per run row: part of every task message id, so a stream that
+    -- outlives its database never mistakes a new run's tasks for old ones.
+    nonce       text NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text),
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 

@@ -66,7 +66,7 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 
 func (s *iterationState) publish(ctx context.Context, tasks []store.Task) error {
 	for _, t := range tasks {
-		err := s.o.pub.Publish(ctx, bus.Task{IterationID: t.IterationID, PromptID: t.PromptID, Kind: t.Kind, Publication: t.Publications})
+		err := s.o.pub.Publish(ctx, bus.Task{IterationID: t.IterationID, PromptID: t.PromptID, Kind: t.Kind, Publication: t.Publications, Run: s.run.Nonce})
 		if err != nil {
 			return err
 		}

@@ -25,10 +25,12 @@ const (
 
 // Run is a row of runs.
 type Run struct {
-	ID        int64           `db:"id"`
-	Name      string          `db:"name"`
-	Config    json.RawMessage `db:"config"`
-	CreatedAt time.Time       `db:"created_at"`
+	ID     int64           `db:"id"`
+	Name   string          `db:"name"`
+	Config json.RawMessage `db:"config"`
+	// Nonce is random per run row; task message ids include it.
+	Nonce     string    `db:"nonce"`
+	CreatedAt time.Time `db:"created_at"`
 }
 
 // Iteration is a row of iterations.
@@ -52,7 +54,7 @@ func EnsureRun(ctx context.Context, db DBTX, name string, config []byte) (Run, e
 	rows, err := db.Query(ctx, `
 		INSERT INTO runs (name, config) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET config = EXCLUDED.config
-		RETURNING id, name, config, created_at`, name, config)
+		RETURNING id, name, config, nonce, created_at`, name, config)
 	if err != nil {
 		return Run{}, fmt.Errorf("ensure run %q: %w", name, err)
 	}
@@ -65,7 +67,7 @@ func EnsureRun(ctx context.Context, db DBTX, name string, config []byte) (Run, e
 
 // GetRun finds a run by name.
 func GetRun(ctx context.Context, db DBTX, name string) (Run, error) {
-	rows, err := db.Query(ctx, `SELECT id, name, config, created_at FROM runs WHERE name = $1`, name)
+	rows, err := db.Query(ctx, `SELECT id, name, config, nonce, created_at FROM runs WHERE name = $1`, name)
 	if err != nil {
 		return Run{}, err
 	}
@@ -78,7 +80,7 @@ func GetRun(ctx context.Context, db DBTX, name string) (Run, error) {
 
 // ListRuns returns every run, oldest first.
 func ListRuns(ctx context.Context, db DBTX) ([]Run, error) {
-	rows, err := db.Query(ctx, `SELECT id, name, config, created_at FROM runs ORDER BY id`)
+	rows, err := db.Query(ctx, `SELECT id, name, config, nonce, created_at FROM runs ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -157,4 +159,13 @@ func SetStage(ctx context.Context, db DBTX, iterationID int64, stage, errText st
 		return fmt.Errorf("set stage of iteration %d to %s: %w", iterationID, stage, err)
 	}
 	return nil
+}
+
+// RunNonce reads a run's nonce.
+func RunNonce(ctx context.Context, db DBTX, runID int64) (string, error) {
+	var n string
+	if err := db.QueryRow(ctx, `SELECT nonce FROM runs WHERE id = $1`, runID).Scan(&n); err != nil {
+		return "", fmt.Errorf("run %d: %w", runID, translate(err))
+	}
+	return n, nil
 }

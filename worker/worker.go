@@ -88,6 +88,7 @@ type Worker struct {
 type iterationInfo struct {
 	ID       int64
 	RunID    int64
+	RunNonce string
 	Ordinal  int
 	Settings config.Settings
 }
@@ -174,6 +175,19 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	key := store.TaskKey{IterationID: task.IterationID, PromptID: task.PromptID, Kind: task.Kind}
 	log := w.log.With("iteration_id", task.IterationID, "prompt_id", task.PromptID, "kind", task.Kind, "delivery", delivered)
+	if task.Run != "" {
+		// A message of another run row (an older database behind the
+		// same stream) must not touch this database's tasks.
+		info, err := w.iteration(ctx, key.IterationID)
+		if err == nil && info.RunNonce != task.Run {
+			log.WarnContext(ctx, "terminating a task message of another run (a stream older than its database?)", "message_run", task.Run)
+			w.count(task.Kind, "term")
+			if err := msg.Term(); err != nil {
+				log.Warn("term message", "err", err)
+			}
+			return
+		}
+	}
 
 	stopBeat := w.heartbeat(ctx, msg)
 	result := w.run(ctx, key, int(delivered), log)
@@ -289,6 +303,9 @@ func (w *Worker) iteration(ctx context.Context, id int64) (iterationInfo, error)
 		return iterationInfo{}, fmt.Errorf("read iteration %d: %w", id, err)
 	}
 	info = iterationInfo{ID: it.ID, RunID: it.RunID, Ordinal: it.Ordinal}
+	if info.RunNonce, err = store.RunNonce(ctx, w.pool, it.RunID); err != nil {
+		return iterationInfo{}, err
+	}
 	if err := json.Unmarshal(it.Config, &info.Settings); err != nil {
 		return iterationInfo{}, fmt.Errorf("iteration %d settings: %w", id, err)
 	}
