@@ -80,3 +80,11 @@ func loadConfig(path string) (*config.Config, error) {
 func printf(cmd *cobra.Command, format string, args ...any) {
 	fmt.Fprintf(cmd.OutOrStdout(), format, args...)
 }
+
+// runIterationFlags adds --run (default: the configuration's run) and the
+// required --iteration.
+func runIterationFlags(cmd *cobra.Command, run, iteration *string) {
+	cmd.Flags().StringVar(run, "run", "", "run name (default: the configuration's run)")
+	cmd.Flags().StringVar(iteration, "iteration", "", "iteration name (required)")
+	_ = cmd.MarkFlagRequired("iteration")
+}

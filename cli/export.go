@@ -28,8 +28,7 @@ func newExportCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
-	cmd.Flags().StringVar(&run, "run", "", "run name (default: the configuration's run)")
-	cmd.Flags().StringVar(&iteration, "iteration", "", "iteration name (required)")
+	runIterationFlags(cmd, &run, &iteration)
 	cmd.Flags().StringVar(&out, "out", "", "folder for the files (default: export.dir/RUN/ITERATION)")
 	cmd.Flags().StringVar(&metricName, "metric", "", "reselect by this metric: alignment_potential, explicit_margin, implicit_margin, random")
 	cmd.Flags().Float64Var(&ratio, "ratio", 0, "reselect this fraction of pairs")
@@ -37,7 +36,6 @@ func newExportCmd() *cobra.Command {
 	cmd.Flags().Float64Var(&weight, "implicit-weight", -1, "w of alignment potential when reselecting (default: the iteration's)")
 	cmd.Flags().Int64Var(&seed, "seed", -1, "seed of the random metric when reselecting (default: the iteration's)")
 	cmd.Flags().BoolVar(&save, "save-selection", false, "store the recomputed selection in the database (replacing the iteration's selection) and record the export")
-	_ = cmd.MarkFlagRequired("iteration")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
 		cfg, pool, err := configured(ctx, path)

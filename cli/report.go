@@ -17,10 +17,8 @@ func newReportCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
-	cmd.Flags().StringVar(&run, "run", "", "run name (default: the configuration's run)")
-	cmd.Flags().StringVar(&iteration, "iteration", "", "iteration name (required)")
+	runIterationFlags(cmd, &run, &iteration)
 	cmd.Flags().StringVar(&out, "out", "report.html", "the HTML file to write")
-	_ = cmd.MarkFlagRequired("iteration")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
 		cfg, pool, err := configured(ctx, path)

@@ -319,16 +319,16 @@ func countOutcomes(ctx context.Context, pool *pgxpool.Pool, iterationID int64) (
 // pairStats summarises all pairs, or only the selected ones: the stored
 // selection, or sel when it is given.
 func pairStats(ctx context.Context, pool *pgxpool.Pool, iterationID int64, onlySelected bool, sel map[int64]bool) (Stats, error) {
-	var ids []int64
-	for id, ok := range sel {
-		if ok {
-			ids = append(ids, id)
-		}
-	}
-	filter := "true"
+	filter, args := "true", []any{iterationID}
 	switch {
 	case onlySelected && sel != nil:
-		filter = "p.id = ANY($2)"
+		var ids []int64
+		for id, ok := range sel {
+			if ok {
+				ids = append(ids, id)
+			}
+		}
+		filter, args = "p.id = ANY($2)", append(args, ids)
 	case onlySelected:
 		filter = "p.selected"
 	}
@@ -336,7 +336,7 @@ func pairStats(ctx context.Context, pool *pgxpool.Pool, iterationID int64, onlyS
 	err := pool.QueryRow(ctx, `SELECT count(*), avg(p.explicit_margin), avg(abs(p.implicit_margin)),
 		avg(p.alignment_potential), avg(c.reward)
 		FROM pairs p JOIN responses c ON c.id = p.chosen_id
-		WHERE p.iteration_id = $1 AND $2::bigint[] IS NOT DISTINCT FROM $2 AND `+filter, iterationID, ids).
+		WHERE p.iteration_id = $1 AND `+filter, args...).
 		Scan(&s.N, &s.MeanExplicitMargin, &s.MeanAbsImplicitMargin, &s.MeanAlignmentPotential, &s.MeanChosenReward)
 	return s, err
 }
