@@ -71,7 +71,8 @@ func (s *Server) chat(req *chatRequest) (*chatResponse, error) {
 		resp.PromptTokenIDs = prompt
 	}
 	completion := 0
-	cache := m.NewStepCache() // the n choices share per-step work
+	cache := m.AcquireStepCache() // the n choices share per-step work
+	defer m.ReleaseStepCache(cache)
 	for i := range sp.n {
 		g, err := m.Generate(prompt, SampleOptions{Temperature: sp.temperature, TopP: sp.topP, MaxTokens: sp.maxTokens, TopLogProbs: topK, Cache: cache}, sp.rng(i))
 		if err != nil {

@@ -113,7 +113,8 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 			}
 		}
 		resp.Usage.PromptTokens += len(p.ids)
-		cache := m.NewStepCache() // the n choices of this prompt share per-step work
+		cache := m.AcquireStepCache() // the n choices of this prompt share per-step work
+		defer m.ReleaseStepCache(cache)
 		for i := range psp.n {
 			g, err := m.Generate(p.ids, SampleOptions{Temperature: psp.temperature, TopP: psp.topP, MaxTokens: psp.maxTokens, TopLogProbs: logK, Cache: cache}, psp.rng(i))
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 )
 
 // Finish reasons of a generation, as in the OpenAI API.
@@ -40,13 +41,59 @@ type SampleOptions struct {
 
 // StepCache memoises the per-step distribution by previous token for one
 // prompt and one set of sampling options. The zero value is not usable;
-// see NewStepCache.
+// see NewStepCache and AcquireStepCache.
 type StepCache struct {
-	steps []*step
+	steps []*step // by previous token id
+	used  []int   // ids with an entry, for Reset
+	free  []*step // entries kept for reuse
 }
 
 // NewStepCache returns an empty cache for generations with this model.
 func (m *Model) NewStepCache() *StepCache { return &StepCache{steps: make([]*step, m.V())} }
+
+// stepCaches recycles caches between requests: a cache holds two
+// vocabulary-sized buffers per distinct step, so making them afresh for
+// every request would be most of a server's garbage.
+var stepCaches sync.Pool
+
+// AcquireStepCache returns an empty cache for this model, reusing one
+// released earlier when it fits; give it back with ReleaseStepCache.
+func (m *Model) AcquireStepCache() *StepCache {
+	if c, ok := stepCaches.Get().(*StepCache); ok && len(c.steps) == m.V() {
+		return c
+	}
+	return m.NewStepCache()
+}
+
+// ReleaseStepCache empties c and keeps it for AcquireStepCache. c must not
+// be used afterwards.
+func (m *Model) ReleaseStepCache(c *StepCache) {
+	c.Reset()
+	stepCaches.Put(c)
+}
+
+// Reset empties the cache, keeping its buffers for the next prompt.
+func (c *StepCache) Reset() {
+	for _, id := range c.used {
+		c.free = append(c.free, c.steps[id])
+		c.steps[id] = nil
+	}
+	c.used = c.used[:0]
+}
+
+// entry returns a step for previous token id to fill: a recycled one when
+// there is one.
+func (c *StepCache) entry(id, v int) *step {
+	var st *step
+	if n := len(c.free); n > 0 {
+		st, c.free = c.free[n-1], c.free[:n-1]
+	} else {
+		st = &step{z: make([]float64, v)}
+	}
+	c.steps[id] = st
+	c.used = append(c.used, id)
+	return st
+}
 
 // step is everything one sampling step needs after the logits: the raw
 // logits (for log-probs), their log normaliser, the argmax, the sampling
@@ -124,8 +171,7 @@ func (m *Model) Generate(promptIDs []int, opts SampleOptions, rng *rand.Rand) (G
 		var st *step
 		if opts.Cache != nil && c.frozen {
 			if st = opts.Cache.steps[prev]; st == nil {
-				st = m.newStep(c.ctx, prev, opts, &step{z: make([]float64, v)})
-				opts.Cache.steps[prev] = st
+				st = m.newStep(c.ctx, prev, opts, opts.Cache.entry(prev, v))
 			}
 		} else {
 			if scratch == nil {
