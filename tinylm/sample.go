@@ -222,6 +222,28 @@ func (m *Model) newStep(ctx []float64, prevID int, opts SampleOptions, st *step)
 		}
 		st.lse = mx + math.Log(s)
 		st.total = s
+	case quarterPower(opts.Temperature) > 0:
+		// T = 4/k (0.5, 0.8, 1.333…, 2, …): exp((z-mx)/T) = e^(k/4) with
+		// e = exp(z-mx), so one exp pass serves both the normaliser (the
+		// same summands in the same order as LogSumExp, so the same
+		// log-probs) and the weights, which take two square roots and k-1
+		// products instead of a second exp.
+		k := quarterPower(opts.Temperature)
+		st.w = grow(st.w, len(z))
+		var s, total float64
+		for i, x := range z {
+			e := math.Exp(x - mx)
+			s += e
+			r := math.Sqrt(math.Sqrt(e))
+			w := r
+			for range k - 1 {
+				w *= r
+			}
+			st.w[i] = w
+			total += w
+		}
+		st.lse = mx + math.Log(s)
+		st.total = total
 	default:
 		st.lse = LogSumExp(z)
 		st.w = grow(st.w, len(z))
@@ -246,6 +268,17 @@ func (m *Model) newStep(ctx []float64, prevID int, opts SampleOptions, st *step)
 		}
 	}
 	return st
+}
+
+// quarterPower returns k when temperature is exactly 4/k for a whole k
+// from 2 to 16, else 0.
+func quarterPower(temperature float64) int {
+	for k := 2; k <= 16; k++ {
+		if temperature == 4/float64(k) {
+			return k
+		}
+	}
+	return 0
 }
 
 func grow(b []float64, n int) []float64 {
