@@ -45,9 +45,14 @@ CREATE TABLE iteration_prompts (
     PRIMARY KEY (iteration_id, prompt_id)
 );
 
+-- Tasks, responses and pairs reference the pool row of their prompt, not
+-- iterations and prompts separately: every foreign-key check takes a share
+-- lock on the row it finds, and hundreds of tasks a second all share-locking
+-- the one iterations row is what PostgreSQL does slowest (multixacts). The
+-- pool row is the task's own, and itself references both.
 CREATE TABLE tasks (
-    iteration_id  bigint NOT NULL REFERENCES iterations(id) ON DELETE CASCADE,
-    prompt_id     bigint NOT NULL REFERENCES prompts(id),
+    iteration_id  bigint NOT NULL,
+    prompt_id     bigint NOT NULL,
     kind          text NOT NULL CHECK (kind IN ('generate', 'evolve')),
     status        text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
     attempts      integer NOT NULL DEFAULT 0,     -- deliveries a worker started
@@ -57,14 +62,15 @@ CREATE TABLE tasks (
     published_at  timestamptz,
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (iteration_id, prompt_id, kind),
+    FOREIGN KEY (iteration_id, prompt_id) REFERENCES iteration_prompts ON DELETE CASCADE,
     CHECK (status <> 'failed' OR error IS NOT NULL)
 );
 CREATE INDEX tasks_status_idx ON tasks (iteration_id, kind, status);
 
 CREATE TABLE responses (
     id               bigserial PRIMARY KEY,
-    iteration_id     bigint NOT NULL REFERENCES iterations(id) ON DELETE CASCADE,
-    prompt_id        bigint NOT NULL REFERENCES prompts(id),
+    iteration_id     bigint NOT NULL,
+    prompt_id        bigint NOT NULL,
     sample_index     integer NOT NULL CHECK (sample_index >= 0),
     content          text NOT NULL,
     token_count      integer NOT NULL,
@@ -72,13 +78,14 @@ CREATE TABLE responses (
     finish_reason    text NOT NULL DEFAULT '',
     reward           double precision,
     ref_logprob_sum  double precision,
-    UNIQUE (iteration_id, prompt_id, sample_index)
+    UNIQUE (iteration_id, prompt_id, sample_index),
+    FOREIGN KEY (iteration_id, prompt_id) REFERENCES iteration_prompts ON DELETE CASCADE
 );
 
 CREATE TABLE pairs (
     id                   bigserial PRIMARY KEY,
-    iteration_id         bigint NOT NULL REFERENCES iterations(id) ON DELETE CASCADE,
-    prompt_id            bigint NOT NULL REFERENCES prompts(id),
+    iteration_id         bigint NOT NULL,
+    prompt_id            bigint NOT NULL,
     chosen_id            bigint NOT NULL REFERENCES responses(id),
     rejected_id          bigint NOT NULL REFERENCES responses(id),
     explicit_margin      double precision NOT NULL CHECK (explicit_margin >= 0),
@@ -93,7 +100,8 @@ CREATE TABLE pairs (
     evolve_score         double precision,
     evolve_rank          integer,
     evolve_selected      boolean NOT NULL DEFAULT false,
-    UNIQUE (iteration_id, prompt_id)
+    UNIQUE (iteration_id, prompt_id),
+    FOREIGN KEY (iteration_id, prompt_id) REFERENCES iteration_prompts ON DELETE CASCADE
 )
 -- Scoring rewrites every pair of an iteration: free room in each page and
 -- no index on the rewritten columns let those be HOT updates, with no
