@@ -78,15 +78,6 @@ func GetRun(ctx context.Context, db DBTX, name string) (Run, error) {
 	return r, nil
 }
 
-// ListRuns returns every run, oldest first.
-func ListRuns(ctx context.Context, db DBTX) ([]Run, error) {
-	rows, err := db.Query(ctx, `SELECT id, name, config, nonce, created_at FROM runs ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowToStructByName[Run])
-}
-
 // IterationSpec is what the schedule says of an iteration.
 type IterationSpec struct {
 	Ordinal        int

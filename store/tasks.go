@@ -154,20 +154,6 @@ func LockTask(ctx context.Context, tx pgx.Tx, k TaskKey) (Task, error) {
 	return t, nil
 }
 
-// GetTask reads a task.
-func GetTask(ctx context.Context, db DBTX, k TaskKey) (Task, error) {
-	rows, err := db.Query(ctx, `SELECT `+taskColumns+` FROM tasks
-		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3`, k.IterationID, k.PromptID, k.Kind)
-	if err != nil {
-		return Task{}, err
-	}
-	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Task])
-	if err != nil {
-		return Task{}, fmt.Errorf("%s: %w", k, translate(err))
-	}
-	return t, nil
-}
-
 // ReadTask returns a task with its prompt's messages, in one read. The
 // delivery count is recorded when the task is settled (FinishTask,
 // CompleteGenerate, FailTask), so starting a task writes nothing.
