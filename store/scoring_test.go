@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -167,4 +168,55 @@ func BenchmarkScorePairsSQL1M(b *testing.B) {
 		_, err := store.ScorePairs(ctx, pool, its[0].ID, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}, store.TrainSelection)
 		require.NoError(b, err)
 	}
+}
+
+// TestScoringConcurrentlyAndInACallersTransaction: scorings of one
+// iteration at once all write every pair (they take turns, since the update
+// addresses rows by ctid); another iteration's pairs are left alone; and a
+// caller's transaction gets its planner settings back.
+func TestScoringConcurrentlyAndInACallersTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	a, b := newIterationNamed(t, pool, 0), newIterationNamed(t, pool, 1)
+	mex := make([]float64, 500)
+	mim := make([]float64, 500)
+	for i := range mex {
+		mex[i], mim[i] = float64(i%37), float64(i%11)-5
+	}
+	storetest.SeedPairs(t, pool, a, mex, mim)
+	storetest.SeedPairs(t, pool, b, mex, mim)
+	spec := store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}
+
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			n, err := store.ScorePairs(ctx, pool, a, spec, store.TrainSelection)
+			if err == nil && n != 200 {
+				err = fmt.Errorf("selected %d, want floor(0.4·500) = 200", n)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+	var scored, untouched int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE iteration_id = $1 AND rank IS NOT NULL),
+		count(*) FILTER (WHERE iteration_id = $2 AND rank IS NULL AND NOT selected) FROM pairs`, a, b).Scan(&scored, &untouched))
+	require.Equal(t, 500, scored)
+	require.Equal(t, 500, untouched)
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SET LOCAL work_mem = '8MB'`)
+	require.NoError(t, err)
+	n, err := store.ScorePairs(ctx, tx, b, spec, store.TrainSelection)
+	require.NoError(t, err)
+	require.EqualValues(t, 200, n)
+	var workMem, hashJoin, mergeJoin string
+	require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('work_mem'), current_setting('enable_hashjoin'),
+		current_setting('enable_mergejoin')`).Scan(&workMem, &hashJoin, &mergeJoin))
+	require.Equal(t, []string{"8MB", "on", "on"}, []string{workMem, hashJoin, mergeJoin})
 }
