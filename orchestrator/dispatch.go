@@ -87,7 +87,7 @@ func (s *iterationState) republishStale(ctx context.Context, kind string, after 
 		if t.Publications >= maxPublications {
 			key := store.TaskKey{IterationID: t.IterationID, PromptID: t.PromptID, Kind: t.Kind}
 			reason := fmt.Sprintf("no worker finished it after %d publications", t.Publications)
-			if err := store.FailTask(ctx, s.o.pool, key, reason, 0); err != nil {
+			if err := store.FailTask(ctx, s.o.pool, key, store.Failure{Reason: reason}, 0); err != nil {
 				return err
 			}
 			continue

@@ -235,3 +235,52 @@ func newIterationB(b *testing.B, pool *pgxpool.Pool) int64 {
 	require.NoError(b, err)
 	return its[0].ID
 }
+
+// TestFailTaskRecordsEndpointAndStatus: a failure keeps its endpoint and
+// HTTP status in their own columns (NULL when there is none), only a
+// pending task fails, and a task done later has them cleared.
+func TestFailTaskRecordsEndpointAndStatus(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	it := newIteration(t, pool)
+	var ps []prompt.Prompt
+	for _, text := range []string{"first", "second", "third"} {
+		ps = append(ps, prompt.New([]prompt.Message{{Role: "user", Content: text}}, "test", ""))
+	}
+	ids, err := store.LoadPool(ctx, pool, it, ps)
+	require.NoError(t, err)
+	_, err = store.CreateGenerateTasks(ctx, pool, it)
+	require.NoError(t, err)
+	key := func(i int) store.TaskKey { return store.TaskKey{IterationID: it, PromptID: ids[i], Kind: "generate"} }
+
+	require.NoError(t, store.FailTask(ctx, pool, key(0), store.Failure{Reason: "llm: policy endpoint: status 400: too long", Endpoint: "policy", Status: 400}, 1))
+	require.NoError(t, store.FailTask(ctx, pool, key(1), store.Failure{Reason: "no worker finished it"}, 0))
+	require.NoError(t, store.FinishTask(ctx, pool, key(2), "paired", 1))
+	require.NoError(t, store.FailTask(ctx, pool, key(2), store.Failure{Reason: "late", Endpoint: "reward", Status: 500}, 2))
+
+	type row struct {
+		Status   string
+		Error    *string
+		Endpoint *string
+		HTTP     *int
+	}
+	read := func(i int) row {
+		var r row
+		require.NoError(t, pool.QueryRow(ctx, `SELECT status, error, error_endpoint, error_status FROM tasks
+			WHERE iteration_id = $1 AND prompt_id = $2 AND kind = 'generate'`, it, ids[i]).Scan(&r.Status, &r.Error, &r.Endpoint, &r.HTTP))
+		return r
+	}
+	r := read(0)
+	require.Equal(t, "failed", r.Status)
+	require.Equal(t, "policy", *r.Endpoint)
+	require.Equal(t, 400, *r.HTTP)
+	r = read(1)
+	require.Equal(t, "failed", r.Status)
+	require.Nil(t, r.Endpoint, "not an endpoint's failure")
+	require.Nil(t, r.HTTP)
+	r = read(2)
+	require.Equal(t, "done", r.Status, "a done task stays done")
+	require.Nil(t, r.Error)
+	require.Nil(t, r.Endpoint)
+}

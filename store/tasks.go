@@ -175,7 +175,7 @@ func ReadTask(ctx context.Context, db DBTX, k TaskKey) (Task, []prompt.Message, 
 // FinishTask marks a task done with its outcome after attempts deliveries.
 func FinishTask(ctx context.Context, db DBTX, k TaskKey, outcome string, attempts int) error {
 	_, err := db.Exec(ctx, `
-		UPDATE tasks SET status = 'done', outcome = $4, error = NULL, updated_at = now(),
+		UPDATE tasks SET status = 'done', outcome = $4, error = NULL, error_endpoint = NULL, error_status = NULL, updated_at = now(),
 		    attempts = greatest(attempts, $5)
 		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3`, k.IterationID, k.PromptID, k.Kind, outcome, attempts)
 	if err != nil {
@@ -184,16 +184,28 @@ func FinishTask(ctx context.Context, db DBTX, k TaskKey, outcome string, attempt
 	return nil
 }
 
+// Failure is why a task failed.
+type Failure struct {
+	// Reason is the error, as a person reads it.
+	Reason string
+	// Endpoint names the endpoint whose error it was ("policy", "reward",
+	// ...), empty when it was not an endpoint's.
+	Endpoint string
+	// Status is the HTTP status the endpoint answered with, 0 when none.
+	Status int
+}
+
 // FailTask marks a pending task failed with the reason after attempts
 // deliveries (0 when no worker had it). A task already done stays done.
-func FailTask(ctx context.Context, db DBTX, k TaskKey, reason string, attempts int) error {
-	if reason == "" {
-		reason = "unknown error"
+func FailTask(ctx context.Context, db DBTX, k TaskKey, f Failure, attempts int) error {
+	if f.Reason == "" {
+		f.Reason = "unknown error"
 	}
 	_, err := db.Exec(ctx, `
-		UPDATE tasks SET status = 'failed', error = $4, updated_at = now(), attempts = greatest(attempts, $5)
+		UPDATE tasks SET status = 'failed', error = $4, error_endpoint = nullif($5, ''), error_status = nullif($6, 0),
+		    updated_at = now(), attempts = greatest(attempts, $7)
 		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'`,
-		k.IterationID, k.PromptID, k.Kind, reason, attempts)
+		k.IterationID, k.PromptID, k.Kind, f.Reason, f.Endpoint, f.Status, attempts)
 	if err != nil {
 		return fmt.Errorf("fail %s: %w", k, err)
 	}

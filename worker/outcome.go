@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/selfplay/selfplay/llm"
+	"github.com/selfplay/selfplay/store"
 )
 
 // outcome is what a task handler returns: nil (done, committed), a retry
@@ -98,4 +101,15 @@ func settle(msg Ack, s settlement, delay time.Duration) error {
 	default:
 		return msg.NakWithDelay(delay)
 	}
+}
+
+// failure is the stored form of a task's failure: the reason, and the
+// endpoint and HTTP status when an endpoint's error caused it.
+func failure(reason string, err error) store.Failure {
+	f := store.Failure{Reason: reason}
+	var lerr *llm.Error
+	if errors.As(err, &lerr) {
+		f.Endpoint, f.Status = lerr.Endpoint, lerr.Status
+	}
+	return f
 }

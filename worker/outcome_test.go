@@ -2,9 +2,12 @@ package worker
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/selfplay/selfplay/llm"
+	"github.com/selfplay/selfplay/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -48,4 +51,13 @@ func TestBackoffIsCapped(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, 2*time.Minute, backoff(20))
 	require.Equal(t, 2*time.Second, backoff(1))
+}
+
+func TestFailureKeepsTheEndpointAndStatus(t *testing.T) {
+	t.Parallel()
+	lerr := &llm.Error{Endpoint: "reward", Status: 422, Reason: "wrong number of rewards", Permanent: true}
+	f := failure("reward: boom", classify("reward", lerr))
+	require.Equal(t, store.Failure{Reason: "reward: boom", Endpoint: "reward", Status: 422}, f)
+	f = failure("gave up", Retry(0, fmt.Errorf("database: %w", errors.New("down"))))
+	require.Equal(t, store.Failure{Reason: "gave up"}, f, "not an endpoint's failure")
 }

@@ -202,7 +202,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	fail := func(reason string) error {
-		return store.FailTask(context.WithoutCancel(ctx), w.pool, key, reason, int(delivered))
+		return store.FailTask(context.WithoutCancel(ctx), w.pool, key, failure(reason, result), int(delivered))
 	}
 	s, delay, derr := decide(result, delivered, uint64(w.opts.MaxDeliver), fail)
 	if derr != nil {
