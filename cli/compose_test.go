@@ -168,5 +168,6 @@ func TestComposeFile(t *testing.T) {
 		policies = append(policies, it.PolicyModel)
 	}
 	require.Equal(t, []string{"tiny-0", "tiny-1", "tiny-2"}, policies, "three iterations, each on the policy the previous one trained")
-	require.NotContains(t, policies, flag(hook, "--final-model"))
+	require.NotEmpty(t, cfg.Hooks.FinalModel, "the last iteration's export trains a final policy too")
+	require.NotContains(t, policies, cfg.Hooks.FinalModel)
 }

@@ -44,13 +44,13 @@ written atomically (temporary file, then rename).
 --init, --ref and --out take "builtin", a weights file, or a model name:
 --model NAME=PATH names files (default tiny-0=builtin, as lm serve), and
 with --models-dir DIR a bare NAME is DIR/NAME.bin.gz — the files
-lm serve --models-dir serves as NAME. The orchestrator passes an empty
-{next_model} after the schedule's last iteration; --final-model names the
-model trained then.`,
+lm serve --models-dir serves as NAME. After the schedule's last iteration
+the orchestrator passes hooks.final_model as {next_model}, or an empty one
+when that is unset; --final-model names the model trained then.`,
 		Example: `  selfplay lm train --data exports/demo/iter0/train.jsonl --init builtin --out tiny-1.bin.gz
   selfplay lm train --data train.jsonl --init tiny-1.bin.gz --ref builtin --loss epsilon-dpo --beta 0.1 --out tiny-2.bin.gz
   # as a train hook, next to lm serve --models-dir /models:
-  selfplay lm train --models-dir /models --data {dataset} --init {policy_model} --out {next_model} --final-model tiny-final`,
+  selfplay lm train --models-dir /models --data {dataset} --init {policy_model} --out {next_model}`,
 		Args: cobra.NoArgs,
 	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -87,7 +87,7 @@ model trained then.`,
 		}
 		if out == "" {
 			if final == "" {
-				return errors.New("--out is empty (the orchestrator passes an empty {next_model} after the last iteration): give --final-model NAME to name the model trained then")
+				return errors.New("--out is empty (the orchestrator passes an empty {next_model} after the last iteration): set hooks.final_model in the schedule, or give --final-model NAME, to name the model trained then")
 			}
 			out = final
 		}

@@ -177,6 +177,11 @@ type Hooks struct {
 	// WaitForModel bounds the wait for the next policy model to be served;
 	// default 2h.
 	WaitForModel time.Duration `mapstructure:"wait_for_model" json:"wait_for_model"`
+	// FinalModel is {next_model} after the schedule's last iteration: the
+	// name of the policy the train hook makes from the last export, which
+	// the orchestrator then waits for like any other. Empty (default): the
+	// hook gets an empty {next_model} and nothing is waited for.
+	FinalModel string `mapstructure:"final_model" json:"final_model"`
 }
 
 // Worker controls task consumption.

@@ -20,10 +20,11 @@ import (
 
 // train runs the train hook on this iteration's export, then waits until
 // the next iteration's policy model is served. With no hook and the same
-// model next, it does nothing.
+// model next, it does nothing. After the last iteration the next model is
+// hooks.final_model, waited for only when the hook made it.
 func (s *iterationState) train(ctx context.Context) error {
 	hook := s.o.cfg.Hooks
-	nextModel := ""
+	nextModel := hook.FinalModel
 	if s.next != nil {
 		nextModel = s.next.PolicyModel
 	}
@@ -41,7 +42,10 @@ func (s *iterationState) train(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.next == nil || (len(hook.Train) == 0 && nextModel == s.it.PolicyModel) {
+	if s.next == nil && (len(hook.Train) == 0 || nextModel == "") {
+		return nil
+	}
+	if len(hook.Train) == 0 && nextModel == s.it.PolicyModel {
 		return nil
 	}
 	return s.waitForModel(ctx, nextModel)

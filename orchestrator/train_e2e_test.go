@@ -26,7 +26,8 @@ import (
 func TestTrainHookChangesThePolicy(t *testing.T) {
 	t.Parallel()
 	models := t.TempDir()
-	hook := fmt.Sprintf(`[%q, lm, train, --models-dir, %q, --data, "{dataset}", --init, "{policy_model}", --out, "{next_model}", --final-model, tiny-final, --loss, dpo, --epochs, "3", --seed, "1"]`,
+	hook := fmt.Sprintf(`[%q, lm, train, --models-dir, %q, --data, "{dataset}", --init, "{policy_model}", --out, "{next_model}", --loss, dpo, --epochs, "3", --seed, "1"]
+  final_model: tiny-final`,
 		selfplaytest.Binary(t), models)
 	l := startLoop(t, loopOptions{prompts: 60, samples: 4, ackWait: "30s", workerCon: 8,
 		lmArgs: []string{"--models-dir", models, "--rescan-interval", "200ms"}, hook: hook, nextPolicy: "tiny-1"})
@@ -38,7 +39,8 @@ func TestTrainHookChangesThePolicy(t *testing.T) {
 
 	out := run.Output()
 	require.Contains(t, out, "epoch 3/3", "the trainer's progress is in the orchestrator's log")
-	require.Contains(t, out, "next policy model is served")
+	require.Equal(t, 2, strings.Count(out, "next policy model is served"), "tiny-1, then hooks.final_model")
+	require.Contains(t, out, `model=tiny-final`)
 	ctx := context.Background()
 	rows, err := l.pool.Query(ctx, `SELECT policy_model FROM iterations ORDER BY ordinal`)
 	require.NoError(t, err)
