@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/selfplay/selfplay/internal/jsonl"
 	"github.com/selfplay/selfplay/metric"
 )
 
@@ -227,39 +228,24 @@ func parseScoreRow(line []byte, ordinal int64) (parsedRow, error) {
 }
 
 // eachRow calls fn for every non-blank line of path with its 1-based line
-// number, and prefixes any error with "path:line: ". A trailing '\r' is
-// dropped, so CRLF files work.
+// number, and prefixes any error with "path:line: ".
 func eachRow(ctx context.Context, path string, fn func(lineNo int, line []byte) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 1<<20), 1<<30) // rows hold whole responses
-	lineNo := 0
-	for sc.Scan() {
-		lineNo++
-		if lineNo%65536 == 0 {
+	return jsonl.Each(f, path, func(n int, line []byte) error {
+		if n%65536 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
+		if err := fn(n, line); err != nil {
+			return fmt.Errorf("%s:%d: %w", path, n, err)
 		}
-		if err := fn(lineNo, line); err != nil {
-			return fmt.Errorf("%s:%d: %w", path, lineNo, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return fmt.Errorf("%s:%d: line longer than 1 GiB", path, lineNo+1)
-		}
-		return fmt.Errorf("%s:%d: %w", path, lineNo+1, err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // writeScored is pass 2: it re-reads in and writes every row with its

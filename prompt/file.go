@@ -1,16 +1,16 @@
 package prompt
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/selfplay/selfplay/internal/jsonl"
 )
 
 // LineError locates a bad line of a prompts file.
@@ -45,27 +45,21 @@ func ReadFile(path string, maxChars int) ([]Prompt, error) {
 
 // Read parses JSONL prompts from r; name is used in errors and as Source.
 func Read(r io.Reader, name string, maxChars int) ([]Prompt, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
 	var out []Prompt
 	seen := map[string]bool{}
-	for n := 1; ; n++ {
-		raw, err := br.ReadBytes('\n')
-		if len(raw) > 0 {
-			p, ok, perr := parseLine(raw, name, maxChars)
-			if perr != "" {
-				return nil, &LineError{File: name, Line: n, Reason: perr}
-			}
-			if ok && !seen[p.Hash] {
-				seen[p.Hash] = true
-				out = append(out, p)
-			}
+	err := jsonl.Each(r, name, func(n int, raw []byte) error {
+		p, perr := parseLine(raw, name, maxChars)
+		if perr != "" {
+			return &LineError{File: name, Line: n, Reason: perr}
 		}
-		if errors.Is(err, io.EOF) {
-			break
+		if !seen[p.Hash] {
+			seen[p.Hash] = true
+			out = append(out, p)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no prompts in file", name)
@@ -73,36 +67,34 @@ func Read(r io.Reader, name string, maxChars int) ([]Prompt, error) {
 	return out, nil
 }
 
-func parseLine(raw []byte, name string, maxChars int) (Prompt, bool, string) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return Prompt{}, false, ""
-	}
+// parseLine reads one non-blank line; the reason is empty when it is a
+// good prompt.
+func parseLine(raw []byte, name string, maxChars int) (Prompt, string) {
 	if !utf8.Valid(raw) {
-		return Prompt{}, false, "invalid UTF-8"
+		return Prompt{}, "invalid UTF-8"
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var l line
 	if err := dec.Decode(&l); err != nil {
-		return Prompt{}, false, "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
+		return Prompt{}, "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
 	}
 	if dec.More() {
-		return Prompt{}, false, "invalid JSON: more than one value on the line"
+		return Prompt{}, "invalid JSON: more than one value on the line"
 	}
 	var msgs []Message
 	switch {
 	case l.Prompt != nil && l.Messages != nil:
-		return Prompt{}, false, `has both "prompt" and "messages"; expected one`
+		return Prompt{}, `has both "prompt" and "messages"; expected one`
 	case l.Prompt != nil:
 		msgs = []Message{{Role: "user", Content: *l.Prompt}}
 	case l.Messages != nil:
 		msgs = *l.Messages
 	default:
-		return Prompt{}, false, `missing field: expected "prompt" or "messages"`
+		return Prompt{}, `missing field: expected "prompt" or "messages"`
 	}
 	if reason := Validate(msgs, maxChars); reason != "" {
-		return Prompt{}, false, reason
+		return Prompt{}, reason
 	}
 	id := ""
 	if l.ID != nil {
@@ -113,7 +105,7 @@ func parseLine(raw []byte, name string, maxChars int) (Prompt, bool, string) {
 			id = string(*l.ID)
 		}
 	}
-	return New(msgs, name, id), true, ""
+	return New(msgs, name, id), ""
 }
 
 // Validate returns why msgs is not a usable prompt, or "" when it is: at

@@ -1,13 +1,14 @@
 package tinylm
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/selfplay/selfplay/internal/jsonl"
 )
 
 // Preference is one preference pair in text form: the prompt's chat
@@ -69,23 +70,17 @@ func ReadPreferencesFile(path string) ([]Preference, error) {
 // bad line fails the whole read with "NAME:LINE: reason"; a dataset with no
 // pairs is an error.
 func ReadPreferences(r io.Reader, name string) ([]Preference, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
 	var out []Preference
-	for n := 1; ; n++ {
-		raw, err := br.ReadBytes('\n')
-		if line := bytes.TrimSpace(raw); len(line) > 0 {
-			p, perr := parsePreference(line)
-			if perr != nil {
-				return nil, fmt.Errorf("%s:%d: %w", name, n, perr)
-			}
-			out = append(out, p)
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	err := jsonl.Each(r, name, func(n int, line []byte) error {
+		p, err := parsePreference(line)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+			return fmt.Errorf("%s:%d: %w", name, n, err)
 		}
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no preference pairs", name)
