@@ -68,6 +68,10 @@ func TestComposeFile(t *testing.T) {
 	for _, name := range []string{"migrate", "lm", "orchestrator", "worker"} {
 		s := svc(name)
 		require.Equal(t, "selfplay:dev", s.Image, name)
+		// Each builds the image itself: compose would otherwise try to pull
+		// selfplay:dev from a registry for a service that only names it.
+		require.NotNil(t, s.Build, "%s builds selfplay:dev", name)
+		require.Equal(t, "runtime", s.Build.Target, name)
 		requireRealCommand(t, name, s.Command)
 	}
 	require.NotNil(t, svc("worker").Deploy)
