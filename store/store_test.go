@@ -284,3 +284,48 @@ func TestFailTaskRecordsEndpointAndStatus(t *testing.T) {
 	require.Nil(t, r.Error)
 	require.Nil(t, r.Endpoint)
 }
+
+// TestTaskLookupsUseThePrimaryKey: once a stage's tasks are made, the
+// generic plans workers cache for reading and settling one task find it by
+// the primary key, not by scanning the iteration's tasks through
+// tasks_status_idx (which a table the planner thinks is empty makes just as
+// cheap).
+func TestTaskLookupsUseThePrimaryKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	it := newIteration(t, pool)
+	var ps []prompt.Prompt
+	for i := range 3000 {
+		ps = append(ps, prompt.New([]prompt.Message{{Role: "user", Content: fmt.Sprintf("question %d", i)}}, "test", ""))
+	}
+	_, err := store.LoadPool(ctx, pool, it, ps)
+	require.NoError(t, err)
+	made, err := store.CreateGenerateTasks(ctx, pool, it)
+	require.NoError(t, err)
+	require.EqualValues(t, 3000, made)
+
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`)
+	require.NoError(t, err)
+	for name, sql := range map[string]string{
+		"read": `SELECT t.status, p.messages FROM tasks t JOIN prompts p ON p.id = t.prompt_id
+			WHERE t.iteration_id = $1 AND t.prompt_id = $2 AND t.kind = $3`,
+		"settle": `UPDATE tasks SET status = 'done' WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending'`,
+	} {
+		_, err := conn.Exec(ctx, `PREPARE q_`+name+` AS `+sql)
+		require.NoError(t, err)
+		rows, err := conn.Query(ctx, `EXPLAIN EXECUTE q_`+name+`(1, 1, 'generate')`)
+		require.NoError(t, err)
+		var plan []string
+		for rows.Next() {
+			var line string
+			require.NoError(t, rows.Scan(&line))
+			plan = append(plan, line)
+		}
+		require.NoError(t, rows.Err())
+		require.Contains(t, strings.Join(plan, "\n"), "tasks_pkey", "%s: %s", name, strings.Join(plan, "\n"))
+	}
+}
