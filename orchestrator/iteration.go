@@ -169,7 +169,7 @@ func (s *iterationState) writeReport(ctx context.Context, path string) {
 func failureSummary(reasons []store.ReasonCount) string {
 	var parts []string
 	for _, r := range reasons {
-		parts = append(parts, fmt.Sprintf("%d× %s", r.Count, r.Reason))
+		parts = append(parts, fmt.Sprintf("%d× %s", r.Count, r.Label()))
 	}
 	return strings.Join(parts, "; ")
 }

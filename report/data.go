@@ -166,7 +166,7 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 		return nil, err
 	}
 	for _, rc := range reasons {
-		d.Failures = append(d.Failures, Count{rc.Reason, rc.Count})
+		d.Failures = append(d.Failures, Count{rc.Label(), rc.Count})
 	}
 	return d, nil
 }

@@ -329,3 +329,39 @@ func TestTaskLookupsUseThePrimaryKey(t *testing.T) {
 		require.Contains(t, strings.Join(plan, "\n"), "tasks_pkey", "%s: %s", name, strings.Join(plan, "\n"))
 	}
 }
+
+// TestFailureReasonsGroupAnEndpointsErrors: failures of one endpoint with
+// one status count together whatever their texts; others by text.
+func TestFailureReasonsGroupAnEndpointsErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	it := newIteration(t, pool)
+	var ps []prompt.Prompt
+	for i := range 6 {
+		ps = append(ps, prompt.New([]prompt.Message{{Role: "user", Content: fmt.Sprintf("q%d", i)}}, "test", ""))
+	}
+	ids, err := store.LoadPool(ctx, pool, it, ps)
+	require.NoError(t, err)
+	_, err = store.CreateGenerateTasks(ctx, pool, it)
+	require.NoError(t, err)
+	for i, f := range []store.Failure{
+		{Reason: "sample: llm: policy endpoint: status 400: prompt of 9001 tokens", Endpoint: "policy", Status: 400},
+		{Reason: "sample: llm: policy endpoint: status 400: prompt of 9002 tokens", Endpoint: "policy", Status: 400},
+		{Reason: "sample: llm: policy endpoint: status 400: prompt of 9001 tokens", Endpoint: "policy", Status: 400},
+		{Reason: "reward: llm: reward endpoint: status 400: bad input", Endpoint: "reward", Status: 400},
+		{Reason: "no worker finished it after 3 publications"},
+		{Reason: "no worker finished it after 3 publications"},
+	} {
+		require.NoError(t, store.FailTask(ctx, pool, store.TaskKey{IterationID: it, PromptID: ids[i], Kind: "generate"}, f, 1))
+	}
+	got, err := store.FailureReasons(ctx, pool, it, "generate", 5)
+	require.NoError(t, err)
+	require.Equal(t, []store.ReasonCount{
+		{Reason: "sample: llm: policy endpoint: status 400: prompt of 9001 tokens", Count: 3, Texts: 2},
+		{Reason: "no worker finished it after 3 publications", Count: 2, Texts: 1},
+		{Reason: "reward: llm: reward endpoint: status 400: bad input", Count: 1, Texts: 1},
+	}, got)
+	require.Equal(t, "sample: llm: policy endpoint: status 400: prompt of 9001 tokens (and 1 other error of that endpoint and status)", got[0].Label())
+	require.Equal(t, got[1].Reason, got[1].Label())
+}

@@ -137,16 +137,34 @@ func CountTasks(ctx context.Context, db DBTX, iterationID int64, kind string) (T
 
 // ReasonCount is a failure reason with how many tasks failed with it.
 type ReasonCount struct {
+	// Reason is the error text, or for failures of one endpoint and HTTP
+	// status, one of their texts (the first in order).
 	Reason string `db:"reason"`
 	Count  int64  `db:"count"`
+	// Texts is how many different error texts the count covers.
+	Texts int64 `db:"texts"`
+}
+
+// Label is the reason as a summary shows it.
+func (r ReasonCount) Label() string {
+	switch {
+	case r.Texts == 2:
+		return r.Reason + " (and 1 other error of that endpoint and status)"
+	case r.Texts > 2:
+		return fmt.Sprintf("%s (and %d other errors of that endpoint and status)", r.Reason, r.Texts-1)
+	}
+	return r.Reason
 }
 
 // FailureReasons returns the most frequent failure reasons of a kind.
+// Failures of one endpoint with one HTTP status count together (their
+// texts often differ only in the prompt's details); others by their text.
 func FailureReasons(ctx context.Context, db DBTX, iterationID int64, kind string, limit int) ([]ReasonCount, error) {
 	rows, err := db.Query(ctx, `
-		SELECT error AS reason, count(*) AS count FROM tasks
+		SELECT min(error) AS reason, count(*) AS count, count(DISTINCT error) AS texts FROM tasks
 		WHERE iteration_id = $1 AND kind = $2 AND status = 'failed'
-		GROUP BY error ORDER BY count DESC, error LIMIT $3`, iterationID, kind, limit)
+		GROUP BY error_endpoint, error_status, CASE WHEN error_endpoint IS NULL THEN error END
+		ORDER BY count DESC, reason LIMIT $3`, iterationID, kind, limit)
 	if err != nil {
 		return nil, err
 	}
