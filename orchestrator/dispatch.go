@@ -41,9 +41,13 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 	wc := s.o.cfg.Worker
 	staleAfter := wc.AckWait*time.Duration(wc.MaxDeliver) + 30*time.Second
 	prog := newProgress(s.o.log, s.it.Name, kind, s.o.cfg.Orchestrator.ProgressInterval)
-	poll := time.NewTicker(s.o.cfg.Orchestrator.PollInterval)
-	defer poll.Stop()
+	poll := s.o.cfg.Orchestrator.PollInterval
+	staleEvery := max(poll, staleAfter/20)
+	var lastStale time.Time
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
 	for {
+		start := time.Now()
 		counts, err := store.CountTasks(ctx, s.o.pool, s.it.ID, kind)
 		if err != nil {
 			return err
@@ -53,15 +57,34 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 			prog.finish(ctx, counts)
 			return s.checkFailures(ctx, kind, counts)
 		}
+		timer.Reset(pollDelay(poll, time.Since(start)))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-poll.C:
+		case <-timer.C:
 		}
-		if err := s.republishStale(ctx, kind, staleAfter); err != nil {
-			return err
+		// Tasks go stale after staleAfter; looking for them twenty times
+		// as often is plenty, and spares the database a scan of the
+		// stage's pending tasks on every poll.
+		if time.Since(lastStale) >= staleEvery {
+			if err := s.republishStale(ctx, kind, staleAfter); err != nil {
+				return err
+			}
+			lastStale = time.Now()
 		}
 	}
+}
+
+// pollCost is how many times a poll's own query time the orchestrator
+// waits before the next: counting the tasks of a stage of millions of
+// prompts takes a noticeable part of a second, and polling must not keep a
+// database core busy.
+const pollCost = 20
+
+// pollDelay is the wait before the next poll: the configured interval, or
+// pollCost times what the last count took when that is longer.
+func pollDelay(interval, took time.Duration) time.Duration {
+	return max(interval, pollCost*took)
 }
 
 func (s *iterationState) publish(ctx context.Context, tasks []store.Task) error {
