@@ -141,6 +141,24 @@ func countPrompts(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
+// newTasks makes an iteration whose pool holds n prompts ("q0", "q1", …)
+// and their pending generate tasks, and returns it with the prompt ids.
+func newTasks(t *testing.T, pool *pgxpool.Pool, n int) (int64, []int64) {
+	t.Helper()
+	ctx := context.Background()
+	it := newIteration(t, pool)
+	var ps []prompt.Prompt
+	for i := range n {
+		ps = append(ps, prompt.New([]prompt.Message{{Role: "user", Content: fmt.Sprintf("q%d", i)}}, "test", ""))
+	}
+	ids, err := store.LoadPool(ctx, pool, it, ps)
+	require.NoError(t, err)
+	made, err := store.CreateGenerateTasks(ctx, pool, it)
+	require.NoError(t, err)
+	require.EqualValues(t, n, made)
+	return it, ids
+}
+
 func TestLoadPoolDeduplicatesAcrossFilesAndRuns(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -243,15 +261,7 @@ func TestFailTaskRecordsEndpointAndStatus(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool, _ := storetest.NewPool(t)
-	it := newIteration(t, pool)
-	var ps []prompt.Prompt
-	for _, text := range []string{"first", "second", "third"} {
-		ps = append(ps, prompt.New([]prompt.Message{{Role: "user", Content: text}}, "test", ""))
-	}
-	ids, err := store.LoadPool(ctx, pool, it, ps)
-	require.NoError(t, err)
-	_, err = store.CreateGenerateTasks(ctx, pool, it)
-	require.NoError(t, err)
+	it, ids := newTasks(t, pool, 3)
 	key := func(i int) store.TaskKey { return store.TaskKey{IterationID: it, PromptID: ids[i], Kind: "generate"} }
 
 	require.NoError(t, store.FailTask(ctx, pool, key(0), store.Failure{Reason: "llm: policy endpoint: status 400: too long", Endpoint: "policy", Status: 400}, 1))
@@ -294,16 +304,7 @@ func TestTaskLookupsUseThePrimaryKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool, _ := storetest.NewPool(t)
-	it := newIteration(t, pool)
-	var ps []prompt.Prompt
-	for i := range 3000 {
-		ps = append(ps, prompt.New([]prompt.Message{{Role: "user", Content: fmt.Sprintf("question %d", i)}}, "test", ""))
-	}
-	_, err := store.LoadPool(ctx, pool, it, ps)
-	require.NoError(t, err)
-	made, err := store.CreateGenerateTasks(ctx, pool, it)
-	require.NoError(t, err)
-	require.EqualValues(t, 3000, made)
+	newTasks(t, pool, 3000)
 
 	conn, err := pool.Acquire(ctx)
 	require.NoError(t, err)
@@ -336,15 +337,7 @@ func TestFailureReasonsGroupAnEndpointsErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool, _ := storetest.NewPool(t)
-	it := newIteration(t, pool)
-	var ps []prompt.Prompt
-	for i := range 6 {
-		ps = append(ps, prompt.New([]prompt.Message{{Role: "user", Content: fmt.Sprintf("q%d", i)}}, "test", ""))
-	}
-	ids, err := store.LoadPool(ctx, pool, it, ps)
-	require.NoError(t, err)
-	_, err = store.CreateGenerateTasks(ctx, pool, it)
-	require.NoError(t, err)
+	it, ids := newTasks(t, pool, 6)
 	for i, f := range []store.Failure{
 		{Reason: "sample: llm: policy endpoint: status 400: prompt of 9001 tokens", Endpoint: "policy", Status: 400},
 		{Reason: "sample: llm: policy endpoint: status 400: prompt of 9002 tokens", Endpoint: "policy", Status: 400},
