@@ -297,9 +297,9 @@ func TestFailTaskRecordsEndpointAndStatus(t *testing.T) {
 
 // TestTaskLookupsUseThePrimaryKey: once a stage's tasks are made, the
 // generic plans workers cache for reading and settling one task find it by
-// the primary key, not by scanning the iteration's tasks through
-// tasks_status_idx (which a table the planner thinks is empty makes just as
-// cheap).
+// the primary key, not by scanning the iteration's tasks through another
+// index (as they did through tasks_status_idx, which a table the planner
+// thought empty made just as cheap).
 func TestTaskLookupsUseThePrimaryKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -58,12 +58,12 @@ func CreateGenerateTasks(ctx context.Context, db DBTX, iterationID int64) (int64
 }
 
 // analyzeTasks refreshes the planner's statistics of tasks after a stage's
-// tasks are made, before workers read and settle them one by one. Without
-// them a table that looked empty when last analyzed makes the task's
-// primary key and tasks_status_idx cost the same, and a worker's cached
-// generic plan may find its one task through the status index: every task
-// would then scan all its iteration's tasks (with 12,800 prompts, a quarter
-// of the loop's throughput). Workers re-plan when the statistics change.
+// tasks are made, before workers read and settle them one by one, so their
+// plans are made for the table's real size. (Before migration 3 dropped
+// tasks_status_idx, a table that looked empty made the task's primary key
+// and that index cost the same, and workers' cached generic plans found
+// each task by scanning its iteration's tasks through the status index.)
+// Workers re-plan when the statistics change.
 func analyzeTasks(ctx context.Context, db DBTX) error {
 	if _, err := db.Exec(ctx, `ANALYZE tasks`); err != nil {
 		return fmt.Errorf("analyze tasks: %w", err)
