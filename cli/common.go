@@ -58,7 +58,7 @@ func openStore(ctx context.Context, cfg *config.Config, needSchema bool) (*pgxpo
 // configured loads the configuration and opens the store with a current
 // schema, the start of every command that reads or writes runs.
 func configured(ctx context.Context, path string) (*config.Config, *pgxpool.Pool, error) {
-	cfg, err := loadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -69,12 +69,14 @@ func configured(ctx context.Context, path string) (*config.Config, *pgxpool.Pool
 	return cfg, pool, nil
 }
 
-func loadConfig(path string) (*config.Config, error) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return nil, err
+// configuredRun is configured for a command with runIterationFlags: an
+// empty --run becomes the configuration's run.
+func configuredRun(ctx context.Context, path string, run *string) (*config.Config, *pgxpool.Pool, error) {
+	cfg, pool, err := configured(ctx, path)
+	if err == nil && *run == "" {
+		*run = cfg.Run
 	}
-	return cfg, nil
+	return cfg, pool, err
 }
 
 func printf(cmd *cobra.Command, format string, args ...any) {

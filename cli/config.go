@@ -2,6 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/selfplay/selfplay/config"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -12,7 +14,7 @@ func newConfigCmd() *cobra.Command {
 		Short: "Validate the schedule and print it resolved, with defaults and secrets redacted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			cfg, err := config.Load(path)
 			if err != nil {
 				return err
 			}

@@ -38,12 +38,9 @@ func newExportCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&save, "save-selection", false, "store the recomputed selection in the database (replacing the iteration's selection) and record the export")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		cfg, pool, err := configured(ctx, path)
+		cfg, pool, err := configuredRun(ctx, path, &run)
 		if err != nil {
 			return err
-		}
-		if run == "" {
-			run = cfg.Run
 		}
 		defer pool.Close()
 		r, err := store.GetRun(ctx, pool, run)

@@ -32,7 +32,7 @@ environment variable named by --reader-password-env.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := loadConfig(path)
+			cfg, err := config.Load(path)
 			if err != nil {
 				return err
 			}

@@ -21,12 +21,9 @@ func newReportCmd() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "report.html", "the HTML file to write")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		cfg, pool, err := configured(ctx, path)
+		_, pool, err := configuredRun(ctx, path, &run)
 		if err != nil {
 			return err
-		}
-		if run == "" {
-			run = cfg.Run
 		}
 		defer pool.Close()
 		if err := report.WriteFile(ctx, pool, run, iteration, out); err != nil {
