@@ -111,11 +111,16 @@ func (p *Proc) Tail(n int) string {
 // ago, for a server process a test starts.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/selfplay/selfplay/selfplaytest"
 )
 
 // ServerBinary is the nats-server used for private servers:
@@ -39,12 +41,7 @@ func StartServer(t testing.TB, extra ...string) *Server {
 	if _, err := os.Stat(ServerBinary()); err != nil {
 		t.Fatalf("nats-server not found at %s: install Debian's nats-server package or set SELFPLAY_TEST_NATS_SERVER", ServerBinary())
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := selfplaytest.FreePort(t)
 	s := &Server{port: port, store: t.TempDir(), t: t, URL: fmt.Sprintf("nats://127.0.0.1:%d", port), args: extra}
 	t.Cleanup(s.Stop)
 	s.Start()

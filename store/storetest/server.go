@@ -2,13 +2,14 @@ package storetest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/selfplay/selfplay/selfplaytest"
 )
 
 // pgBin finds the PostgreSQL server binaries (Debian layout), or
@@ -44,12 +45,7 @@ func StartServer(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := selfplaytest.FreePort(t)
 	s := &Server{dir: dir, bin: bin, port: port, t: t,
 		URL: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
 	if out, err := exec.Command("chown", "postgres:postgres", dir).CombinedOutput(); err != nil {
