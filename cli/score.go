@@ -1,21 +1,21 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/selfplay/selfplay/internal/atomicfile"
 	"github.com/selfplay/selfplay/internal/jsonl"
 	"github.com/selfplay/selfplay/metric"
 )
@@ -250,57 +250,36 @@ func eachRow(ctx context.Context, path string, fn func(lineNo int, line []byte) 
 
 // writeScored is pass 2: it re-reads in and writes every row with its
 // additions to a temporary file next to out, renamed over out on success.
-func writeScored(ctx context.Context, in, out string, pool scorePool, scorer *metric.Scorer, ranks []int, k int) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
+func writeScored(ctx context.Context, in, out string, pool scorePool, scorer *metric.Scorer, ranks []int, k int) error {
+	return atomicfile.Write(out, func(w io.Writer) error {
+		var buf []byte
+		i := 0
+		err := eachRow(ctx, in, func(_ int, line []byte) error {
+			if i >= len(ranks) {
+				return errors.New("the file grew while it was being scored")
+			}
+			s := scorer.Score(pool.item(i))
+			add := scoreAdditions{scored: s, rank: ranks[i], selected: ranks[i] <= k}
+			if pool.computed[i] {
+				add.margins, add.explicit, add.implicit = true, pool.explicit[i], pool.implicit[i]
+			}
+			var err error
+			if buf, err = add.appendRow(buf[:0], line); err != nil {
+				return err
+			}
+			buf = append(buf, '\n')
+			i++
+			_, err = w.Write(buf)
+			return err
+		})
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	var buf []byte
-	i := 0
-	err = eachRow(ctx, in, func(_ int, line []byte) error {
-		if i >= len(ranks) {
-			return errors.New("the file grew while it was being scored")
-		}
-		s := scorer.Score(pool.item(i))
-		add := scoreAdditions{scored: s, rank: ranks[i], selected: ranks[i] <= k}
-		if pool.computed[i] {
-			add.margins, add.explicit, add.implicit = true, pool.explicit[i], pool.implicit[i]
-		}
-		var err error
-		if buf, err = add.appendRow(buf[:0], line); err != nil {
 			return err
 		}
-		buf = append(buf, '\n')
-		i++
-		_, err = w.Write(buf)
-		return err
+		if i != len(ranks) {
+			return fmt.Errorf("%s: the file shrank from %d to %d rows while it was being scored", in, len(ranks), i)
+		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if i != len(ranks) {
-		return fmt.Errorf("%s: the file shrank from %d to %d rows while it was being scored", in, len(ranks), i)
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), out)
 }
 
 // scoreAdditions are the fields score adds to a row.

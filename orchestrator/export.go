@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/selfplay/selfplay/internal/atomicfile"
 	"github.com/selfplay/selfplay/metric"
 	"github.com/selfplay/selfplay/prompt"
 	"github.com/selfplay/selfplay/store"
@@ -207,32 +207,12 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	return res, nil
 }
 
-// writeAtomic writes a file through a temporary name in the same folder,
-// syncs and renames it, and returns the content's sha256.
+// writeAtomic writes a file atomically (internal/atomicfile) and returns
+// the content's sha256.
 func writeAtomic(path string, fill func(io.Writer) error) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
 	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<16)
-	if err := fill(bw); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	err := atomicfile.Write(path, func(w io.Writer) error { return fill(io.MultiWriter(w, h)) })
+	if err != nil {
 		return "", err
 	}
 	return hexSum(h), nil

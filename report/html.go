@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"html/template"
@@ -9,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/selfplay/selfplay/internal/atomicfile"
 	"github.com/selfplay/selfplay/store"
 )
 
@@ -75,27 +75,12 @@ func WriteFile(ctx context.Context, db store.DBTX, run, iteration, path string) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("report folder: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	bw := bufio.NewWriterSize(tmp, 1<<16)
-	if err := Render(bw, d); err != nil {
-		tmp.Close()
-		return fmt.Errorf("render report: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, func(w io.Writer) error {
+		if err := Render(w, d); err != nil {
+			return fmt.Errorf("render report: %w", err)
+		}
+		return nil
+	})
 }
 
 var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{

@@ -11,8 +11,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sync"
+
+	"github.com/selfplay/selfplay/internal/atomicfile"
 )
 
 // The weights file format (version 1) is a gzip stream of:
@@ -84,29 +85,8 @@ func (m *Model) Save(path string) error {
 	if err := m.validate(); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tinylm-*.tmp")
-	if err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save model: %w", err)
-	}
-	w := bufio.NewWriter(tmp)
-	if err := m.Encode(w); err != nil {
-		tmp.Close()
+	if err := atomicfile.Write(path, m.Encode); err != nil {
 		return fmt.Errorf("save model %s: %w", path, err)
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save model %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save model %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("save model: %w", err)
 	}
 	return nil
 }
