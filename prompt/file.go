@@ -2,7 +2,9 @@ package prompt
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,9 +47,15 @@ func ReadFile(path string, maxChars int) ([]Prompt, error) {
 
 // Read parses JSONL prompts from r; name is used in errors and as Source.
 func Read(r io.Reader, name string, maxChars int) ([]Prompt, error) {
+	return ReadContext(context.Background(), r, name, maxChars)
+}
+
+// ReadContext is Read that stops with ctx.Err() when ctx ends. A line
+// longer than jsonl.MaxLineBytes fails the file like any bad line.
+func ReadContext(ctx context.Context, r io.Reader, name string, maxChars int) ([]Prompt, error) {
 	var out []Prompt
 	seen := map[string]bool{}
-	err := jsonl.Each(r, name, func(n int, raw []byte) error {
+	err := jsonl.EachContext(ctx, r, name, 0, func(n int, raw []byte) error {
 		p, perr := parseLine(raw, name, maxChars)
 		if perr != "" {
 			return &LineError{File: name, Line: n, Reason: perr}
@@ -58,6 +66,9 @@ func Read(r io.Reader, name string, maxChars int) ([]Prompt, error) {
 		}
 		return nil
 	})
+	if tl := (*jsonl.LineTooLongError)(nil); errors.As(err, &tl) {
+		return nil, &LineError{File: name, Line: tl.Line, Reason: tl.Reason()}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +116,9 @@ func parseLine(raw []byte, name string, maxChars int) (Prompt, string) {
 			id = string(*l.ID)
 		}
 	}
+	if strings.ContainsRune(id, 0) {
+		return Prompt{}, `"id" holds a NUL character (\u0000), which PostgreSQL text cannot store`
+	}
 	return New(msgs, name, id), ""
 }
 
@@ -121,6 +135,9 @@ func Validate(msgs []Message, maxChars int) string {
 		}
 		if strings.TrimSpace(m.Content) == "" {
 			return fmt.Sprintf("messages[%d].content is empty", i)
+		}
+		if strings.ContainsRune(m.Content, 0) {
+			return fmt.Sprintf(`messages[%d].content holds a NUL character (\u0000), which PostgreSQL text cannot store`, i)
 		}
 	}
 	if msgs[len(msgs)-1].Role != "user" {

@@ -1,6 +1,7 @@
 package prompt_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/selfplay/selfplay/internal/jsonl"
 	"github.com/selfplay/selfplay/prompt"
 )
 
@@ -45,6 +47,12 @@ func TestReadRejectsBadLines(t *testing.T) {
 		{name: "over-long in characters, not bytes", body: `{"prompt": "` + strings.Repeat("é", 11) + `"}`, max: 10, line: 1, reason: "prompt has 11 characters, over max_prompt_chars 10"},
 		{name: "over-long across messages", body: `{"messages": [{"role": "system", "content": "` + strings.Repeat("s", 6) + `"}, {"role": "user", "content": "` + strings.Repeat("u", 6) + `"}]}`, max: 10, line: 1, reason: "prompt has 12 characters"},
 		{name: "blank lines still count", body: "\n\n" + good + "\n" + `{"prompt": ""}`, line: 5, reason: "content is empty"},
+		{name: "escaped NUL in a prompt", body: good + `{"prompt": "nul\u0000escaped"}`, line: 2, reason: `messages[0].content holds a NUL character (\u0000)`},
+		{name: "escaped NUL in a message", body: `{"messages": [{"role": "system", "content": "a\u0000"}, {"role": "user", "content": "b"}]}`, line: 1, reason: "messages[0].content holds a NUL"},
+		{name: "escaped NUL in the id", body: good + `{"id": "q\u0000", "prompt": "fine"}`, line: 2, reason: `"id" holds a NUL`},
+		{name: "raw NUL byte", body: "{\"prompt\": \"a\x00b\"}", line: 1, reason: "invalid JSON"},
+		{name: "a line longer than the limit", body: good + strings.Repeat(" ", 10) + strings.Repeat("x", jsonl.MaxLineBytes+1) + "\n" + good, line: 2, reason: "line longer than 16777216 bytes"},
+		{name: "a byte order mark after the first line", body: good + jsonl.BOM + good, line: 2, reason: "invalid JSON"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +82,7 @@ func TestReadAcceptsEdgeCases(t *testing.T) {
 		{name: "no trailing newline, CRLF, blank lines", body: "\r\n{\"prompt\": \"a\"}\r\n\r\n{\"prompt\": \"b\"}", texts: []string{"a", "b"}},
 		{name: "duplicates kept once", body: `{"prompt": "a"}` + "\n" + `{"messages": [{"role": "user", "content": "a"}]}`, texts: []string{"a"}},
 		{name: "ids of any JSON type", body: `{"id": 7, "prompt": "a"}` + "\n" + `{"id": "q2", "prompt": "b"}`, texts: []string{"a", "b"}},
+		{name: "a UTF-8 byte order mark", body: jsonl.BOM + `{"prompt": "a"}` + "\r\n" + `{"prompt": "b"}`, texts: []string{"a", "b"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,4 +146,20 @@ func TestReadFilesAllOrNothing(t *testing.T) {
 
 	_, err = prompt.ReadFiles([]string{good, filepath.Join(dir, "nope.jsonl")}, 20)
 	require.ErrorContains(t, err, "nope.jsonl")
+}
+
+// A file with no newlines (/dev/zero) fails at the line limit instead of
+// growing memory without bound; a cancelled read stops at once.
+func TestReadDevZeroAndCancellation(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		ps, err := prompt.ReadFile("/dev/zero", 8000)
+		require.Nil(t, ps)
+		require.EqualError(t, err, "/dev/zero:1: line longer than 16777216 bytes (is this a JSON Lines file?)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ps, err := prompt.ReadContext(ctx, strings.NewReader(`{"prompt": "a"}`), "pool.jsonl", 0)
+	require.Nil(t, ps)
+	require.ErrorIs(t, err, context.Canceled)
 }
