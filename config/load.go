@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sort"
@@ -64,12 +66,11 @@ func Load(path string) (*Config, error) {
 	v.AutomaticEnv()
 
 	if path != "" {
-		f, err := os.Open(path)
+		b, err := readSchedule(path)
 		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
+			return nil, err
 		}
-		defer f.Close()
-		if err := v.ReadConfig(f); err != nil {
+		if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
 			return nil, fmt.Errorf("parse config %s: %w", path, err)
 		}
 	}
@@ -119,6 +120,29 @@ func Load(path string) (*Config, error) {
 	return &cfg, nil
 }
 
+// MaxScheduleBytes bounds the schedule file, 1 MiB: a schedule of a
+// thousand iterations is a few hundred KiB, and parsing YAML takes far more
+// memory than the file's size (a 72 MB file took 6.4 GB to check).
+const MaxScheduleBytes = 1 << 20
+
+// readSchedule reads the schedule file, refusing one over MaxScheduleBytes
+// without reading more of it, and drops a leading UTF-8 byte order mark.
+func readSchedule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxScheduleBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(b) > MaxScheduleBytes {
+		return nil, fmt.Errorf("read config %s: larger than %d bytes (MaxScheduleBytes); a schedule is a small YAML file, and prompts go in prompts.files", path, MaxScheduleBytes)
+	}
+	return bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), nil
+}
+
 func decode(input any, out any) error {
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		Result:           out,
@@ -127,6 +151,7 @@ func decode(input any, out any) error {
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
+			strictNumbers,
 		),
 	})
 	if err != nil {
