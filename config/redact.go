@@ -16,14 +16,16 @@ import (
 // Redacted is what stands in for a secret wherever configuration is shown.
 const Redacted = "xxxxx"
 
-// RedactURL replaces the secrets of a connection URL with Redacted: the
-// password; the user part of a NATS URL that has no password (nats.go
-// sends it as a token); and the password, sslpassword and token query
-// parameters libpq and pgx accept. A comma-separated list (NATS servers) is
-// redacted URL by URL. A string that does not parse as a URL, or one
-// without a scheme that holds '@', '=' or a space (a malformed URL or a
-// key=value connection string), is returned whole-redacted, since a
-// secret may hide in it.
+// RedactURL replaces the secrets of a URL with Redacted: the password;
+// the user part of a URL that has no password, except for PostgreSQL,
+// where it is a role name (NATS sends a lone user as a token, and HTTP
+// servers take API keys that way too); and every query parameter whose
+// name says it holds a secret (see IsSecretParam: api-key, key, token,
+// password, sslpassword, secret, signature, …). A comma-separated list
+// (NATS servers) is redacted URL by URL. A string that does not parse as
+// a URL, or one without a scheme that holds '@', '=' or a space (a
+// malformed URL or a key=value connection string), is returned
+// whole-redacted, since a secret may hide in it.
 func RedactURL(raw string) string {
 	if strings.Contains(raw, ",") {
 		parts := strings.Split(raw, ",")
@@ -45,7 +47,7 @@ func RedactURL(raw string) string {
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), Redacted)
-		} else if natsSchemes[strings.ToLower(u.Scheme)] && u.User.Username() != "" {
+		} else if !postgresSchemes[strings.ToLower(u.Scheme)] && u.User.Username() != "" {
 			u.User = url.User(Redacted)
 		}
 	}
@@ -53,7 +55,7 @@ func RedactURL(raw string) string {
 		q := u.Query()
 		changed := false
 		for k := range q {
-			if secretParams[strings.ToLower(k)] {
+			if IsSecretParam(k) {
 				q[k] = []string{Redacted}
 				changed = true
 			}
@@ -65,21 +67,71 @@ func RedactURL(raw string) string {
 	return u.String()
 }
 
-// natsSchemes are the URL schemes of NATS servers, whose lone user name is
-// a token.
-var natsSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": true}
+// postgresSchemes are the URL schemes of PostgreSQL, whose lone user name
+// is a role, not a secret.
+var postgresSchemes = map[string]bool{"postgres": true, "postgresql": true}
 
-// secretParams are query parameters that carry a secret.
-var secretParams = map[string]bool{"password": true, "sslpassword": true, "token": true, "auth_token": true}
+// secretWords are what a query parameter's name holds when its value is a
+// secret: api-key, api_key, apikey, key, x-api-key, token, access_token,
+// auth_token, password, sslpassword, secret, client_secret, sig,
+// signature, X-Amz-Signature, credential, auth, code.
+var secretWords = []string{"key", "token", "pass", "pwd", "secret", "sig", "credential", "auth", "code"}
 
-// Redact returns a copy of c safe to print, log or store: the database URL
-// loses its password. API keys, NATS passwords and tokens are never in the
-// configuration in the first place, only the names of the variables that
-// hold them.
+// IsSecretParam says whether a URL query parameter of this name carries a
+// secret: its name, lower-cased, contains one of secretWords. A harmless
+// parameter caught by this (sslkey, a file path) is only hidden from view.
+func IsSecretParam(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactArg redacts the URLs inside one argument of a command line: the
+// whole argument when it is a URL, or the value of --flag=URL or
+// name=URL. Other arguments come back as they are.
+func RedactArg(arg string) string {
+	i := strings.Index(arg, "://")
+	if i < 0 {
+		return arg
+	}
+	start := strings.LastIndexAny(arg[:i], "= ") + 1
+	return arg[:start] + RedactURL(arg[start:])
+}
+
+// Redact returns a copy of c safe to print, log or store: every URL in it
+// goes through RedactURL (database.url, nats.url, each endpoint's
+// base_url, and URLs in the arguments of hooks.train, through RedactArg).
+// API keys, NATS passwords and tokens belong in the environment, named by
+// the *_env keys, never in the configuration; this is for those put in a
+// URL anyway.
 func (c *Config) Redact() Config {
 	out := *c
 	out.Database.URL = RedactURL(c.Database.URL)
 	out.NATS.URL = RedactURL(c.NATS.URL)
+	if c.Endpoints != nil {
+		out.Endpoints = make(map[string]Endpoint, len(c.Endpoints))
+		for name, ep := range c.Endpoints {
+			ep.BaseURL = RedactURL(ep.BaseURL)
+			out.Endpoints[name] = ep
+		}
+	}
+	out.Hooks.Train = RedactArgs(c.Hooks.Train)
+	return out
+}
+
+// RedactArgs is RedactArg of each argument, in a new slice.
+func RedactArgs(argv []string) []string {
+	if argv == nil {
+		return nil
+	}
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		out[i] = RedactArg(a)
+	}
 	return out
 }
 

@@ -27,6 +27,11 @@ func TestRedactURL(t *testing.T) {
 		{"bare host", "localhost", "localhost"},
 		{"key=value connection string", "host=db user=me password=s3cret", "xxxxx"},
 		{"unparseable", "postgres://me:s3cret@db:port/x", "xxxxx"},
+		{"https user and password", "https://bob:s3cret@llm.example/v1", "https://bob:xxxxx@llm.example/v1"},
+		{"https key as the user", "https://s3cret@llm.example/v1", "https://xxxxx@llm.example/v1"},
+		{"api-key parameter", "https://llm.example/v1?api-key=s3cret&model=m", "https://llm.example/v1?api-key=xxxxx&model=m"},
+		{"key parameters of every spelling", "http://h/?key=s3cret&API_KEY=s3cret&apikey=s3cret&x-api-key=s3cret&access_token=s3cret&client_secret=s3cret&X-Amz-Signature=s3cret&sig=s3cret&auth=s3cret", "http://h/?API_KEY=xxxxx&X-Amz-Signature=xxxxx&access_token=xxxxx&apikey=xxxxx&auth=xxxxx&client_secret=xxxxx&key=xxxxx&sig=xxxxx&x-api-key=xxxxx"},
+		{"harmless parameters stay", "http://h:8000/v1?model=m&timeout=3", "http://h:8000/v1?model=m&timeout=3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,5 +40,22 @@ func TestRedactURL(t *testing.T) {
 			require.Equal(t, tc.want, got)
 			require.NotContains(t, got, "s3cret")
 		})
+	}
+}
+
+func TestRedactArg(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"trainer":                            "trainer",
+		"{dataset}":                          "{dataset}",
+		"--lr=1e-6":                          "--lr=1e-6",
+		"https://u:s3cret@hub/x":             "https://u:xxxxx@hub/x",
+		"--push=https://u:s3cret@hub/x":      "--push=https://u:xxxxx@hub/x",
+		"HUB=https://hub/x?token=s3cret":     "HUB=https://hub/x?token=xxxxx",
+		"--url http://h/?api_key=s3cret&a=1": "--url http://h/?a=1&api_key=xxxxx",
+	} {
+		got := config.RedactArg(raw)
+		require.Equal(t, want, got, raw)
+		require.NotContains(t, got, "s3cret")
 	}
 }

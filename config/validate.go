@@ -56,7 +56,7 @@ func (c *checker) name(key, v string) {
 func (c *checker) httpURL(key, v string) {
 	u, err := url.Parse(v)
 	if v == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		c.add(key, "expected an http(s) URL, got %q", v)
+		c.add(key, "expected an http(s) URL, got %q", RedactURL(v))
 	}
 }
 

@@ -36,6 +36,8 @@ func TestBadPromptFilesInsertNothing(t *testing.T) {
 		{name: "over-long", body: `{"prompt": "` + strings.Repeat("x", 101) + `"}`, want: "bad.jsonl:1: prompt has 101 characters, over max_prompt_chars 100"},
 		{name: "no prompts", body: "\n\n", want: "bad.jsonl: no prompts in file"},
 		{name: "missing file", want: "bad.jsonl: no such file or directory"},
+		{name: "escaped NUL", body: `{"prompt": "fine"}` + "\n" + `{"prompt": "nul\u0000escaped"}`, want: `bad.jsonl:2: messages[0].content holds a NUL character (\u0000)`},
+		{name: "no newlines", want: "/dev/zero:1: line longer than 16777216 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,7 +48,11 @@ func TestBadPromptFilesInsertNothing(t *testing.T) {
 			good := filepath.Join(dir, "good.jsonl")
 			require.NoError(t, os.WriteFile(good, []byte(`{"prompt": "How do tides work?"}`+"\n"+`{"prompt": "Why is the sky blue?"}`+"\n"), 0o600))
 			bad := filepath.Join(dir, "bad.jsonl")
-			if tc.name != "missing file" {
+			switch tc.name {
+			case "missing file":
+			case "no newlines":
+				bad = "/dev/zero"
+			default:
 				require.NoError(t, os.WriteFile(bad, []byte(tc.body), 0o600))
 			}
 			cfgPath := filepath.Join(dir, "selfplay.yaml")

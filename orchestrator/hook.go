@@ -106,7 +106,9 @@ func runHook(ctx context.Context, argv []string, vars map[string]string, timeout
 			mu.Unlock()
 		}
 	}()
-	log.Info("running hook", "argv", args)
+	// The template, not the substituted arguments, and with the URLs in it
+	// redacted: the log must not carry what the values may hold.
+	log.Info("running hook", "argv_template", config.RedactArgs(argv))
 	err := cmd.Run()
 	pw.Close()
 	<-done
@@ -140,10 +142,14 @@ func (s *iterationState) waitForModel(ctx context.Context, model string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s (last error: %v)", model, url, s.o.cfg.Hooks.WaitForModel, err)
+			shown := config.RedactURL(url)
+			if err == nil {
+				return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s: the server answered, but its model list does not name %q", model, shown, s.o.cfg.Hooks.WaitForModel, model)
+			}
+			return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s (last error: %s)", model, shown, s.o.cfg.Hooks.WaitForModel, strings.ReplaceAll(err.Error(), url, shown))
 		}
 		if !logged {
-			s.o.log.InfoContext(ctx, "waiting for the next policy model", "model", model, "url", url)
+			s.o.log.InfoContext(ctx, "waiting for the next policy model", "model", model, "url", config.RedactURL(url))
 			logged = true
 		}
 		select {
