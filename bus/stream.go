@@ -23,6 +23,9 @@ func Subject(stream, kind string) string {
 	return strings.ToLower(stream) + ".tasks." + kind
 }
 
+// streamSubjects are the subjects of the named stream's tasks.
+func streamSubjects(stream string) string { return strings.ToLower(stream) + ".tasks.>" }
+
 // StreamOptions configures the work queue.
 type StreamOptions struct {
 	Name       string        // stream name, e.g. SELFPLAY
@@ -38,13 +41,13 @@ type StreamOptions struct {
 func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Consumer, error) {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       o.Name,
-		Subjects:   []string{strings.ToLower(o.Name) + ".tasks.>"},
+		Subjects:   []string{streamSubjects(o.Name)},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: DuplicateWindow,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", o.Name, err)
+		return nil, explainStreamError(ctx, js, o.Name, err)
 	}
 	if o.MaxAckPending == 0 {
 		o.MaxAckPending = 10000
