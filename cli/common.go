@@ -24,19 +24,41 @@ func configFlag(cmd *cobra.Command, path *string) {
 	cmd.Flags().StringVarP(path, "config", "c", def, "the YAML schedule (env SELFPLAY_CONFIG)")
 }
 
-// logFlags adds --log-format and --log-level and returns a builder.
+// logFlags adds --log-format and --log-level and returns a builder. A
+// value outside the accepted ones is refused when the flags are parsed.
 func logFlags(cmd *cobra.Command) func(w io.Writer) *slog.Logger {
-	format := cmd.Flags().String("log-format", "text", "log format: text or json")
-	level := cmd.Flags().String("log-level", "info", "log level: debug, info, warn or error")
+	format := &choice{value: "text", allowed: []string{"text", "json"}}
+	level := &choice{value: "info", allowed: []string{"debug", "info", "warn", "error"}}
+	cmd.Flags().Var(format, "log-format", "log format: text or json")
+	cmd.Flags().Var(level, "log-level", "log level: debug, info, warn or error")
 	return func(w io.Writer) *slog.Logger {
 		var lv slog.Level
-		_ = lv.UnmarshalText([]byte(*level))
+		_ = lv.UnmarshalText([]byte(level.value)) // one of the allowed names
 		opts := &slog.HandlerOptions{Level: lv}
-		if strings.EqualFold(*format, "json") {
+		if format.value == "json" {
 			return slog.New(slog.NewJSONHandler(w, opts))
 		}
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+}
+
+// choice is a flag value that must be one of allowed (any case).
+type choice struct {
+	value   string
+	allowed []string
+}
+
+func (c *choice) String() string { return c.value }
+func (c *choice) Type() string   { return "string" }
+
+func (c *choice) Set(v string) error {
+	for _, a := range c.allowed {
+		if strings.EqualFold(v, a) {
+			c.value = a
+			return nil
+		}
+	}
+	return fmt.Errorf("expected one of %s", strings.Join(c.allowed, ", "))
 }
 
 // openStore connects to the configured database and, unless migrating,
@@ -69,24 +91,15 @@ func configured(ctx context.Context, path string) (*config.Config, *pgxpool.Pool
 	return cfg, pool, nil
 }
 
-// configuredRun is configured for a command with runIterationFlags: an
-// empty --run becomes the configuration's run.
-func configuredRun(ctx context.Context, path string, run *string) (*config.Config, *pgxpool.Pool, error) {
-	cfg, pool, err := configured(ctx, path)
-	if err == nil && *run == "" {
-		*run = cfg.Run
-	}
-	return cfg, pool, err
-}
-
 func printf(cmd *cobra.Command, format string, args ...any) {
 	fmt.Fprintf(cmd.OutOrStdout(), format, args...)
 }
 
-// runIterationFlags adds --run (default: the configuration's run) and the
-// required --iteration.
+// runIterationFlags adds --run (default: the schedule's run, or the
+// database's only run when no schedule is read) and the required
+// --iteration.
 func runIterationFlags(cmd *cobra.Command, run, iteration *string) {
-	cmd.Flags().StringVar(run, "run", "", "run name (default: the configuration's run)")
+	cmd.Flags().StringVar(run, "run", "", "run name (default: the schedule's run; without a schedule, the database's only run)")
 	cmd.Flags().StringVar(iteration, "iteration", "", "iteration name (required)")
 	_ = cmd.MarkFlagRequired("iteration")
 }

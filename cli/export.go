@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/metric"
 	"github.com/selfplay/selfplay/orchestrator"
 	"github.com/selfplay/selfplay/report"
@@ -24,7 +25,8 @@ func newExportCmd() *cobra.Command {
 		Short: "Re-export an iteration's selected pairs, optionally selected by another metric or ratio",
 		Long: "Writes train.jsonl and manifest.json for one iteration. With --metric, --ratio or --count the\n" +
 			"selection is recomputed over the stored margins for this export only; the stored selection\n" +
-			"is left alone.",
+			"is left alone. Only the database is needed (SELFPLAY_DATABASE_URL or database.url): the export\n" +
+			"folder and formats are the run's, from its stored schedule.",
 		Args: cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
@@ -38,14 +40,21 @@ func newExportCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&save, "save-selection", false, "store the recomputed selection in the database (replacing the iteration's selection) and record the export")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		cfg, pool, err := configuredRun(ctx, path, &run)
+		cfg, pool, err := databaseOnly(cmd, path, true)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		r, err := store.GetRun(ctx, pool, run)
+		r, err := storedRun(ctx, pool, cfg, run)
 		if err != nil {
 			return err
+		}
+		run = r.Name
+		// The export folder, formats and config hash are the run's own,
+		// from its stored schedule: no schedule file is needed.
+		stored, err := config.FromSnapshot(r.Config)
+		if err != nil {
+			return fmt.Errorf("run %q: %w", run, err)
 		}
 		its, err := store.ListIterations(ctx, pool, r.ID)
 		if err != nil {
@@ -60,8 +69,8 @@ func newExportCmd() *cobra.Command {
 		if it == nil {
 			return fmt.Errorf("run %q has no iteration %q", run, iteration)
 		}
-		spec := orchestrator.ExportSpec{Dir: cfg.Export.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out,
-			ConfigHash: cfg.Hash(), Formats: cfg.Export.Formats}
+		spec := orchestrator.ExportSpec{Dir: stored.Export.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out,
+			ConfigHash: stored.Hash(), Formats: stored.Export.Formats}
 		if metricName != "" || ratio > 0 || count > 0 {
 			var settings struct {
 				Scoring struct {

@@ -20,8 +20,12 @@ func newMigrateCmd() *cobra.Command {
 With --reader-role NAME it then creates (or brings back to read-only) a
 login role for analysts with SELECT on every table and view of the schema,
 and on those later migrations add; its password, if any, comes from the
-environment variable named by --reader-password-env.`,
-		Example: `  selfplay migrate -c selfplay.yaml
+environment variable named by --reader-password-env.
+
+Only the database is needed: SELFPLAY_DATABASE_URL, or database.url in the
+schedule (which may hold nothing else).`,
+		Example: `  SELFPLAY_DATABASE_URL=postgres://… selfplay migrate
+  selfplay migrate -c selfplay.yaml
   ANALYST_PASSWORD=… selfplay migrate -c selfplay.yaml --reader-role analyst --reader-password-env ANALYST_PASSWORD`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -32,11 +36,7 @@ environment variable named by --reader-password-env.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			pool, err := openStore(cmd.Context(), cfg, false)
+			_, pool, err := databaseOnly(cmd, path, false)
 			if err != nil {
 				return err
 			}

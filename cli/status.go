@@ -18,7 +18,7 @@ func newStatusCmd() *cobra.Command {
 	cmd.Flags().StringVar(&run, "run", "", "only this run (default: every run)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		_, pool, err := configured(ctx, path)
+		_, pool, err := databaseOnly(cmd, path, true)
 		if err != nil {
 			return err
 		}
@@ -59,6 +59,13 @@ func newStatusCmd() *cobra.Command {
 		}
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		if n == 0 && run != "" {
+			names, err := runNames(ctx, pool)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("run %q does not exist in this database: %s", run, listRuns(names))
 		}
 		if n == 0 {
 			fmt.Fprintln(cmd.OutOrStdout(), "no runs yet: start one with `selfplay run -c FILE`")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -56,6 +57,29 @@ func (e *Error) Error() string {
 // result strictly: unknown keys, wrong types and out-of-range values are all
 // reported at once in an *Error.
 func Load(path string) (*Config, error) {
+	return loadWith(path, nil)
+}
+
+// LoadDatabase is Load for the commands that need only the database
+// (migrate, status, export, report): the file may be missing (path "",
+// or the default path not there) or hold only some sections, and only
+// the database.url and unknown keys are checked; the rest of what these
+// commands need is the run's stored schedule. pathGiven says the user named
+// the file (-c or SELFPLAY_CONFIG), which must then exist.
+func LoadDatabase(path string, pathGiven bool) (*Config, error) {
+	if path != "" && !pathGiven {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			path = ""
+		}
+	}
+	return loadWith(path, func(p Problem) bool {
+		return p.Key == "database" || strings.HasPrefix(p.Key, "database.") || strings.HasPrefix(p.Message, "unknown key")
+	})
+}
+
+// loadWith loads as Load does, reporting only the problems keep accepts
+// (all of them when keep is nil).
+func loadWith(path string, keep func(Problem) bool) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	for key, value := range flatten("", toMap(reflect.ValueOf(Defaults()))) {
@@ -112,6 +136,9 @@ func Load(path string) (*Config, error) {
 		if !undecodable[p.Key] {
 			problems = append(problems, p)
 		}
+	}
+	if keep != nil {
+		problems = slices.DeleteFunc(problems, func(p Problem) bool { return !keep(p) })
 	}
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -85,4 +86,25 @@ func TestScheduleSizeIsBounded(t *testing.T) {
 		_, err = config.Load("/dev/zero")
 		require.ErrorContains(t, err, "larger than 1048576 bytes")
 	}
+}
+
+// LoadDatabase checks the database and unknown keys only: a schedule that
+// holds nothing else loads, and with no file the environment is enough.
+func TestLoadDatabase(t *testing.T) {
+	cfg, err := config.LoadDatabase(writeConfig(t, "database: {url: \"postgres://a@b/c\"}\n"), true)
+	require.NoError(t, err)
+	require.Equal(t, "postgres://a@b/c", cfg.Database.URL)
+
+	_, err = config.LoadDatabase(writeConfig(t, "database: {url: \"mysql://a@b/c\"}\ngeneration: {sampels: 3}\n"), true)
+	ps := problems(t, err)
+	require.Equal(t, []string{"database.url", "generation.sampels"}, keys(ps))
+
+	_, err = config.LoadDatabase(filepath.Join(t.TempDir(), "named.yaml"), true)
+	require.ErrorContains(t, err, "no such file", "a named file must exist")
+
+	t.Setenv("SELFPLAY_DATABASE_URL", "postgres://env@db/x")
+	cfg, err = config.LoadDatabase(filepath.Join(t.TempDir(), "selfplay.yaml"), false)
+	require.NoError(t, err, "the default file may be missing")
+	require.Equal(t, "postgres://env@db/x", cfg.Database.URL)
+	require.Empty(t, cfg.Path)
 }
