@@ -112,10 +112,38 @@ func (s *iterationState) load(ctx context.Context) error {
 		return err
 	}
 	if n == 0 {
-		return fmt.Errorf("the prompt pool is empty: the previous iteration evolved no prompts that passed the filters; add prompts.files")
+		return s.emptyPool(ctx)
 	}
 	s.o.log.InfoContext(ctx, "pool loaded", "iteration", s.it.Name, "prompts", n)
 	return nil
+}
+
+// emptyPool says why the pool is empty: which of the previous iteration's
+// filters dropped its rewrites, or that it selected nothing to evolve.
+func (s *iterationState) emptyPool(ctx context.Context) error {
+	if !s.cfg.Prompts.Evolved || s.it.Ordinal == 0 {
+		return fmt.Errorf("the prompt pool is empty: prompts.files gave no prompts")
+	}
+	prev, err := store.PreviousIteration(ctx, s.o.pool, s.it.RunID, s.it.Ordinal)
+	if err != nil {
+		return err
+	}
+	outcomes, err := store.TaskOutcomes(ctx, s.o.pool, prev.ID, bus.KindEvolve, 5)
+	if err != nil {
+		return err
+	}
+	if len(outcomes) == 0 {
+		return fmt.Errorf("the prompt pool is empty: iteration %s selected no prompts to evolve (evolve.ratio %g of its pairs); add prompts.files or raise evolve.ratio",
+			prev.Name, s.o.cfg.Iterations[prev.Ordinal].Evolve.Ratio)
+	}
+	var tasks int64
+	var parts []string
+	for _, o := range outcomes {
+		tasks += o.Count
+		parts = append(parts, fmt.Sprintf("%d× %s", o.Count, o.Outcome))
+	}
+	return fmt.Errorf("the prompt pool is empty: the evolve tasks of iteration %s kept no rewrite (%s); the filters are evolve.length_ratio, evolve.max_prompt_chars, non-empty, not the original and not a duplicate of a prompt of this run; add prompts.files or loosen them",
+		prev.Name, strings.Join(parts, "; "))
 }
 
 func (s *iterationState) score(ctx context.Context) error {
