@@ -155,8 +155,45 @@ func (s *iterationState) score(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if n == 0 {
+		return s.nothingSelected(ctx)
+	}
 	s.o.log.InfoContext(ctx, "pairs selected for training", "iteration", s.it.Name, "metric", sel.Metric, "selected", n)
 	return nil
+}
+
+// nothingSelected says why an iteration whose pool is not empty selected
+// no pair for training: no prompt formed a pair, the dpo form found no pair
+// a reference had scored, or the ratio keeps none of the pairs.
+func (s *iterationState) nothingSelected(ctx context.Context) error {
+	pool, err := store.PoolSize(ctx, s.o.pool, s.it.ID)
+	if err != nil {
+		return err
+	}
+	c, err := store.CountPairs(ctx, s.o.pool, s.it.ID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Pairs == 0:
+		outcomes, err := store.TaskOutcomes(ctx, s.o.pool, s.it.ID, bus.KindGenerate, 5)
+		if err != nil {
+			return err
+		}
+		var parts []string
+		for _, o := range outcomes {
+			parts = append(parts, fmt.Sprintf("%d× %s", o.Count, o.Outcome))
+		}
+		return &permanentError{fmt.Errorf("selected nothing: none of the %d prompts formed a pair (outcomes: %s)", pool, strings.Join(parts, "; "))}
+	case s.cfg.Scoring.Implicit == "dpo" && c.WithDPO == 0:
+		why := fmt.Sprintf("the iteration's reference_model %q scored none of them", s.it.ReferenceModel)
+		if s.it.ReferenceModel == "" {
+			why = "the iteration has no reference_model: set iterations[].reference_model or endpoints.reference.model"
+		}
+		return &permanentError{fmt.Errorf("selected nothing: scoring.implicit dpo scores only pairs with reference log-probs, and none of the %d pairs has them; %s", c.Pairs, why)}
+	}
+	sel := s.cfg.Selection
+	return &permanentError{fmt.Errorf("selected nothing: selection ratio %g of %d pairs keeps none; raise selection.ratio or set selection.count", sel.Ratio, c.Pairs)}
 }
 
 func (s *iterationState) selectEvolve(ctx context.Context) error {
