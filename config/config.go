@@ -214,7 +214,8 @@ type Iteration struct {
 	Name string `mapstructure:"name" json:"name"`
 	// PolicyModel is the model name sampled from in this iteration.
 	PolicyModel string `mapstructure:"policy_model" json:"policy_model"`
-	// ReferenceModel scores responses on the reference endpoint; "" for none.
+	// ReferenceModel scores responses on the reference endpoint; default
+	// endpoints.reference.model, "" for none.
 	ReferenceModel string  `mapstructure:"reference_model" json:"reference_model"`
 	Prompts        Prompts `mapstructure:"prompts" json:"prompts"`
 	// Overrides replaces keys of generation, scoring, selection and evolve

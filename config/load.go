@@ -436,6 +436,11 @@ func (c *Config) resolveOverrides(settings map[string]any) []Problem {
 	for i := range c.Iterations {
 		it := &c.Iterations[i]
 		it.Generation, it.Scoring, it.Selection, it.Evolve = c.Generation, c.Scoring, c.Selection, c.Evolve
+		if it.ReferenceModel == "" {
+			// A reference endpoint that names its model scores every
+			// iteration with it unless the iteration names another.
+			it.ReferenceModel = c.Endpoints["reference"].Model
+		}
 		it.Evolve.Strategies = append([]string(nil), c.Evolve.Strategies...)
 		for section, raw := range it.Overrides {
 			over, ok := raw.(map[string]any)

@@ -99,8 +99,9 @@ func (p Pair) Item(id int64, form ImplicitForm) (Item, error) {
 //
 // Invalid samples are dropped first: Tokens <= 0, a non-finite LogProb or
 // Reward, or a non-finite RefLogProb when one is given. Of the rest, chosen is
-// the highest reward (ties: lowest Index) and rejected the lowest reward
-// (ties: highest Index). When no pair can be formed the reason is returned
+// the highest reward and rejected the lowest reward, ties to the lowest
+// Index for both: numpy's argmax and argmin, which the authors' code takes,
+// return the first of equal values. When no pair can be formed the reason is returned
 // and the Pair is zero. beta (> 0, e.g. DefaultBeta) scales the DPO margin.
 //
 // The error reports a caller bug, not a data property: a non-positive or
@@ -125,7 +126,7 @@ func MakePair(samples []Sample, beta float64) (Pair, NoPairReason, error) {
 		if w == nil || s.Reward > w.Reward || (s.Reward == w.Reward && s.Index < w.Index) {
 			w = s
 		}
-		if l == nil || s.Reward < l.Reward || (s.Reward == l.Reward && s.Index > l.Index) {
+		if l == nil || s.Reward < l.Reward || (s.Reward == l.Reward && s.Index < l.Index) {
 			l = s
 		}
 	}

@@ -51,14 +51,27 @@ func TestMakePairTies(t *testing.T) {
 			wantChosen: 0, wantReject: 1,
 		},
 		{
-			name: "rejected tie goes to the highest index",
+			// numpy.argmin, which the authors' code takes, returns the
+			// first lowest: of rewards [4, -1, _, -1, -1] that is index 1.
+			name: "rejected tie goes to the lowest index",
 			samples: []Sample{
 				{Index: 3, Content: "x", Tokens: 1, Reward: -1},
 				{Index: 0, Content: "y", Tokens: 1, Reward: 4},
 				{Index: 4, Content: "z", Tokens: 1, Reward: -1},
 				{Index: 1, Content: "w", Tokens: 1, Reward: -1},
 			},
-			wantChosen: 0, wantReject: 4,
+			wantChosen: 0, wantReject: 1,
+		},
+		{
+			// Integer judge rewards [3, 1, 3, 1]: argmax 0, argmin 1.
+			name: "integer rewards tied at both ends",
+			samples: []Sample{
+				{Index: 0, Content: "a", Tokens: 1, Reward: 3},
+				{Index: 1, Content: "b", Tokens: 1, Reward: 1},
+				{Index: 2, Content: "c", Tokens: 1, Reward: 3},
+				{Index: 3, Content: "d", Tokens: 1, Reward: 1},
+			},
+			wantChosen: 0, wantReject: 1,
 		},
 		{
 			name: "an invalid sample with the best reward is dropped",

@@ -57,6 +57,12 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 			prog.finish(ctx, counts)
 			return s.checkFailures(ctx, kind, counts)
 		}
+		if s.cannotSucceed(counts) {
+			// Failures only grow: once they are over the limit, the
+			// tasks still pending cannot bring the stage under it.
+			prog.finish(ctx, counts)
+			return s.checkFailures(ctx, kind, counts)
+		}
 		timer.Reset(pollDelay(poll, time.Since(start)))
 		select {
 		case <-ctx.Done():
@@ -121,6 +127,13 @@ func (s *iterationState) republishStale(ctx context.Context, kind string, after 
 	return s.publish(ctx, again)
 }
 
+// cannotSucceed reports whether the failed fraction is over
+// max_failed_fraction already, so the stage fails whatever its pending
+// tasks do.
+func (s *iterationState) cannotSucceed(c store.TaskCounts) bool {
+	return c.Failed > 0 && float64(c.Failed)/float64(c.Total()) > s.o.cfg.Orchestrator.MaxFailedFraction
+}
+
 // checkFailures fails the stage when more than max_failed_fraction of its
 // tasks failed.
 func (s *iterationState) checkFailures(ctx context.Context, kind string, c store.TaskCounts) error {
@@ -133,8 +146,12 @@ func (s *iterationState) checkFailures(ctx context.Context, kind string, c store
 	}
 	frac := float64(c.Failed) / float64(c.Total())
 	if frac > s.o.cfg.Orchestrator.MaxFailedFraction {
-		return fmt.Errorf("%d of %d %s tasks failed (%.1f%% > max_failed_fraction %.1f%%): %s",
-			c.Failed, c.Total(), kind, 100*frac, 100*s.o.cfg.Orchestrator.MaxFailedFraction, failureSummary(reasons))
+		still := ""
+		if c.Pending > 0 {
+			still = fmt.Sprintf(", %d still pending cannot bring it under the limit", c.Pending)
+		}
+		return fmt.Errorf("%d of %d %s tasks failed (%.1f%% > max_failed_fraction %.1f%%%s): %s",
+			c.Failed, c.Total(), kind, 100*frac, 100*s.o.cfg.Orchestrator.MaxFailedFraction, still, failureSummary(reasons))
 	}
 	s.o.log.WarnContext(ctx, "some tasks failed", "iteration", s.it.Name, "kind", kind, "failed", c.Failed, "reasons", failureSummary(reasons))
 	return nil

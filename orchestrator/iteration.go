@@ -112,10 +112,38 @@ func (s *iterationState) load(ctx context.Context) error {
 		return err
 	}
 	if n == 0 {
-		return fmt.Errorf("the prompt pool is empty: the previous iteration evolved no prompts that passed the filters; add prompts.files")
+		return s.emptyPool(ctx)
 	}
 	s.o.log.InfoContext(ctx, "pool loaded", "iteration", s.it.Name, "prompts", n)
 	return nil
+}
+
+// emptyPool says why the pool is empty: which of the previous iteration's
+// filters dropped its rewrites, or that it selected nothing to evolve.
+func (s *iterationState) emptyPool(ctx context.Context) error {
+	if !s.cfg.Prompts.Evolved || s.it.Ordinal == 0 {
+		return fmt.Errorf("the prompt pool is empty: prompts.files gave no prompts")
+	}
+	prev, err := store.PreviousIteration(ctx, s.o.pool, s.it.RunID, s.it.Ordinal)
+	if err != nil {
+		return err
+	}
+	outcomes, err := store.TaskOutcomes(ctx, s.o.pool, prev.ID, bus.KindEvolve, 5)
+	if err != nil {
+		return err
+	}
+	if len(outcomes) == 0 {
+		return fmt.Errorf("the prompt pool is empty: iteration %s selected no prompts to evolve (evolve.ratio %g of its pairs); add prompts.files or raise evolve.ratio",
+			prev.Name, s.o.cfg.Iterations[prev.Ordinal].Evolve.Ratio)
+	}
+	var tasks int64
+	var parts []string
+	for _, o := range outcomes {
+		tasks += o.Count
+		parts = append(parts, fmt.Sprintf("%d× %s", o.Count, o.Outcome))
+	}
+	return fmt.Errorf("the prompt pool is empty: the evolve tasks of iteration %s kept no rewrite (%s); the filters are evolve.length_ratio, evolve.max_prompt_chars, non-empty, not the original and not a duplicate of a prompt of this run; add prompts.files or loosen them",
+		prev.Name, strings.Join(parts, "; "))
 }
 
 func (s *iterationState) score(ctx context.Context) error {
@@ -127,8 +155,45 @@ func (s *iterationState) score(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if n == 0 {
+		return s.nothingSelected(ctx)
+	}
 	s.o.log.InfoContext(ctx, "pairs selected for training", "iteration", s.it.Name, "metric", sel.Metric, "selected", n)
 	return nil
+}
+
+// nothingSelected says why an iteration whose pool is not empty selected
+// no pair for training: no prompt formed a pair, the dpo form found no pair
+// a reference had scored, or the ratio keeps none of the pairs.
+func (s *iterationState) nothingSelected(ctx context.Context) error {
+	pool, err := store.PoolSize(ctx, s.o.pool, s.it.ID)
+	if err != nil {
+		return err
+	}
+	c, err := store.CountPairs(ctx, s.o.pool, s.it.ID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Pairs == 0:
+		outcomes, err := store.TaskOutcomes(ctx, s.o.pool, s.it.ID, bus.KindGenerate, 5)
+		if err != nil {
+			return err
+		}
+		var parts []string
+		for _, o := range outcomes {
+			parts = append(parts, fmt.Sprintf("%d× %s", o.Count, o.Outcome))
+		}
+		return &permanentError{fmt.Errorf("selected nothing: none of the %d prompts formed a pair (outcomes: %s)", pool, strings.Join(parts, "; "))}
+	case s.cfg.Scoring.Implicit == "dpo" && c.WithDPO == 0:
+		why := fmt.Sprintf("the iteration's reference_model %q scored none of them", s.it.ReferenceModel)
+		if s.it.ReferenceModel == "" {
+			why = "the iteration has no reference_model: set iterations[].reference_model or endpoints.reference.model"
+		}
+		return &permanentError{fmt.Errorf("selected nothing: scoring.implicit dpo scores only pairs with reference log-probs, and none of the %d pairs has them; %s", c.Pairs, why)}
+	}
+	sel := s.cfg.Selection
+	return &permanentError{fmt.Errorf("selected nothing: selection ratio %g of %d pairs keeps none; raise selection.ratio or set selection.count", sel.Ratio, c.Pairs)}
 }
 
 func (s *iterationState) selectEvolve(ctx context.Context) error {

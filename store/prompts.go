@@ -138,9 +138,16 @@ func LoadPool(ctx context.Context, pool interface {
 	return ids, err
 }
 
-// KnownHashes returns which of the hashes are stored prompts already.
-func KnownHashes(ctx context.Context, db DBTX, hashes []string) (map[string]bool, error) {
-	rows, err := db.Query(ctx, `SELECT hash FROM prompts WHERE hash = ANY($1)`, hashes)
+// KnownHashes returns which of the hashes are prompts in a pool of the run
+// already. Prompts of other runs do not count: a prompt row may be shared by
+// runs (the same file loaded twice, the same rewrite made twice), and a
+// second run of a schedule in the same database must get its own pools.
+func KnownHashes(ctx context.Context, db DBTX, runID int64, hashes []string) (map[string]bool, error) {
+	rows, err := db.Query(ctx, `
+		SELECT p.hash FROM prompts p
+		WHERE p.hash = ANY($2) AND EXISTS (
+		    SELECT 1 FROM iterations i JOIN iteration_prompts ip ON ip.iteration_id = i.id
+		    WHERE i.run_id = $1 AND ip.prompt_id = p.id)`, runID, hashes)
 	if err != nil {
 		return nil, fmt.Errorf("look up prompt hashes: %w", err)
 	}
@@ -148,6 +155,26 @@ func KnownHashes(ctx context.Context, db DBTX, hashes []string) (map[string]bool
 	var h string
 	_, err = pgx.ForEachRow(rows, []any{&h}, func() error { known[h] = true; return nil })
 	return known, err
+}
+
+// OutcomeCount is a task outcome with how many tasks ended with it.
+type OutcomeCount struct {
+	Outcome string `db:"outcome"`
+	Count   int64  `db:"count"`
+}
+
+// TaskOutcomes returns the most frequent outcomes of an iteration's done
+// tasks of a kind (an evolve task's says what it kept and what the filters
+// dropped), most frequent first.
+func TaskOutcomes(ctx context.Context, db DBTX, iterationID int64, kind string, limit int) ([]OutcomeCount, error) {
+	rows, err := db.Query(ctx, `
+		SELECT coalesce(outcome, '') AS outcome, count(*) AS count FROM tasks
+		WHERE iteration_id = $1 AND kind = $2 AND status = 'done'
+		GROUP BY 1 ORDER BY count DESC, outcome LIMIT $3`, iterationID, kind, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s task outcomes of iteration %d: %w", kind, iterationID, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[OutcomeCount])
 }
 
 // NextIteration returns the iteration after the given one in its run.
@@ -159,6 +186,19 @@ func NextIteration(ctx context.Context, db DBTX, runID int64, ordinal int) (Iter
 	it, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Iteration])
 	if err != nil {
 		return Iteration{}, fmt.Errorf("iteration after %d of run %d: %w", ordinal, runID, translate(err))
+	}
+	return it, nil
+}
+
+// PreviousIteration returns the iteration before the given one in its run.
+func PreviousIteration(ctx context.Context, db DBTX, runID int64, ordinal int) (Iteration, error) {
+	rows, err := db.Query(ctx, `SELECT `+iterationColumns+` FROM iterations WHERE run_id = $1 AND ordinal = $2`, runID, ordinal-1)
+	if err != nil {
+		return Iteration{}, err
+	}
+	it, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Iteration])
+	if err != nil {
+		return Iteration{}, fmt.Errorf("iteration before %d of run %d: %w", ordinal, runID, translate(err))
 	}
 	return it, nil
 }

@@ -37,9 +37,14 @@ const (
 )
 
 // scoreSQL computes, in one statement, population z-scores of the
-// explicit margin and of |implicit margin| over the iteration's pairs (a
-// zero std makes that z-term 0), the metric's score, the rank (score
-// descending, ties by pair id) and the selection flag, and writes them.
+// explicit margin and of |implicit margin| over the iteration's pairs, the
+// metric's score, the rank (score descending, ties by pair id) and the
+// selection flag, and writes them.
+// The z-scores take the same float64 operations as metric.Moments: the
+// deviations from the pool's minimum (exact for near-equal values), their
+// mean, then the root mean square of the deviations from that mean (not
+// stddev_pop, whose rounding makes ten copies of 0.1 spread by 1.1e-17); a
+// quantity whose minimum equals its maximum has std 0 and z-term 0.
 // The random metric reads 13 hex digits of md5('<seed>:<id>') as a fraction
 // of 16^13, exactly as metric.RandomScore does.
 //
@@ -56,14 +61,22 @@ WITH base AS (
            abs(CASE WHEN $6 = 'dpo' THEN dpo_margin ELSE implicit_margin END) AS mim
     FROM pairs
     WHERE iteration_id = $1 AND ($6 <> 'dpo' OR dpo_margin IS NOT NULL)
-), stats AS (
-    SELECT avg(mex) AS mean_ex, stddev_pop(mex) AS sd_ex,
-           avg(mim) AS mean_im, stddev_pop(mim) AS sd_im, count(*) AS n
+), lims AS (
+    SELECT min(mex) AS lo_ex, max(mex) AS hi_ex, min(mim) AS lo_im, max(mim) AS hi_im, count(*) AS n
     FROM base
+), means AS (
+    SELECT avg(b.mex - l.lo_ex) AS mean_ex, avg(b.mim - l.lo_im) AS mean_im
+    FROM base b CROSS JOIN lims l
+), stats AS (
+    SELECT l.*, m.*,
+           CASE WHEN l.hi_ex > l.lo_ex THEN sqrt(sum((b.mex - l.lo_ex - m.mean_ex) * (b.mex - l.lo_ex - m.mean_ex)) / l.n) ELSE 0 END AS sd_ex,
+           CASE WHEN l.hi_im > l.lo_im THEN sqrt(sum((b.mim - l.lo_im - m.mean_im) * (b.mim - l.lo_im - m.mean_im)) / l.n) ELSE 0 END AS sd_im
+    FROM base b CROSS JOIN lims l CROSS JOIN means m
+    GROUP BY l.lo_ex, l.hi_ex, l.lo_im, l.hi_im, l.n, m.mean_ex, m.mean_im
 ), z AS (
     SELECT b.id, b.tid,
-           CASE WHEN s.sd_ex > 0 THEN (b.mex - s.mean_ex) / s.sd_ex ELSE 0 END AS zex,
-           CASE WHEN s.sd_im > 0 THEN (b.mim - s.mean_im) / s.sd_im ELSE 0 END AS zim,
+           CASE WHEN s.sd_ex > 0 THEN (b.mex - s.lo_ex - s.mean_ex) / s.sd_ex ELSE 0 END AS zex,
+           CASE WHEN s.sd_im > 0 THEN (b.mim - s.lo_im - s.mean_im) / s.sd_im ELSE 0 END AS zim,
            s.n
     FROM base b CROSS JOIN stats s
 ), scored AS (

@@ -17,7 +17,8 @@ import (
 )
 
 // evolve rewrites a selected prompt with every configured strategy, keeps
-// the rewrites that pass the filters and are not known prompts, stores them
+// the rewrites that pass the filters and are in none of the run's pools
+// (another run's prompts do not count), stores them
 // with parent and strategy, adds them to the next iteration's pool when it
 // takes evolved prompts, and marks the task done — in one transaction.
 func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey, delivered int, parentMsgs []prompt.Message, log *slog.Logger) error {
@@ -78,7 +79,7 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 		for i, c := range candidates {
 			hashes[i] = c.Hash
 		}
-		known, err := store.KnownHashes(ctx, tx, hashes)
+		known, err := store.KnownHashes(ctx, tx, it.RunID, hashes)
 		if err != nil {
 			return err
 		}
@@ -86,7 +87,7 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 		seen := map[string]bool{}
 		for _, c := range candidates {
 			if known[c.Hash] || seen[c.Hash] {
-				dropped["duplicate of a known prompt"]++
+				dropped["duplicate of a prompt of this run"]++
 				continue
 			}
 			seen[c.Hash] = true
@@ -119,7 +120,7 @@ func evolveOutcome(kept, total int, dropped map[string]int) string {
 		return s
 	}
 	var parts []string
-	for _, why := range []string{"empty", "over max_prompt_chars", "too long for length_ratio", "too short for length_ratio", "same as the original", "duplicate of a known prompt"} {
+	for _, why := range []string{"empty", "over max_prompt_chars", "too long for length_ratio", "too short for length_ratio", "same as the original", "duplicate of a prompt of this run"} {
 		if n := dropped[why]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, why))
 		}
