@@ -7,7 +7,8 @@ import (
 
 // maxScatterPoints bounds the dots of the margin scatter; past it every
 // k-th pair (by id) is drawn, which keeps the picture's proportions and the
-// file small (a 100,000-pair iteration would otherwise weigh ~15 MB).
+// file small (a 100,000-pair iteration would otherwise weigh ~15 MB). Load
+// reads only those pairs.
 const maxScatterPoints = 2000
 
 // Figure is one chart of the report with its title and a caption that
@@ -27,32 +28,24 @@ func Figures(d *Data) []Figure {
 }
 
 func rewardFigure(d *Data) Figure {
-	chosen := make([]float64, len(d.Pairs))
-	rejected := make([]float64, len(d.Pairs))
-	for i, p := range d.Pairs {
-		chosen[i], rejected[i] = p.ChosenReward, p.RejectedReward
-	}
 	s := d.Summary
 	return Figure{
 		ID: "rewards", Title: "Reward of chosen and rejected responses",
 		Caption: fmt.Sprintf("%d pairs. Mean reward: chosen %s, rejected %s (selected pairs: chosen %s, rejected %s).",
 			s.Pairs, num(orNaN(s.All.ChosenReward)), num(orNaN(s.All.RejectedReward)), num(orNaN(s.Sel.ChosenReward)), num(orNaN(s.Sel.RejectedReward))),
 		SVG: histogramChart("Histogram of the rewards of chosen and rejected responses", "reward", []histSeries{
-			{label: "rejected", color: colRejected, values: rejected},
-			{label: "chosen", color: colChosen, values: chosen},
-		}, false, nil, ""),
+			{label: "rejected", color: colRejected},
+			{label: "chosen", color: colChosen},
+		}, d.Rewards, false, nil, ""),
 	}
 }
 
 func marginFigure(d *Data) Figure {
-	stride := max(1, (len(d.Pairs)+maxScatterPoints-1)/maxScatterPoints)
 	var sel, rest []point
-	shown := 0
-	for i, p := range d.Pairs {
-		if i%stride != 0 || math.IsNaN(p.ImplicitMargin) {
+	for _, p := range d.Pairs {
+		if math.IsNaN(p.ImplicitMargin) {
 			continue
 		}
-		shown++
 		pt := point{x: p.ExplicitMargin, y: math.Abs(p.ImplicitMargin),
 			title: fmt.Sprintf("pair %d: explicit %s, |implicit| %s, AP %s", p.ID, num(p.ExplicitMargin), num(math.Abs(p.ImplicitMargin)), num(p.AlignmentPotential))}
 		if p.Selected {
@@ -67,8 +60,8 @@ func marginFigure(d *Data) Figure {
 	}
 	caption := fmt.Sprintf("Each dot is a pair; blue ones are selected for training by %s. Implicit margin: %s form.",
 		d.Settings.Selection.Metric, form)
-	if stride > 1 {
-		caption += fmt.Sprintf(" Showing %d of %d pairs (one in %d, by id).", shown, len(d.Pairs), stride)
+	if d.ScatterStride > 1 {
+		caption += fmt.Sprintf(" Showing %d of %d pairs (one in %d, by id).", len(sel)+len(rest), d.Summary.Pairs, d.ScatterStride)
 	}
 	return Figure{
 		ID: "margins", Title: "Explicit margin vs |implicit margin|", Caption: caption,
@@ -81,14 +74,6 @@ func marginFigure(d *Data) Figure {
 }
 
 func apFigure(d *Data) Figure {
-	var sel, rest []float64
-	for _, p := range d.Pairs {
-		if p.Selected {
-			sel = append(sel, p.AlignmentPotential)
-		} else {
-			rest = append(rest, p.AlignmentPotential)
-		}
-	}
 	sc := d.Settings.Selection
 	keep := fmt.Sprintf("the top %g of pairs", sc.Ratio)
 	if sc.Count > 0 {
@@ -106,9 +91,9 @@ func apFigure(d *Data) Figure {
 	return Figure{
 		ID: "ap", Title: "Alignment potential", Caption: caption,
 		SVG: histogramChart("Histogram of alignment potential with the selection cut-off", "alignment potential (AP)", []histSeries{
-			{label: "not selected", color: colNotSelected, values: rest},
-			{label: "selected", color: colSelected, values: sel},
-		}, true, d.Cutoff, label),
+			{label: "not selected", color: colNotSelected},
+			{label: "selected", color: colSelected},
+		}, d.AP, true, d.Cutoff, label),
 	}
 }
 

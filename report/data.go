@@ -37,8 +37,15 @@ type Data struct {
 	Outcomes []Count
 	// Failures are the most frequent failure reasons of generate tasks.
 	Failures []Count
-	// Pairs are all of the iteration's pairs, by id.
-	Pairs []Pair
+	// Pairs are the pairs the margin scatter draws, by id: all of them up
+	// to maxScatterPoints, else every ScatterStride-th.
+	Pairs         []Pair
+	ScatterStride int
+	// Rewards counts the rewards of the rejected (series 0) and chosen
+	// (series 1) responses of every pair; AP the alignment potential of the
+	// pairs not selected (series 0) and selected (series 1). Both are
+	// counted in PostgreSQL.
+	Rewards, AP Histogram
 	// Cutoff is the lowest alignment potential selected when the
 	// selection metric is alignment_potential; nil otherwise.
 	Cutoff *float64
@@ -51,6 +58,8 @@ type Data struct {
 	Trend []IterationTrend
 	// Top are the best selected pairs, by rank.
 	Top []TopPair
+
+	ranges ranges // read by loadSummary for loadHistograms
 }
 
 // Summary are the iteration's headline numbers.
@@ -67,13 +76,64 @@ type Means struct {
 	ChosenReward, RejectedReward, ExplicitMargin, AbsImplicitMargin, AlignmentPotential *float64
 }
 
+// Histogram counts the values of one or more series in shared bins of
+// equal width: bin i holds Start + i·Step ≤ v < Start + (i+1)·Step, the
+// largest value in the last bin. Counts[s][i] is series s's count in bin
+// i. It has no bins when no series has a value.
+type Histogram struct {
+	Start, Step float64
+	Counts      [][]int64
+}
+
+// Edges are the bins' edges, one more than there are bins.
+func (h Histogram) Edges() []float64 {
+	if len(h.Counts) == 0 || len(h.Counts[0]) == 0 {
+		return nil
+	}
+	edges := make([]float64, len(h.Counts[0])+1)
+	for i := range edges {
+		edges[i] = h.Start + float64(i)*h.Step
+	}
+	return edges
+}
+
+// NewHistogram counts series as the report does: about √n bins (8 to 40)
+// of a nice width for n values in all, NaNs skipped.
+func NewHistogram(series ...[]float64) Histogram {
+	n := 0
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, vs := range series {
+		n += len(vs)
+		for _, v := range vs {
+			if !math.IsNaN(v) {
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			}
+		}
+	}
+	h := Histogram{Counts: make([][]int64, len(series))}
+	if math.IsInf(lo, 1) {
+		return h
+	}
+	start, step, nbins := bins(lo, hi, binTarget(n))
+	h.Start, h.Step = start, step
+	for s, vs := range series {
+		h.Counts[s] = make([]int64, nbins)
+		for _, v := range vs {
+			if !math.IsNaN(v) {
+				h.Counts[s][bin(v, start, step, nbins)]++
+			}
+		}
+	}
+	return h
+}
+
 // Count is a label and how many.
 type Count struct {
 	Label string
 	N     int64
 }
 
-// Pair is one pair's numbers. ImplicitMargin is the form the iteration
+// Pair is one pair's numbers (one dot of the scatter). ImplicitMargin is the form the iteration
 // scored with (simpo, or dpo with a reference). NaN marks a missing value.
 type Pair struct {
 	ID                           int64
@@ -116,8 +176,11 @@ type TopPair struct {
 const topPairs = 5
 
 // Load reads the report of one iteration of a run through db (a pool, a
-// connection or a transaction; a dozen read-only queries). An unknown run
-// or iteration is an error naming what exists.
+// connection or a transaction; a dozen read-only queries). It reads what
+// the report draws, never every pair: counts and means, histograms
+// counted in PostgreSQL, at most maxScatterPoints pairs and the top
+// selected ones; its memory does not grow with the iteration. An unknown
+// run or iteration is an error naming what exists.
 func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, error) {
 	r, err := store.GetRun(ctx, db, run)
 	if errors.Is(err, store.ErrNotFound) {
@@ -152,6 +215,7 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 	}{
 		{"summary", d.loadSummary},
 		{"outcomes", d.loadOutcomes},
+		{"histograms", d.loadHistograms},
 		{"pairs", d.loadPairs},
 		{"evolution", d.loadEvolution},
 		{"trend", d.loadTrend},
@@ -183,6 +247,14 @@ func runNames(ctx context.Context, db store.DBTX) string {
 	return "it has " + strings.Join(names, ", ")
 }
 
+// ranges are the extents of the values the histograms count, read with
+// the summary; NaN and NULL values are left out, as the histograms leave
+// them out.
+type ranges struct {
+	rewardLo, rewardHi, apLo, apHi *float64
+	cutoff                         *float64
+}
+
 func (d *Data) loadSummary(ctx context.Context, db store.DBTX, id int64) error {
 	s := &d.Summary
 	return db.QueryRow(ctx, `
@@ -194,12 +266,18 @@ func (d *Data) loadSummary(ctx context.Context, db store.DBTX, id int64) error {
 		       avg(c.reward), avg(x.reward), avg(p.explicit_margin), avg(abs(p.implicit_margin)), avg(p.alignment_potential),
 		       avg(c.reward) FILTER (WHERE p.selected), avg(x.reward) FILTER (WHERE p.selected),
 		       avg(p.explicit_margin) FILTER (WHERE p.selected), avg(abs(p.implicit_margin)) FILTER (WHERE p.selected),
-		       avg(p.alignment_potential) FILTER (WHERE p.selected)
+		       avg(p.alignment_potential) FILTER (WHERE p.selected),
+		       least(min(c.reward) FILTER (WHERE c.reward <> 'NaN'), min(x.reward) FILTER (WHERE x.reward <> 'NaN')),
+		       greatest(max(c.reward) FILTER (WHERE c.reward <> 'NaN'), max(x.reward) FILTER (WHERE x.reward <> 'NaN')),
+		       min(p.alignment_potential) FILTER (WHERE p.alignment_potential <> 'NaN'),
+		       max(p.alignment_potential) FILTER (WHERE p.alignment_potential <> 'NaN'),
+		       min(p.alignment_potential) FILTER (WHERE p.selected)
 		FROM pairs p JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
 		WHERE p.iteration_id = $1`, id).Scan(
 		&s.Prompts, &s.TasksDone, &s.TasksFailed, &s.TasksTotal, &s.Pairs, &s.Selected,
 		&s.All.ChosenReward, &s.All.RejectedReward, &s.All.ExplicitMargin, &s.All.AbsImplicitMargin, &s.All.AlignmentPotential,
-		&s.Sel.ChosenReward, &s.Sel.RejectedReward, &s.Sel.ExplicitMargin, &s.Sel.AbsImplicitMargin, &s.Sel.AlignmentPotential)
+		&s.Sel.ChosenReward, &s.Sel.RejectedReward, &s.Sel.ExplicitMargin, &s.Sel.AbsImplicitMargin, &s.Sel.AlignmentPotential,
+		&d.ranges.rewardLo, &d.ranges.rewardHi, &d.ranges.apLo, &d.ranges.apHi, &d.ranges.cutoff)
 }
 
 func (d *Data) loadOutcomes(ctx context.Context, db store.DBTX, id int64) error {
@@ -238,16 +316,66 @@ func (d *Data) loadOutcomes(ctx context.Context, db store.DBTX, id int64) error 
 	return nil
 }
 
-func (d *Data) loadPairs(ctx context.Context, db store.DBTX, id int64) error {
-	implicit := "p.implicit_margin"
-	if d.Settings.Scoring.Implicit == "dpo" {
-		implicit = "p.dpo_margin"
+// loadHistograms counts the histograms' bins in PostgreSQL, on the bins
+// the report chooses for the ranges loadSummary read.
+func (d *Data) loadHistograms(ctx context.Context, db store.DBTX, id int64) error {
+	count := func(h *Histogram, lo, hi *float64, n int, sql string) error {
+		*h = Histogram{Counts: make([][]int64, 2)}
+		if lo == nil || hi == nil {
+			return nil
+		}
+		var nbins int
+		h.Start, h.Step, nbins = bins(*lo, *hi, binTarget(n))
+		for s := range h.Counts {
+			h.Counts[s] = make([]int64, nbins)
+		}
+		rows, err := db.Query(ctx, sql, id, h.Start, h.Step, nbins)
+		if err != nil {
+			return err
+		}
+		var series, b int
+		var c int64
+		_, err = pgx.ForEachRow(rows, []any{&series, &b, &c}, func() error {
+			h.Counts[series][b] = c
+			return nil
+		})
+		return err
 	}
+	// As many values as the old in-memory histograms counted: two rewards
+	// per pair, one AP per pair.
+	n := int(d.Summary.Pairs)
+	err := count(&d.Rewards, d.ranges.rewardLo, d.ranges.rewardHi, 2*n, `
+		SELECT v.series, `+binSQL("v.reward", 2)+`, count(*)
+		FROM pairs p JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
+		CROSS JOIN LATERAL (VALUES (0, x.reward), (1, c.reward)) AS v(series, reward)
+		WHERE p.iteration_id = $1 AND v.reward <> 'NaN'
+		GROUP BY 1, 2`)
+	if err != nil {
+		return err
+	}
+	return count(&d.AP, d.ranges.apLo, d.ranges.apHi, n, `
+		SELECT selected::int, `+binSQL("alignment_potential", 2)+`, count(*)
+		FROM pairs
+		WHERE iteration_id = $1 AND alignment_potential <> 'NaN'
+		GROUP BY 1, 2`)
+}
+
+// loadPairs reads the pairs of the scatter: every ScatterStride-th by id.
+func (d *Data) loadPairs(ctx context.Context, db store.DBTX, id int64) error {
+	implicit := "implicit_margin"
+	if d.Settings.Scoring.Implicit == "dpo" {
+		implicit = "dpo_margin"
+	}
+	d.ScatterStride = max(1, int((d.Summary.Pairs+maxScatterPoints-1)/maxScatterPoints))
 	rows, err := db.Query(ctx, `
 		SELECT p.id, coalesce(c.reward, 'NaN'), coalesce(x.reward, 'NaN'), p.explicit_margin,
-		       coalesce(`+implicit+`, 'NaN'), coalesce(p.alignment_potential, 'NaN'), p.selected
-		FROM pairs p JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
-		WHERE p.iteration_id = $1 ORDER BY p.id`, id)
+		       coalesce(p.implicit, 'NaN'), coalesce(p.alignment_potential, 'NaN'), p.selected
+		FROM (SELECT id, chosen_id, rejected_id, explicit_margin, `+implicit+` AS implicit, alignment_potential, selected,
+		             row_number() OVER (ORDER BY id) - 1 AS i
+		      FROM pairs WHERE iteration_id = $1) p
+		JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
+		WHERE p.i % $2 = 0
+		ORDER BY p.id`, id, d.ScatterStride)
 	if err != nil {
 		return err
 	}
@@ -260,7 +388,8 @@ func (d *Data) loadPairs(ctx context.Context, db store.DBTX, id int64) error {
 	if err != nil || d.Settings.Selection.Metric != "alignment_potential" {
 		return err
 	}
-	return db.QueryRow(ctx, `SELECT min(alignment_potential) FROM pairs WHERE iteration_id = $1 AND selected`, id).Scan(&d.Cutoff)
+	d.Cutoff = d.ranges.cutoff
+	return nil
 }
 
 // droppedPart reads one "N reason" of an evolve outcome's dropped list.
@@ -352,8 +481,8 @@ func (d *Data) loadTop(ctx context.Context, db store.DBTX, id int64) error {
 		SELECT rank, coalesce(prompt_text, ''), chosen, rejected, coalesce(chosen_reward, 'NaN'), coalesce(rejected_reward, 'NaN'),
 		       explicit_margin, implicit_margin, coalesce(alignment_potential, 'NaN')
 		FROM pair_details
-		WHERE run = $1 AND iteration = $2 AND selected
-		ORDER BY rank LIMIT $3`, d.Run, d.Iteration, topPairs)
+		WHERE iteration_id = $1 AND selected
+		ORDER BY rank LIMIT $2`, id, topPairs)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,9 @@ func sample() *report.Data {
 			{ID: 3, ChosenReward: 1, RejectedReward: 0.5, ExplicitMargin: 0.5, ImplicitMargin: 0.3, AlignmentPotential: -1.0},
 			{ID: 4, ChosenReward: 1, RejectedReward: 1, ExplicitMargin: 0, ImplicitMargin: 0.3, AlignmentPotential: -1.5},
 		},
+		// The pairs' rewards (rejected, chosen) and AP (not selected, selected).
+		Rewards:   report.NewHistogram([]float64{0, 0.5, 0.5, 1}, []float64{3, 3, 1, 1}),
+		AP:        report.NewHistogram([]float64{-1.0, -1.5}, []float64{1.5, 1.0}),
 		Cutoff:    ptr(1.0),
 		Evolution: []report.StrategyCount{{Strategy: "breadth", Made: 1, Kept: 1}, {Strategy: "deepen", Made: 1, Kept: 0}},
 		Dropped:   []report.Count{{Label: "too long for length_ratio", N: 1}},
@@ -98,8 +101,9 @@ func TestRenderWithoutEvolutionOrSelection(t *testing.T) {
 func TestFiguresScatterSamplesLargeIterations(t *testing.T) {
 	t.Parallel()
 	d := sample()
-	d.Pairs = nil
-	for i := range 5000 {
+	// Load reads every third of 5000 pairs: ⌈5000/3⌉ = 1667.
+	d.Pairs, d.ScatterStride, d.Summary.Pairs = nil, 3, 5000
+	for i := 0; i < 5000; i += 3 {
 		d.Pairs = append(d.Pairs, report.Pair{ID: int64(i + 1), ExplicitMargin: float64(i % 7), ImplicitMargin: float64(i%5) / 10})
 	}
 	for _, f := range report.Figures(d) {

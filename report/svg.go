@@ -208,14 +208,7 @@ func histogram(series [][]float64, target int) (edges []float64, counts [][]int)
 	if math.IsInf(lo, 1) {
 		return nil, make([][]int, len(series))
 	}
-	var step float64
-	if hi == lo {
-		step = niceNum(math.Max(math.Abs(lo)*0.1, 0.1), true)
-	} else {
-		step = niceNum((hi-lo)/float64(max(target, 1)), true)
-	}
-	start := math.Floor(lo/step) * step
-	n := int(math.Floor((hi-start)/step)) + 1
+	start, step, n := bins(lo, hi, target)
 	edges = make([]float64, n+1)
 	for i := range edges {
 		edges[i] = start + float64(i)*step
@@ -227,11 +220,34 @@ func histogram(series [][]float64, target int) (edges []float64, counts [][]int)
 			if math.IsNaN(v) {
 				continue
 			}
-			i := min(max(int(math.Floor((v-start)/step)), 0), n-1)
-			counts[s][i]++
+			counts[s][bin(v, start, step, n)]++
 		}
 	}
 	return edges, counts
+}
+
+// bins chooses about target bins of a nice width covering [lo, hi]: n
+// bins from start, step wide.
+func bins(lo, hi float64, target int) (start, step float64, n int) {
+	if hi == lo {
+		step = niceNum(math.Max(math.Abs(lo)*0.1, 0.1), true)
+	} else {
+		step = niceNum((hi-lo)/float64(max(target, 1)), true)
+	}
+	start = math.Floor(lo/step) * step
+	return start, step, int(math.Floor((hi-start)/step)) + 1
+}
+
+// bin is the bin of v among n bins from start, step wide. binSQL is the
+// same in SQL, over the same float8 arithmetic, for $start, $step and $n.
+func bin(v, start, step float64, n int) int {
+	return min(max(int(math.Floor((v-start)/step)), 0), n-1)
+}
+
+// binSQL returns bin's SQL for the value expression v and the parameters
+// numbered first, first+1 and first+2 (start, step, n).
+func binSQL(v string, first int) string {
+	return fmt.Sprintf("least(greatest(floor((%s - $%d::float8) / $%d::float8), 0), $%d::int - 1)::int", v, first, first+1, first+2)
 }
 
 // binTarget is the number of histogram bins for n values: √n within
@@ -243,26 +259,19 @@ func binTarget(n int) int {
 // histSeries is one coloured series of a histogram chart.
 type histSeries struct {
 	label, color string
-	values       []float64
 }
 
-// histogramChart draws the series' histograms on shared bins: overlaid
-// with some transparency, or stacked in order (first at the bottom). A
-// non-nil cutoff draws a dashed vertical line labelled cutoffLabel.
-func histogramChart(label, xTitle string, series []histSeries, stacked bool, cutoff *float64, cutoffLabel string) string {
-	vals := make([][]float64, len(series))
-	n := 0
-	for i, s := range series {
-		vals[i] = s.values
-		n += len(s.values)
-	}
-	edges, counts := histogram(vals, binTarget(n))
+// histogramChart draws h's series on its shared bins: overlaid with some
+// transparency, or stacked in order (first at the bottom). A non-nil
+// cutoff draws a dashed vertical line labelled cutoffLabel.
+func histogramChart(label, xTitle string, series []histSeries, h Histogram, stacked bool, cutoff *float64, cutoffLabel string) string {
+	edges, counts := h.Edges(), h.Counts
 	if len(edges) == 0 {
 		return emptyChart(label, "no pairs in this iteration")
 	}
-	top := 0
+	top := int64(0)
 	for b := range len(edges) - 1 {
-		sum := 0
+		sum := int64(0)
 		for s := range series {
 			if stacked {
 				sum += counts[s][b]
@@ -278,7 +287,7 @@ func histogramChart(label, xTitle string, series []histSeries, stacked bool, cut
 	}
 	p := newPlot(niceAxis(xlo, xhi, 8), niceAxis(0, float64(top), 5), 52)
 	p.grid(xTitle, "pairs", nil, -1)
-	base := make([]int, len(edges)-1)
+	base := make([]int64, len(edges)-1)
 	for s, ser := range series {
 		opacity := 0.55
 		if stacked {
@@ -289,7 +298,7 @@ func histogramChart(label, xTitle string, series []histSeries, stacked bool, cut
 			if c == 0 {
 				continue
 			}
-			y0, y1 := 0, c
+			y0, y1 := int64(0), c
 			if stacked {
 				y0, y1 = base[b], base[b]+c
 				base[b] += c

@@ -123,9 +123,9 @@ func TestChartsMarkEveryDatum(t *testing.T) {
 	}{
 		// The chosen values fall in three bins, the rejected one in one.
 		{"histogram draws one bar per non-empty bin and series", histogramChart("h", "x", []histSeries{
-			{label: "chosen", color: colChosen, values: []float64{0.5, 1.5, 2.5}},
-			{label: "rejected", color: colRejected, values: []float64{0.5}},
-		}, false, nil, ""), 4},
+			{label: "chosen", color: colChosen},
+			{label: "rejected", color: colRejected},
+		}, NewHistogram([]float64{0.5, 1.5, 2.5}, []float64{0.5}), false, nil, ""), 4},
 		{"scatter draws one dot per point", scatterChart("s", "x", "y", []scatterSeries{
 			{label: "a", color: colSelected, radius: 3, points: []point{{1, 2, "p1"}, {2, 3, "p2"}}},
 			{label: "b", color: colNotSelected, radius: 2, points: []point{{0, 0, "p3"}}},
@@ -153,7 +153,7 @@ func TestEmptyChartsSayWhy(t *testing.T) {
 	tests := []struct {
 		name, svg, why string
 	}{
-		{"histogram", histogramChart("h", "x", []histSeries{{label: "a", color: colChosen}}, true, nil, ""), "no pairs in this iteration"},
+		{"histogram", histogramChart("h", "x", []histSeries{{label: "a", color: colChosen}}, NewHistogram(nil), true, nil, ""), "no pairs in this iteration"},
 		{"scatter", scatterChart("s", "x", "y", nil), "no pairs in this iteration"},
 		{"bars", barChart("b", "n", nil, nil), "nothing to count"},
 		{"lines", lineChart("l", "y", []string{"iter0"}, 0, []lineSeries{{label: "a", values: []float64{math.NaN()}}}), "no iteration has pairs yet"},
@@ -178,7 +178,7 @@ func TestChartTextIsEscaped(t *testing.T) {
 func TestCutoffLine(t *testing.T) {
 	t.Parallel()
 	cut := 0.25
-	svg := histogramChart("ap", "AP", []histSeries{{label: "selected", color: colSelected, values: []float64{-1, 0, 1, 2}}}, true, &cut, "cut-off 0.25")
+	svg := histogramChart("ap", "AP", []histSeries{{label: "selected", color: colSelected}}, NewHistogram([]float64{-1, 0, 1, 2}), true, &cut, "cut-off 0.25")
 	require.Equal(t, 1, strings.Count(svg, `class="cutoff"`))
 	require.Contains(t, svg, "cut-off 0.25")
 }

@@ -1,0 +1,257 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/report"
+	"github.com/selfplay/selfplay/selfplaytest"
+	"github.com/selfplay/selfplay/store"
+	"github.com/selfplay/selfplay/store/storetest"
+)
+
+// cookbookQuery is one query of the README's SQL section.
+type cookbookQuery struct {
+	title, sql string
+}
+
+// readCookbook extracts the queries of the README's "## SQL" section: each
+// statement of its sql blocks, titled by its leading comment.
+func readCookbook(t testing.TB) []cookbookQuery {
+	b, err := os.ReadFile(filepath.Join(selfplaytest.Root(), "README.md"))
+	require.NoError(t, err)
+	readme := string(b)
+	start := strings.Index(readme, "\n## SQL\n")
+	require.GreaterOrEqual(t, start, 0, "README has no ## SQL section")
+	section := readme[start+1:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+	var out []cookbookQuery
+	for _, block := range regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(section, -1) {
+		for _, stmt := range strings.Split(block[1], ";\n") {
+			stmt = strings.TrimSpace(stmt)
+			if stmt == "" {
+				continue
+			}
+			title := stmt
+			if strings.HasPrefix(stmt, "--") {
+				title = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(stmt, "\n", 2)[0], "--"))
+			}
+			out = append(out, cookbookQuery{title: title, sql: stmt})
+		}
+	}
+	return out
+}
+
+// iterationSettings are the settings SeedRun's selections follow.
+func iterationSettings(t testing.TB, n int) [][]byte {
+	d := config.Defaults()
+	var out [][]byte
+	for i := range n {
+		s := config.Settings{Name: fmt.Sprintf("iter%d", i), PolicyModel: fmt.Sprintf("policy-%d", i),
+			Prompts:    config.Prompts{Files: []string{"prompts.jsonl"}, Evolved: i > 0},
+			Generation: d.Generation, Scoring: d.Scoring, Selection: d.Selection, Evolve: d.Evolve}
+		b, err := json.Marshal(s)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	return out
+}
+
+// seedDemo writes the run 'demo' the cookbook speaks of, plus a small run
+// 'other' whose rows no query of 'demo' may return.
+func seedDemo(t testing.TB, pool *pgxpool.Pool, prompts, responseChars int) []int64 {
+	storetest.SeedRun(t, pool, storetest.RunSpec{Name: "other", Iterations: iterationSettings(t, 2), Prompts: 50, Samples: 4, ResponseChars: 16})
+	return storetest.SeedRun(t, pool, storetest.RunSpec{Name: "demo", Iterations: iterationSettings(t, 3), Prompts: prompts, Samples: 4, ResponseChars: responseChars})
+}
+
+// queryMaps runs sql and returns its rows as column → value maps.
+func queryMaps(t testing.TB, db store.DBTX, sql string, args ...any) []map[string]any {
+	t.Helper()
+	rows, err := db.Query(context.Background(), sql, args...)
+	require.NoError(t, err, sql)
+	out, err := pgx.CollectRows(rows, pgx.RowToMap)
+	require.NoError(t, err, sql)
+	return out
+}
+
+// TestCookbookOnASeededRun runs every query of the README's SQL cookbook
+// against a small three-iteration run and checks what each one returns
+// against the run's rows.
+func TestCookbookOnASeededRun(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	its := seedDemo(t, pool, 300, 24)
+	queries := readCookbook(t)
+	require.GreaterOrEqual(t, len(queries), 8)
+	count := func(sql string, args ...any) int64 {
+		var n int64
+		require.NoError(t, pool.QueryRow(context.Background(), sql, args...).Scan(&n), sql)
+		return n
+	}
+	for _, q := range queries {
+		t.Run(q.title, func(t *testing.T) {
+			got := queryMaps(t, pool, q.sql)
+			require.NotEmpty(t, got, "no rows from:\n%s", q.sql)
+			switch {
+			case strings.HasPrefix(q.title, "Top selected pairs"):
+				require.Len(t, got, 20)
+				for i, row := range got {
+					require.EqualValues(t, i+1, row["rank"])
+					require.NotEmpty(t, row["chosen"])
+				}
+			case strings.HasPrefix(q.title, "AP distribution"):
+				require.Len(t, got, 3)
+				for i, row := range got {
+					require.EqualValues(t, count(`SELECT count(*) FROM pairs WHERE iteration_id = $1`, its[i]), row["pairs"])
+					require.EqualValues(t, count(`SELECT count(*) FROM pairs WHERE iteration_id = $1 AND selected`, its[i]), row["selected"])
+				}
+			case strings.HasPrefix(q.title, "AP histogram"):
+				var pairs int64
+				for _, row := range got {
+					pairs += row["pairs"].(int64)
+				}
+				require.Equal(t, count(`SELECT count(*) FROM pairs WHERE iteration_id = ANY($1)`, its), pairs)
+			case strings.HasPrefix(q.title, "How selection by each metric"):
+				// The stored selection was made by alignment potential: the
+				// query's top k by AP must be exactly it.
+				selected := count(`SELECT count(*) FROM pairs WHERE iteration_id = $1 AND selected`, its[0])
+				require.Len(t, got, 3)
+				for _, row := range got {
+					require.EqualValues(t, selected, row["pairs"], row["metric"])
+					if row["metric"] == "alignment_potential" {
+						require.EqualValues(t, selected, row["in_stored_selection"])
+					}
+				}
+			case strings.HasPrefix(q.title, "Evolved prompts with their lineage"):
+				for _, row := range got {
+					// SeedRun evolves prompt g of one pool into prompt g of the next.
+					require.EqualValues(t, row["generations"], strings.Count(row["strategies"].(string), "→")+1)
+					require.True(t, strings.HasSuffix(row["evolved"].(string), row["original"].(string)), "%v", row)
+				}
+				require.EqualValues(t, 2, got[0]["generations"])
+			case strings.HasPrefix(q.title, "Pairs whose prompt contains a phrase"):
+				require.Len(t, got, 20)
+				for _, row := range got {
+					require.Contains(t, row["prompt_text"], "where do i start")
+				}
+			case strings.HasPrefix(q.title, "Failure reasons by endpoint"):
+				require.Len(t, got, 3)
+				for i, row := range got {
+					require.Equal(t, "policy", row["endpoint"])
+					require.Equal(t, "503", row["http_status"])
+					require.EqualValues(t, count(`SELECT count(*) FROM tasks WHERE iteration_id = $1 AND status = 'failed'`, its[i]), row["tasks"])
+				}
+			case strings.HasPrefix(q.title, "Outcomes of an iteration's generate tasks"):
+				outcomes := map[string]int64{}
+				for _, row := range got {
+					outcomes[row["outcome"].(string)] = row["prompts"].(int64)
+				}
+				require.Equal(t, map[string]int64{"paired": 294, "all rewards equal": 3, "failed": 3}, outcomes)
+			}
+		})
+	}
+}
+
+// BenchmarkAnalystQueries1M times every query of the README's SQL
+// cookbook, the lookups analysts make most, and each query of the HTML
+// report, on a run of three iterations of 345,000 prompts (1,014,300
+// pairs, 4 responses of 1–2 KB per prompt; about 8 GB). Every query runs
+// -benchtime times (3x: the median of 3 is reported as ms/median). The
+// database takes some ten minutes to build; SELFPLAY_BENCH_DATABASE_URL
+// names one to build once and keep (it is created and migrated when
+// missing, seeded when it has no run 'demo').
+func BenchmarkAnalystQueries1M(b *testing.B) {
+	ctx := context.Background()
+	pool := benchDatabase(b)
+	lookups := []cookbookQuery{
+		{"pair_details by pair id", `SELECT * FROM pair_details WHERE pair_id = (SELECT max(id) / 2 FROM pairs)`},
+		{"a pair's responses", `SELECT r.* FROM responses r JOIN pairs p ON p.iteration_id = r.iteration_id AND p.prompt_id = r.prompt_id
+			WHERE p.id = (SELECT max(id) / 2 FROM pairs) ORDER BY r.sample_index`},
+		{"pairs by iteration and selected", `SELECT iteration, selected, count(*) FROM pair_details WHERE run = 'demo' GROUP BY 1, 2 ORDER BY 1, 2`},
+		{"prompts whose text contains a word", `SELECT prompt_id, prompt_text FROM pair_details WHERE run = 'demo' AND prompt_text ILIKE '%to a colleague in 5 steps%' LIMIT 50`},
+	}
+	all := append(readCookbook(b), lookups...)
+	for _, q := range all {
+		b.Run(q.title, func(b *testing.B) {
+			var times []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				rows, err := pool.Query(ctx, q.sql)
+				require.NoError(b, err)
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				require.NoError(b, rows.Err(), q.sql)
+				require.Positive(b, n, q.sql)
+				times = append(times, time.Since(start))
+			}
+			reportMedian(b, times)
+		})
+	}
+	b.Run("report", func(b *testing.B) {
+		var times []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			d, err := report.Load(ctx, pool, "demo", "iter1")
+			require.NoError(b, err)
+			require.Positive(b, d.Summary.Pairs)
+			times = append(times, time.Since(start))
+		}
+		reportMedian(b, times)
+	})
+}
+
+func reportMedian(b *testing.B, times []time.Duration) {
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms/median")
+}
+
+// benchDatabase returns a pool on the million-pair database.
+func benchDatabase(b *testing.B) *pgxpool.Pool {
+	ctx := context.Background()
+	var pool *pgxpool.Pool
+	if u := os.Getenv("SELFPLAY_BENCH_DATABASE_URL"); u != "" {
+		var err error
+		pool, err = pgxpool.New(ctx, u)
+		require.NoError(b, err)
+		b.Cleanup(pool.Close)
+		if err := pool.Ping(ctx); err != nil {
+			// Create it on the server the URL names.
+			cfg, perr := pgx.ParseConfig(u)
+			require.NoError(b, perr)
+			name := cfg.Database
+			cfg.Database = "postgres"
+			conn, cerr := pgx.ConnectConfig(ctx, cfg)
+			require.NoError(b, cerr, "connect to create %s", name)
+			_, cerr = conn.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize())
+			conn.Close(ctx)
+			require.NoError(b, cerr)
+		}
+		_, err = store.Migrate(ctx, pool)
+		require.NoError(b, err)
+	} else {
+		pool, _ = storetest.NewPool(b)
+	}
+	if _, err := store.GetRun(ctx, pool, "demo"); err != nil {
+		start := time.Now()
+		seedDemo(b, pool, 345_000, 1000)
+		b.Logf("seeded the million-pair database in %s", time.Since(start).Round(time.Second))
+	}
+	return pool
+}

@@ -1,0 +1,136 @@
+package store_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/migrations"
+	"github.com/selfplay/selfplay/store"
+	"github.com/selfplay/selfplay/store/storetest"
+)
+
+// oldColumns are pair_details' columns before migration 4, in order.
+const oldColumns = `run, iteration, iteration_ordinal, policy_model, pair_id, prompt_id, prompt_messages, prompt_text,
+	prompt_source, parent_prompt_id, prompt_strategy, chosen, rejected, chosen_reward, rejected_reward,
+	chosen_tokens, rejected_tokens, chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps,
+	explicit_margin, implicit_margin, dpo_margin, explicit_z, implicit_z, alignment_potential, metric_score,
+	rank, selected, evolve_score, evolve_rank, evolve_selected`
+
+// TestMigration4KeepsPairDetails: a database at schema 3 with pairs of two
+// runs, and prompts of every shape, migrated to 4 shows the same rows and
+// values in pair_details' old columns, in the same order, and the ids of
+// run and iteration beside them.
+func TestMigration4KeepsPairDetails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, storetest.NewEmptyDatabase(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithTableName("goose_db_version"))
+	require.NoError(t, err)
+	_, err = p.UpTo(ctx, 3)
+	require.NoError(t, err)
+
+	// Prompts: plain; a system message first; two user turns (the last
+	// counts); no user message; content that is not a string; an evolved one.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO runs (name, config) VALUES ('a', '{}'), ('b', '{}');
+		INSERT INTO iterations (run_id, ordinal, name, policy_model) SELECT id, o, 'iter' || o, 'm' || o FROM runs, generate_series(0, 1) o;
+		INSERT INTO prompts (hash, messages, source) VALUES
+		  ('h1', '[{"role": "user", "content": "plain"}]', 'f.jsonl'),
+		  ('h2', '[{"role": "system", "content": "be brief"}, {"role": "user", "content": "after a system message"}]', 'f.jsonl'),
+		  ('h3', '[{"role": "user", "content": "first"}, {"role": "assistant", "content": "reply"}, {"role": "user", "content": "second"}]', 'f.jsonl'),
+		  ('h4', '[{"role": "system", "content": "no user here"}]', 'f.jsonl'),
+		  ('h5', '[{"role": "user", "content": [{"type": "text", "text": "parts"}]}]', 'f.jsonl'),
+		  ('h6', '[{"role": "user"}, {"role": "user", "content": "ignored: not the last"}, {"role": "user"}]', 'f.jsonl');
+		INSERT INTO prompts (hash, messages, source, parent_prompt_id, strategy)
+		SELECT 'h7', '[{"role": "user", "content": "evolved"}]', 'evolved', id, 'deepen' FROM prompts WHERE hash = 'h1';
+		INSERT INTO iteration_prompts SELECT i.id, p.id FROM iterations i, prompts p;
+		INSERT INTO responses (iteration_id, prompt_id, sample_index, content, token_count, logprob_sum, reward, ref_logprob_sum)
+		SELECT iteration_id, prompt_id, s, 'response ' || s || ' of ' || prompt_id, 3 + s, -1.5 * (s + 1), s * 0.7,
+		       CASE WHEN prompt_id % 2 = 0 THEN -2.0 * s END
+		FROM iteration_prompts, generate_series(0, 2) s;
+		INSERT INTO pairs (iteration_id, prompt_id, chosen_id, rejected_id, explicit_margin, implicit_margin, dpo_margin)
+		SELECT ip.iteration_id, ip.prompt_id, c.id, x.id, c.reward - x.reward, 0.1 * ip.prompt_id,
+		       CASE WHEN ip.prompt_id % 3 = 0 THEN 0.25 END
+		FROM iteration_prompts ip
+		JOIN responses c ON (c.iteration_id, c.prompt_id, c.sample_index) = (ip.iteration_id, ip.prompt_id, 2)
+		JOIN responses x ON (x.iteration_id, x.prompt_id, x.sample_index) = (ip.iteration_id, ip.prompt_id, 0)
+		WHERE ip.prompt_id % 4 <> 1`)
+	require.NoError(t, err)
+	var its []int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT array_agg(id ORDER BY id) FROM iterations`).Scan(&its))
+	for _, it := range its {
+		_, err := store.ScorePairs(ctx, pool, it, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.5}, store.TrainSelection)
+		require.NoError(t, err)
+	}
+	read := `SELECT ` + oldColumns + ` FROM pair_details ORDER BY pair_id`
+	before := queryMaps(t, pool, read)
+	require.Len(t, before, 4*5) // 4 iterations × the 5 of 7 prompts with a pair
+
+	_, err = store.Migrate(ctx, pool)
+	require.NoError(t, err)
+	after := queryMaps(t, pool, read)
+	require.Equal(t, before, after)
+
+	got := queryMaps(t, pool, `SELECT DISTINCT prompt_id, prompt_text FROM pair_details ORDER BY prompt_id`)
+	var want []any
+	for _, row := range got {
+		want = append(want, row["prompt_text"])
+	}
+	// Prompts 2 (h2), 3 (h3), 4 (h4), 6 (h6), 7 (h7) have pairs; h4 has no
+	// user message and h6's last user message has no content.
+	require.Equal(t, []any{"after a system message", "second", nil, nil, "evolved"}, want)
+
+	// The new columns are the ids behind the names.
+	ids := queryMaps(t, pool, `SELECT d.run_id = r.id AND d.iteration_id = i.id AS same, count(*) AS n
+		FROM pair_details d JOIN runs r ON r.name = d.run JOIN iterations i ON i.run_id = r.id AND i.name = d.iteration
+		GROUP BY 1`)
+	require.Equal(t, []map[string]any{{"same": true, "n": int64(20)}}, ids)
+}
+
+// TestPairDetailsReadsOnlyTheTablesItNeeds: a query of pair columns plans
+// a scan of pairs and nothing else; naming a text column brings its table
+// back in; a prompt text search uses the trigram index.
+func TestPairDetailsReadsOnlyTheTablesItNeeds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	seedDemo(t, pool, 200, 16)
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	plan := func(sql string) string {
+		t.Helper()
+		var lines []string
+		rows, err := conn.Query(ctx, `EXPLAIN (COSTS OFF) `+sql)
+		require.NoError(t, err)
+		for rows.Next() {
+			var l string
+			require.NoError(t, rows.Scan(&l))
+			lines = append(lines, l)
+		}
+		require.NoError(t, rows.Err())
+		return strings.Join(lines, "\n")
+	}
+	counts := plan(`SELECT iteration_id, count(*), avg(alignment_potential) FROM pair_details GROUP BY 1`)
+	for _, table := range []string{"responses", "prompts", "iterations", "runs"} {
+		require.NotContains(t, counts, " on "+table, counts)
+	}
+	require.Contains(t, plan(`SELECT chosen FROM pair_details WHERE pair_id = 1`), "on responses")
+	// A table this small is read whole; the index is still the one chosen
+	// when scans are expensive.
+	_, err = conn.Exec(ctx, `SET enable_seqscan = off; SET enable_indexscan = off`)
+	require.NoError(t, err)
+	var word string // the md5 word of one prompt
+	require.NoError(t, conn.QueryRow(ctx, `SELECT substring(prompt_text FROM '[0-9a-f]{32}') FROM pair_details LIMIT 1`).Scan(&word))
+	require.Contains(t, plan(`SELECT pair_id FROM pair_details WHERE prompt_text ILIKE '%`+word[3:15]+`%'`), "prompts_text_trgm_idx")
+}
