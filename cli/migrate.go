@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,9 @@ environment variable named by --reader-password-env.`,
 			if err != nil {
 				return err
 			}
-			pool, err := openStore(cmd.Context(), cfg, false)
+			// compose starts migrate alongside PostgreSQL: wait for it.
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			pool, err := openStoreWaiting(cmd.Context(), cfg, false, log)
 			if err != nil {
 				return err
 			}
