@@ -64,7 +64,20 @@ func (c *choice) Set(v string) error {
 // openStore connects to the configured database and, unless migrating,
 // checks that its schema is current.
 func openStore(ctx context.Context, cfg *config.Config, needSchema bool) (*pgxpool.Pool, error) {
-	pool, err := store.Open(ctx, cfg.Database.URL)
+	return openStoreWaiting(ctx, cfg, needSchema, nil)
+}
+
+// openStoreWaiting is openStore for the services compose starts alongside
+// PostgreSQL (migrate, run, worker): with a logger, it waits up to
+// database.connect_wait for the server to come up (store.OpenWaiting).
+func openStoreWaiting(ctx context.Context, cfg *config.Config, needSchema bool, log *slog.Logger) (*pgxpool.Pool, error) {
+	var pool *pgxpool.Pool
+	var err error
+	if log != nil {
+		pool, err = store.OpenWaiting(ctx, cfg.Database.URL, cfg.Database.ConnectWait, log)
+	} else {
+		pool, err = store.Open(ctx, cfg.Database.URL)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +98,20 @@ func configured(ctx context.Context, path string) (*config.Config, *pgxpool.Pool
 		return nil, nil, err
 	}
 	pool, err := openStore(ctx, cfg, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, pool, nil
+}
+
+// configuredWaiting is configured for migrate, run and worker: it waits
+// for PostgreSQL to come up (database.connect_wait), logging to log.
+func configuredWaiting(ctx context.Context, path string, log *slog.Logger) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := openStoreWaiting(ctx, cfg, true, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -31,6 +32,21 @@ func databaseOnly(cmd *cobra.Command, path string, needSchema bool) (*config.Con
 		return nil, nil, err
 	}
 	pool, err := openStore(cmd.Context(), cfg, needSchema)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, pool, nil
+}
+
+// databaseOnlyWaiting is databaseOnly for migrate, which compose starts
+// alongside PostgreSQL: it waits up to database.connect_wait for the
+// server, logging to log what it waits for.
+func databaseOnlyWaiting(cmd *cobra.Command, path string, needSchema bool, log *slog.Logger) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := config.LoadDatabase(path, configGiven(cmd))
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := openStoreWaiting(cmd.Context(), cfg, needSchema, log)
 	if err != nil {
 		return nil, nil, err
 	}

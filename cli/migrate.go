@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,9 @@ schedule (which may hold nothing else).`,
 			if err != nil {
 				return err
 			}
-			_, pool, err := databaseOnly(cmd, path, false)
+			// compose starts migrate alongside PostgreSQL: wait for it.
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			_, pool, err := databaseOnlyWaiting(cmd, path, false, log)
 			if err != nil {
 				return err
 			}

@@ -43,7 +43,7 @@ func newRunCmd() *cobra.Command {
 			}
 			delays[stage] = v
 		}
-		cfg, pool, err := configured(ctx, path)
+		cfg, pool, err := configuredWaiting(ctx, path, log)
 		if err != nil {
 			return err
 		}

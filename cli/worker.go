@@ -23,7 +23,7 @@ func newWorkerCmd() *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
 		log := newLogger(os.Stderr)
-		cfg, pool, err := configured(ctx, path)
+		cfg, pool, err := configuredWaiting(ctx, path, log)
 		if err != nil {
 			return err
 		}

@@ -36,6 +36,10 @@ type Database struct {
 	// Default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable.
 	// A password in it is redacted wherever the configuration is shown.
 	URL string `mapstructure:"url" json:"url"`
+	// ConnectWait is how long migrate, run and worker wait at start for
+	// PostgreSQL to come up (connection refused, or the server still
+	// starting) before they give up; default 1m, 0 tries once.
+	ConnectWait time.Duration `mapstructure:"connect_wait" json:"connect_wait"`
 }
 
 // NATS locates the NATS server and names the JetStream stream for tasks.
@@ -241,7 +245,7 @@ type Prompts struct {
 func Defaults() Config {
 	return Config{
 		Run:      "demo",
-		Database: Database{URL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"},
+		Database: Database{URL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", ConnectWait: time.Minute},
 		NATS:     NATS{URL: "nats://127.0.0.1:4222", Stream: "SELFPLAY"},
 		Endpoints: map[string]Endpoint{
 			"policy": {BaseURL: "http://127.0.0.1:8000/v1"},

@@ -68,6 +68,9 @@ func (c *Config) validate() []Problem {
 	} else if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		ch.add("database.url", "expected a postgres:// URL")
 	}
+	if c.Database.ConnectWait < 0 {
+		ch.add("database.connect_wait", "expected a duration of 0 or more")
+	}
 	if c.NATS.URL == "" {
 		ch.add("nats.url", "required: set nats.url or SELFPLAY_NATS_URL")
 	}

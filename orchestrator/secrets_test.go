@@ -20,10 +20,12 @@ import (
 	"github.com/selfplay/selfplay/bus/bustest"
 	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/selfplaytest"
+	"github.com/selfplay/selfplay/store/storetest"
 )
 
 // TestSecretsNeverShown plants secrets where a deployment keeps them — the
-// database password (in SELFPLAY_DATABASE_URL), the policy and reward API
+// database password (in SELFPLAY_DATABASE_URL; the PostgreSQL is a private
+// one the test starts checking passwords), the policy and reward API
 // keys (api_key_env) and the NATS password or token (password_env,
 // token_env; the NATS server is a second one the test starts requiring
 // them) — runs a two-iteration loop with debug logging, and then looks for
@@ -33,6 +35,9 @@ import (
 // commands given a wrong secret or an unreachable server.
 func TestSecretsNeverShown(t *testing.T) {
 	t.Parallel()
+	// One password-checking server for both cases, each with its own
+	// database: the planted password is the one the server verifies.
+	pg := storetest.StartPasswordServer(t)
 	tests := []struct {
 		name   string
 		server func(secret string) string // nats-server authorization block
@@ -57,28 +62,33 @@ func TestSecretsNeverShown(t *testing.T) {
 				_, _ = rand.Read(b)
 				return prefix + hex.EncodeToString(b)
 			}
-			dbPassword, policyKey, rewardKey, natsSecret, wrongSecret :=
-				secret("pgpw"), secret("sk-policy-"), secret("sk-reward-"), secret("nats-"), secret("wrong-")
+			dbPassword, policyKey, rewardKey, natsSecret, wrongSecret, wrongDBPassword :=
+				pg.Password, secret("sk-policy-"), secret("sk-reward-"), secret("nats-"), secret("wrong-"), secret("wrongpw")
 			secrets := map[string]string{"database password": dbPassword, "policy API key": policyKey,
-				"reward API key": rewardKey, "NATS secret": natsSecret, "wrong NATS secret": wrongSecret}
+				"reward API key": rewardKey, "NATS secret": natsSecret, "wrong NATS secret": wrongSecret,
+				"wrong database password": wrongDBPassword}
 
 			dir := t.TempDir()
 			natsConf := filepath.Join(dir, "nats.conf")
 			require.NoError(t, os.WriteFile(natsConf, []byte(tc.server(natsSecret)), 0o600))
 			srv := bustest.StartServer(t, "-c", natsConf)
 
-			l := startLoop(t, loopOptions{prompts: 8, samples: 3, ackWait: "30s", workerCon: 4, nats: srv.URL})
+			dbURL := pg.NewDatabase(t)
+			u, err := url.Parse(dbURL)
+			require.NoError(t, err)
+			pw, ok := u.User.Password()
+			require.True(t, ok && pw == dbPassword, "the database URL carries the server's password")
+			l := startLoop(t, loopOptions{prompts: 8, samples: 3, ackWait: "30s", workerCon: 4, nats: srv.URL, db: dbURL})
+			// The database password comes from the environment, as the
+			// README recommends, never from the file.
+			noPassword := *u
+			noPassword.User = url.User(u.User.Username())
 			editFile(t, l.cfgPath, func(s string) string {
+				s = strings.Replace(s, fmt.Sprintf("%q", dbURL), fmt.Sprintf("%q", noPassword.String()), 1)
 				s = strings.Replace(s, "nats: {url:", "nats: {"+tc.client("SECRET_TEST_NATS")+", url:", 1)
 				s = strings.Replace(s, "policy: {base_url:", "policy: {api_key_env: SECRET_TEST_POLICY_KEY, base_url:", 1)
 				return strings.Replace(s, "reward: {base_url:", "reward: {api_key_env: SECRET_TEST_REWARD_KEY, base_url:", 1)
 			})
-			// The database password comes from the environment, as the
-			// README recommends; local PostgreSQL trusts the connection, so
-			// any password works.
-			u, err := url.Parse(l.dbURL)
-			require.NoError(t, err)
-			u.User = url.UserPassword(u.User.Username(), dbPassword)
 			env := []string{
 				"SELFPLAY_DATABASE_URL=" + u.String(),
 				"SECRET_TEST_NATS=" + natsSecret,
@@ -127,6 +137,14 @@ func TestSecretsNeverShown(t *testing.T) {
 			downEnv := append(append([]string(nil), env...), "SELFPLAY_DATABASE_URL="+down.String())
 			out = command("status with the database down", downEnv, false, "status", "-c", l.cfgPath)
 			require.Contains(t, out, down.Host, "the error names the server")
+			wrongPW := *u
+			wrongPW.User = url.UserPassword(u.User.Username(), wrongDBPassword)
+			wrongPWEnv := append(append([]string(nil), env...), "SELFPLAY_DATABASE_URL="+wrongPW.String())
+			out = command("status with a wrong database password", wrongPWEnv, false, "status", "-c", l.cfgPath)
+			require.Contains(t, out, "28P01", "the server refused the password (invalid_password)")
+			schedule, err := os.ReadFile(l.cfgPath)
+			require.NoError(t, err)
+			require.NotContains(t, string(schedule), dbPassword, "the schedule file holds no password")
 
 			// Every row of every table, the stored config snapshots included.
 			ctx := context.Background()

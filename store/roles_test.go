@@ -39,13 +39,21 @@ func readerRole(t *testing.T, pool *pgxpool.Pool) string {
 	return name
 }
 
-// connectAs opens a connection to the database at dbURL as role (the
-// test server trusts local connections, so no password is checked).
-func connectAs(t *testing.T, dbURL, role string) *pgx.Conn {
+// readerPassword is a fresh password for a role a test creates.
+func readerPassword() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "rpw-" + hex.EncodeToString(b)
+}
+
+// connectAs opens a connection to the database at dbURL as role with its
+// password, which a server checking passwords (the compose PostgreSQL)
+// verifies; a trusting one lets any password in.
+func connectAs(t *testing.T, dbURL, role, password string) *pgx.Conn {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	require.NoError(t, err)
-	u.User = url.User(role)
+	u.User = url.UserPassword(role, password)
 	conn, err := pgx.Connect(context.Background(), u.String())
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(context.Background()) })
@@ -65,8 +73,9 @@ func TestReaderRoleReadsAndCannotWrite(t *testing.T) {
 	pool, dbURL := storetest.NewPool(t)
 	id := newIteration(t, pool) // a run and an iteration to read
 	role := readerRole(t, pool)
+	password := readerPassword()
 
-	g, err := store.EnsureReaderRole(ctx, pool, role, "")
+	g, err := store.EnsureReaderRole(ctx, pool, role, password)
 	require.NoError(t, err)
 	require.True(t, g.Created)
 	require.Equal(t, "public", g.Schema)
@@ -78,7 +87,7 @@ func TestReaderRoleReadsAndCannotWrite(t *testing.T) {
 		require.Contains(t, g.Objects, rel)
 	}
 
-	conn := connectAs(t, dbURL, role)
+	conn := connectAs(t, dbURL, role, password)
 	var n int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pair_details`).Scan(&n))
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM iterations WHERE id = $1`, id).Scan(&n))
@@ -116,10 +125,12 @@ func TestReaderRoleUpdateRestoresReadOnly(t *testing.T) {
 	ctx := context.Background()
 	pool, dbURL := storetest.NewPool(t)
 	role := readerRole(t, pool)
-	_, err := store.EnsureReaderRole(ctx, pool, role, "")
+	password := readerPassword()
+	_, err := store.EnsureReaderRole(ctx, pool, role, password)
 	require.NoError(t, err)
 
-	// Someone widens the role by hand; running migrate again narrows it.
+	// Someone widens the role by hand; running migrate again (with no
+	// password: the role keeps its own) narrows it.
 	_, err = pool.Exec(ctx, `GRANT INSERT, DELETE ON runs TO `+role+`; ALTER ROLE `+role+` CREATEDB`)
 	require.NoError(t, err)
 	g, err := store.EnsureReaderRole(ctx, pool, role, "")
@@ -128,7 +139,7 @@ func TestReaderRoleUpdateRestoresReadOnly(t *testing.T) {
 	var createdb bool
 	require.NoError(t, pool.QueryRow(ctx, `SELECT rolcreatedb FROM pg_roles WHERE rolname = $1`, role).Scan(&createdb))
 	require.False(t, createdb)
-	_, err = connectAs(t, dbURL, role).Exec(ctx, `INSERT INTO runs (name, config) VALUES ('x', '{}')`)
+	_, err = connectAs(t, dbURL, role, password).Exec(ctx, `INSERT INTO runs (name, config) VALUES ('x', '{}')`)
 	requireDenied(t, err, "insert after the update")
 }
 
@@ -216,6 +227,56 @@ func TestMigrateReaderRoleCommand(t *testing.T) {
 	out, err = exec.Command(bin, "migrate", "-c", cfg, "--reader-role", role, "--reader-password-env", "SURELY_UNSET_READER_PW").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "SURELY_UNSET_READER_PW")
-	_, err = connectAs(t, dbURL, role).Exec(context.Background(), `DELETE FROM runs`)
+	_, err = connectAs(t, dbURL, role, secret).Exec(context.Background(), `DELETE FROM runs`)
 	requireDenied(t, err, "delete")
+}
+
+// TestReaderRolePasswordChecked runs on a private server that checks
+// passwords (scram-sha-256, as the compose PostgreSQL does), so the
+// verifier EnsureReaderRole computes is really put to the test: the role
+// logs in with its password and with no other, keeps it when migrate runs
+// again without one, and takes a new one.
+func TestReaderRolePasswordChecked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := storetest.StartPasswordServer(t)
+	dbURL := srv.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+
+	refused := func(role, password string) {
+		t.Helper()
+		u, err := url.Parse(dbURL)
+		require.NoError(t, err)
+		u.User = url.UserPassword(role, password)
+		conn, err := pgx.Connect(ctx, u.String())
+		if err == nil {
+			conn.Close(ctx)
+		}
+		var pgErr *pgconn.PgError
+		require.True(t, errors.As(err, &pgErr), "%s with password %q: want refused, got %v", role, password, err)
+		require.Equal(t, "28P01", pgErr.Code, "invalid_password: %v", err)
+	}
+	// The server checks: the superuser itself needs its password.
+	refused("postgres", "not-"+srv.Password)
+
+	const role = "analyst"
+	first, second := readerPassword(), readerPassword()
+	_, err = store.EnsureReaderRole(ctx, pool, role, first)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, connectAs(t, dbURL, role, first).QueryRow(ctx, `SELECT count(*) FROM runs`).Scan(&n))
+	refused(role, second)
+	refused(role, "")
+
+	_, err = store.EnsureReaderRole(ctx, pool, role, "")
+	require.NoError(t, err)
+	require.NoError(t, connectAs(t, dbURL, role, first).QueryRow(ctx, `SELECT count(*) FROM runs`).Scan(&n), "no password given: the role keeps its own")
+
+	_, err = store.EnsureReaderRole(ctx, pool, role, second)
+	require.NoError(t, err)
+	refused(role, first)
+	_, err = connectAs(t, dbURL, role, second).Exec(ctx, `DELETE FROM runs`)
+	requireDenied(t, err, "delete with the new password")
 }

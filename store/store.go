@@ -55,12 +55,17 @@ func Open(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, scrub(err, dbURL))
+		return nil, &pingError{fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, scrub(err, dbURL))}
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("PostgreSQL at %s:%d (database %q) is not answering: %w; check that it runs and that database.url or SELFPLAY_DATABASE_URL is right",
-			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, scrub(err, dbURL))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28") { // invalid authorization
+			return nil, &pingError{fmt.Errorf("PostgreSQL at %s:%d refused user %q: %w; check the user and password in database.url or SELFPLAY_DATABASE_URL",
+				cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.User, scrub(err, dbURL))}
+		}
+		return nil, &pingError{fmt.Errorf("PostgreSQL at %s:%d (database %q) is not answering: %w; check that it runs and that database.url or SELFPLAY_DATABASE_URL is right",
+			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, scrub(err, dbURL))}
 	}
 	return pool, nil
 }

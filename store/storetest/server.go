@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/selfplay/selfplay/selfplaytest"
+	"github.com/selfplay/selfplay/store"
 )
 
 // pgBin finds the PostgreSQL server binaries (Debian layout), or
@@ -26,13 +32,20 @@ func pgBin(t testing.TB) string {
 }
 
 // Server is a private PostgreSQL instance a test starts, for scenarios
-// that restart the database (which must not disturb other tests).
+// that restart the database (which must not disturb other tests) or that
+// need a server checking passwords.
 type Server struct {
-	URL  string
-	dir  string
-	bin  string
-	port int
-	t    testing.TB
+	URL string
+	// Password is the postgres superuser's password, also in URL; empty
+	// when the server trusts every connection.
+	Password string
+	// Port is the TCP port on 127.0.0.1 the server listens on once started.
+	Port int
+	// SocketDir is the directory of the server's Unix socket.
+	SocketDir string
+	dir       string
+	bin       string
+	t         testing.TB
 }
 
 // StartServer initialises and starts a private PostgreSQL instance on a
@@ -40,23 +53,66 @@ type Server struct {
 // test ends. initdb and postgres run as the postgres user.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
+	s := NewServer(t, "")
+	s.Start()
+	return s
+}
+
+// StartPasswordServer is StartServer with password authentication, like
+// the official postgres image given POSTGRES_PASSWORD: every TCP
+// connection must prove the password with scram-sha-256, and one without
+// it or with another is refused (SQLSTATE 28P01). The postgres
+// superuser's password is random, in Password and URL.
+func StartPasswordServer(t testing.TB) *Server {
+	t.Helper()
+	s := NewServer(t, "pw-"+randomSuffix())
+	s.Start()
+	return s
+}
+
+// NewServer initialises a private PostgreSQL instance on a free port
+// without starting it (Start does), for tests of what happens before the
+// server is up. A non-empty password makes it check passwords
+// (scram-sha-256) with that password for the postgres superuser; an empty
+// one makes it trust every connection.
+func NewServer(t testing.TB, password string) *Server {
+	t.Helper()
 	bin := pgBin(t)
 	dir, err := os.MkdirTemp("", "selfplay-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := selfplaytest.FreePort(t)
-	s := &Server{dir: dir, bin: bin, port: port, t: t,
-		URL: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	user := url.User("postgres")
+	if password != "" {
+		user = url.UserPassword("postgres", password)
+	}
+	u := url.URL{Scheme: "postgres", User: user, Host: fmt.Sprintf("127.0.0.1:%d", port), Path: "/postgres", RawQuery: "sslmode=disable"}
+	s := &Server{dir: dir, bin: bin, Port: port, SocketDir: dir, Password: password, t: t, URL: u.String()}
 	if out, err := exec.Command("chown", "postgres:postgres", dir).CombinedOutput(); err != nil {
 		t.Fatalf("chown %s: %v\n%s", dir, err, out)
 	}
-	s.asPostgres("initdb", "-D", filepath.Join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
 	t.Cleanup(func() {
 		_ = exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), "-D", filepath.Join(dir, "data"), "stop", "-m", "immediate", "-w").Run()
 		os.RemoveAll(dir)
 	})
-	s.Start()
+	initdb := []string{"-D", filepath.Join(dir, "data"), "-U", "postgres", "--no-sync", "-E", "UTF8"}
+	if password == "" {
+		initdb = append(initdb, "-A", "trust")
+	} else {
+		// initdb reads the superuser's password from a file the postgres
+		// user can read; it is removed straight after.
+		pwfile := filepath.Join(dir, "pwfile")
+		if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("chown", "postgres:postgres", pwfile).CombinedOutput(); err != nil {
+			t.Fatalf("chown %s: %v\n%s", pwfile, err, out)
+		}
+		initdb = append(initdb, "--auth=scram-sha-256", "--pwfile="+pwfile)
+		defer os.Remove(pwfile)
+	}
+	s.asPostgres("initdb", initdb...)
 	return s
 }
 
@@ -77,7 +133,49 @@ func (s *Server) ctl(args ...string) {
 // Start starts the server and waits until it accepts connections.
 func (s *Server) Start() {
 	s.t.Helper()
-	s.ctl("start", "-w", "-t", "60", "-o", "-p "+strconv.Itoa(s.port)+" -k "+s.dir+" -c listen_addresses=127.0.0.1 -c fsync=off")
+	s.start("127.0.0.1")
+}
+
+// StartSocketOnly starts the server listening on its Unix socket only, not
+// on TCP — as the official postgres image's temporary server does while it
+// runs the first start's init scripts.
+func (s *Server) StartSocketOnly() {
+	s.t.Helper()
+	s.start("")
+}
+
+func (s *Server) start(listen string) {
+	s.t.Helper()
+	s.ctl("start", "-w", "-t", "60", "-o", "-p "+strconv.Itoa(s.Port)+" -k "+s.dir+" -c listen_addresses='"+listen+"' -c fsync=off")
+}
+
+// NewDatabase creates a fresh, migrated database on this server and
+// returns its URL (with the server's credentials). It goes with the
+// server when the test ends.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		t.Fatalf("private PostgreSQL at 127.0.0.1:%d: %v", s.Port, err)
+	}
+	defer conn.Close(ctx)
+	name := "selfplay_test_" + randomSuffix()
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	u, _ := url.Parse(s.URL)
+	u.Path = "/" + name
+	pool, err := pgxpool.New(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatalf("migrate %s: %v", name, err)
+	}
+	return u.String()
 }
 
 // Stop stops the server (fast shutdown: sessions are disconnected).
