@@ -57,13 +57,13 @@ const ChatMLTemplate = "{% for message in messages %}{{'<|im_start|>' + message[
 
 // Shape of the network.
 const (
-	nEmbd   = 64
-	nHead   = 4
-	nFF     = 128
-	nLayer  = 2
-	nCtx    = 4096
-	rmsEps  = 1e-5
-	steer   = 4.0 // the constant in dimension 0 of every embedding
+	nEmbd  = 64
+	nHead  = 4
+	nFF    = 128
+	nLayer = 2
+	nCtx   = 4096
+	rmsEps = 1e-5
+	steer  = 4.0 // the constant in dimension 0 of every embedding
 )
 
 // vocab returns the tokens, their scores and types (llama_token_type:
