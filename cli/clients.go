@@ -22,7 +22,7 @@ func endpoint(cfg *config.Config, name string) (llm.Endpoint, error) {
 	}
 	return llm.Endpoint{
 		Name: name, BaseURL: ep.BaseURL, APIKey: key, MaxConcurrency: ep.MaxConcurrency,
-		Timeout: ep.Timeout, MaxRetries: ep.MaxRetries, Kind: ep.Kind, Model: ep.Model,
+		Timeout: ep.Timeout, MaxRetries: ep.MaxRetries, Kind: ep.Kind, Model: ep.Model, MaxN: ep.MaxN,
 	}, nil
 }
 
