@@ -134,3 +134,37 @@ func TestLlamaServerOtherBadRequestIsNotN(t *testing.T) {
 	require.Len(t, got, 2)
 	require.Equal(t, map[int]int{http.StatusOK: 1}, log.take(), "still one request for n")
 }
+
+// A reference endpoint on llama-server: its /tokenize reads {"content": …}
+// and answers {"tokens": []} to vLLM's {"prompt": …} and {"messages": …}
+// (tools/server/server-context.cpp in ggml-org/llama.cpp), and it has no
+// prompt_logprobs. Probe refuses it with a reason that says the endpoint
+// must be vLLM, and scoring fails instead of summing no tokens to 0.
+func TestLlamaServerIsRefusedAsReference(t *testing.T) {
+	t.Parallel()
+	srv := llamacpptest.Start(t, llamacpptest.Options{Model: llamacpptest.Model{Seed: 3}})
+	ref, err := llm.NewReference(llm.Endpoint{Name: "reference", BaseURL: srv.URL, Model: srv.Alias})
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	err = ref.Probe(ctx, "")
+	var e *llm.Error
+	require.ErrorAs(t, err, &e)
+	require.True(t, e.Permanent)
+	require.Equal(t, "/tokenize", e.Path)
+	require.Contains(t, e.Reason, "the reference endpoint must be vLLM")
+	require.Contains(t, e.Reason, "gave no tokens")
+
+	lp, err := ref.LogProb(ctx, "", llamaPrompt(), "the river runs")
+	require.ErrorAs(t, err, &e)
+	require.True(t, e.Permanent)
+	require.Contains(t, e.Reason, "the reference endpoint must be vLLM")
+	require.Zero(t, lp)
+
+	// With the sampler's token ids the prompt is still rendered by
+	// /tokenize: no tokens for it is an error too.
+	_, err = ref.LogProbTokens(ctx, "", llamaPrompt(), []int{262, 263, llamacpptest.EndOfTurnID})
+	require.ErrorAs(t, err, &e)
+	require.True(t, e.Permanent)
+	require.Contains(t, e.Reason, "rendered 1 messages to no tokens")
+}
