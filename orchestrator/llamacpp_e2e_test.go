@@ -41,8 +41,10 @@ const (
 	llamaSeed      = 42
 )
 
-// startLlamaLoop writes a two-iteration schedule against llama-server;
-// extra is appended to it (YAML).
+// startLlamaLoop writes a two-iteration schedule against llama-server.
+// endpointsExtra is YAML added under endpoints, iterationsYAML replaces the
+// iterations; in both {policy} stands for the policy server's URL and
+// {prompts} for the prompts file.
 func startLlamaLoop(t *testing.T, prompts int, endpointsExtra, iterationsYAML string) *llamaLoop {
 	t.Helper()
 	dbURL := storetest.NewDatabase(t)
@@ -68,6 +70,8 @@ func startLlamaLoop(t *testing.T, prompts int, endpointsExtra, iterationsYAML st
 	}
 	promptsPath := filepath.Join(dir, "prompts.jsonl")
 	require.NoError(t, os.WriteFile(promptsPath, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+	endpointsExtra = strings.ReplaceAll(endpointsExtra, "{policy}", l.policy.URL)
+	iterationsYAML = strings.ReplaceAll(iterationsYAML, "{prompts}", promptsPath)
 	if iterationsYAML == "" {
 		iterationsYAML = fmt.Sprintf(`
   - {name: iter0, policy_model: tiny-llama, prompts: {files: [%q]}}
@@ -231,4 +235,22 @@ func llamaChat(t *testing.T, srv *llamacpptest.Server, msgs []prompt.Message, se
 	}
 	require.False(t, math.IsNaN(r.logprob))
 	return r
+}
+
+// A worker whose reference endpoint is llama-server refuses to start, with
+// the reason: its /tokenize does not speak vLLM's form, so every reference
+// log-prob would have been 0 (issue: "Reference log-probs silently 0").
+// Nothing is scored and no task is touched.
+func TestLlamaServerReferenceRefusedAtWorkerStart(t *testing.T) {
+	t.Parallel()
+	l := startLlamaLoop(t, 2, `
+  reference: {base_url: "{policy}", model: tiny-llama}`, `
+  - {name: iter0, policy_model: tiny-llama, reference_model: tiny-llama, prompts: {files: ["{prompts}"]}}`)
+	w := l.worker(t, "worker")
+	err := w.Wait(time.Minute)
+	require.Error(t, err, "the worker must exit")
+	out := w.Output()
+	require.Contains(t, out, `endpoints.reference cannot score reference model "tiny-llama", so this worker will not start`)
+	require.Contains(t, out, "the reference endpoint must be vLLM")
+	require.Zero(t, l.count(t, `SELECT count(*) FROM responses`))
 }
