@@ -1,7 +1,9 @@
 package llm_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -167,4 +169,51 @@ func TestLlamaServerIsRefusedAsReference(t *testing.T) {
 	require.ErrorAs(t, err, &e)
 	require.True(t, e.Permanent)
 	require.Contains(t, e.Reason, "rendered 1 messages to no tokens")
+}
+
+// llama-server puts each generated token's id in logprobs.content[].id
+// (tools/server/server-common.cpp, completion_token_output::to_json, in
+// ggml-org/llama.cpp) and ignores vLLM's return_token_ids. The sampler reads
+// those ids, so the worker scores the policy's own tokens instead of
+// re-tokenizing the text: they are one per log-prob, end on the
+// end-of-turn token exactly when the reply stopped, and llama-server's
+// /detokenize turns the others back into the reply's text.
+func TestLlamaServerTokenIDs(t *testing.T) {
+	t.Parallel()
+	srv := llamacpptest.Start(t, llamacpptest.Options{Model: llamacpptest.Model{Seed: 5}})
+	p, err := llm.NewPolicy(llm.Endpoint{Name: "policy", BaseURL: srv.URL, Model: srv.Alias})
+	require.NoError(t, err)
+	seed := int64(21)
+	samples, err := p.Sample(context.Background(), llamaPrompt(), llm.SampleParams{N: 4, Temperature: 0.8, MaxTokens: 32, Seed: &seed})
+	require.NoError(t, err)
+	var stopped int
+	for i, s := range samples {
+		require.Len(t, s.TokenIDs, s.Tokens, "sample %d", i)
+		ids := s.TokenIDs
+		if s.FinishReason == "stop" {
+			stopped++
+			require.Equal(t, llamacpptest.EndOfTurnID, ids[len(ids)-1], "sample %d", i)
+			ids = ids[:len(ids)-1]
+		}
+		require.NotContains(t, ids, llamacpptest.EndOfTurnID, "sample %d", i)
+		require.Equal(t, s.Content, detokenize(t, srv.URL, ids), "sample %d", i)
+	}
+	require.Positive(t, stopped, "some samples end on the end-of-turn token")
+	require.Less(t, stopped, len(samples), "some are cut by max_tokens")
+}
+
+// detokenize asks llama-server's /detokenize for the text of ids.
+func detokenize(t *testing.T, base string, ids []int) string {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"tokens": ids})
+	require.NoError(t, err)
+	resp, err := http.Post(base+"/detokenize", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var out struct {
+		Content string `json:"content"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out.Content
 }

@@ -198,11 +198,19 @@ func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, ex
 	return req, fields
 }
 
-// rawChoices holds the vLLM fields go-openai does not decode.
+// rawChoices holds the fields go-openai does not decode: vLLM's token_ids
+// (return_token_ids) and llama-server's id of each log-prob entry
+// (tools/server/server-common.cpp, completion_token_output, in
+// ggml-org/llama.cpp).
 type rawChoices struct {
 	Choices []struct {
 		Index    int   `json:"index"`
 		TokenIDs []int `json:"token_ids"`
+		LogProbs *struct {
+			Content []struct {
+				ID *int `json:"id"`
+			} `json:"content"`
+		} `json:"logprobs"`
 	} `json:"choices"`
 }
 
@@ -237,8 +245,13 @@ func decodeSamples(resp *openai.ChatCompletionResponse, raw []byte) ([]Sample, *
 	}
 	ids := make(map[int][]int, len(extra.Choices))
 	for _, c := range extra.Choices {
-		if c.TokenIDs != nil {
+		switch {
+		case c.TokenIDs != nil:
 			ids[c.Index] = c.TokenIDs
+		case c.LogProbs != nil:
+			if v := idsFromLogProbs(c.LogProbs.Content); v != nil {
+				ids[c.Index] = v
+			}
 		}
 	}
 	choices := slices.Clone(resp.Choices)
@@ -288,6 +301,24 @@ func decodeChoice(c openai.ChatCompletionChoice, tokenIDs []int) (Sample, *failu
 		FinishReason: string(c.FinishReason),
 		TokenIDs:     tokenIDs,
 	}, nil
+}
+
+// idsFromLogProbs returns the ids of log-prob entries that carry one
+// (llama-server's "id"); nil unless every entry has one.
+func idsFromLogProbs(content []struct {
+	ID *int `json:"id"`
+}) []int {
+	if len(content) == 0 {
+		return nil
+	}
+	ids := make([]int, len(content))
+	for i, e := range content {
+		if e.ID == nil {
+			return nil
+		}
+		ids[i] = *e.ID
+	}
+	return ids
 }
 
 // idsFromTokens reads ids from vLLM's return_tokens_as_token_ids form
