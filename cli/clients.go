@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/llm"
@@ -22,8 +24,43 @@ func endpoint(cfg *config.Config, name string) (llm.Endpoint, error) {
 	}
 	return llm.Endpoint{
 		Name: name, BaseURL: ep.BaseURL, APIKey: key, MaxConcurrency: ep.MaxConcurrency,
-		Timeout: ep.Timeout, MaxRetries: ep.MaxRetries, Kind: ep.Kind, Model: ep.Model,
+		Timeout: ep.Timeout, MaxRetries: ep.MaxRetries, Kind: ep.Kind, Model: ep.Model, MaxN: ep.MaxN,
 	}, nil
+}
+
+// probeReference checks once, before a worker takes tasks, that the
+// reference endpoint can teacher-force every reference model the schedule
+// names (endpoints.reference.model when no iteration names one): a server
+// without vLLM's /tokenize and prompt_logprobs would fail every generate
+// task, or worse score nothing. A server that lacks the capability stops
+// the worker with the reason; one that cannot be reached now is only
+// logged, since workers may start before the model servers do, and each
+// task checks again.
+func probeReference(ctx context.Context, cfg *config.Config, clients worker.Clients, log *slog.Logger) error {
+	ref, ok := clients.Reference.(*llm.Reference)
+	if !ok || ref == nil {
+		return nil
+	}
+	var models []string
+	for _, it := range cfg.Iterations {
+		if it.ReferenceModel != "" && !slices.Contains(models, it.ReferenceModel) {
+			models = append(models, it.ReferenceModel)
+		}
+	}
+	if len(models) == 0 && cfg.Endpoints["reference"].Model != "" {
+		models = append(models, cfg.Endpoints["reference"].Model)
+	}
+	for _, m := range models {
+		err := ref.Probe(ctx, m)
+		switch {
+		case err == nil:
+		case llm.IsPermanent(err):
+			return fmt.Errorf("endpoints.reference cannot score reference model %q, so this worker will not start: %w", m, err)
+		default:
+			log.WarnContext(ctx, "reference endpoint not reachable at start; tasks will check again", "model", m, "err", err)
+		}
+	}
+	return nil
 }
 
 // buildClients makes the worker's LLM clients from the configuration.

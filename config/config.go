@@ -80,6 +80,12 @@ type Endpoint struct {
 	Timeout time.Duration `mapstructure:"timeout" json:"timeout"`
 	// MaxRetries for transient errors (429, 5xx, timeouts); default 5.
 	MaxRetries int `mapstructure:"max_retries" json:"max_retries"`
+	// MaxN is the most choices (n) one chat request may ask for, e.g.
+	// llama-server's slot count (--parallel); when generation.samples is
+	// above it, each sample is its own request. 0 (default) means no limit:
+	// all samples in one request, falling back to one request per sample
+	// when the server rejects n or returns fewer choices.
+	MaxN int `mapstructure:"max_n" json:"max_n"`
 	// Kind of a reward endpoint: classify (default), pooling, get_reward or judge.
 	Kind string `mapstructure:"kind" json:"kind"`
 	// Model served by this endpoint when it is fixed (reward, reference,

@@ -94,6 +94,9 @@ func (c *Config) validate() []Problem {
 		if ep.MaxRetries < 0 {
 			ch.add(key+".max_retries", "expected 0 or more, got %d", ep.MaxRetries)
 		}
+		if ep.MaxN < 0 {
+			ch.add(key+".max_n", "expected 0 (no limit) or the most choices one request may ask for, got %d", ep.MaxN)
+		}
 		if ep.ChatTemplate != "" {
 			ch.oneOf(key+".chat_template", ep.ChatTemplate, ChatTemplates)
 		}

@@ -67,6 +67,10 @@ type Endpoint struct {
 	// Model is the model name used when a call does not name one (reward
 	// and reference endpoints, whose model is fixed by the endpoint).
 	Model string
+	// MaxN is the most choices one chat request may ask for (policy and
+	// evolver endpoints); Policy.Sample sends one request per sample when
+	// SampleParams.N is above it. 0 means no limit; negative is an error.
+	MaxN int
 }
 
 // withDefaults returns a copy of ep with defaults applied, or an error that
@@ -86,6 +90,9 @@ func (ep Endpoint) withDefaults() (Endpoint, error) {
 		ep.Timeout = DefaultTimeout
 	case ep.Timeout < 0:
 		return ep, fmt.Errorf("llm: %s endpoint: timeout %s must be positive", ep.Name, ep.Timeout)
+	}
+	if ep.MaxN < 0 {
+		return ep, fmt.Errorf("llm: %s endpoint: max_n %d must be 0 (no limit) or positive", ep.Name, ep.MaxN)
 	}
 	switch {
 	case ep.MaxRetries == 0:

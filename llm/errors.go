@@ -21,6 +21,10 @@ type Error struct {
 	Status int
 	// Reason says what went wrong, e.g. "server returned no log-probs".
 	Reason string
+	// Param is the request field an error reply names in its structured
+	// form (the OpenAI error object's "param", which vLLM fills for
+	// validation errors), empty when it names none.
+	Param string
 	// Permanent is true when retrying the same request cannot succeed
 	// (bad request, unknown model, missing capability, malformed body after
 	// retries). Transient errors (429, 5xx, timeouts, connection errors) are

@@ -3,8 +3,10 @@ package llm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +55,7 @@ type Sample struct {
 type Policy struct {
 	chat *chatClient
 	// singleChoice remembers models whose server returned fewer choices than
-	// n, so later calls go straight to one request per sample.
+	// n or rejected n, so later calls go straight to one request per sample.
 	singleChoice sync.Map
 }
 
@@ -67,11 +69,13 @@ func NewPolicy(ep Endpoint, opts ...Option) (*Policy, error) {
 }
 
 // Sample draws sp.N responses to msgs with their summed token log-probs. It
-// asks for all n in one request; when the server ignores n or returns fewer
-// choices, it falls back (for this and later calls of the same model) to
-// sp.N concurrent single-sample requests with seeds Seed+i. Missing
-// log-probs, an empty choice list, inconsistent token ids or a malformed
-// body (after retries) give a permanent *Error naming endpoint and model.
+// asks for all n in one request; when the server ignores n, returns fewer
+// choices or rejects n (see rejectsN), it falls back (for this and later
+// calls of the same model) to sp.N concurrent single-sample requests with
+// seeds Seed+i; when sp.N is above Endpoint.MaxN it uses them from the
+// start. Missing log-probs, an empty choice list, inconsistent token ids or
+// a malformed body (after retries) give a permanent *Error naming endpoint
+// and model.
 func (p *Policy) Sample(ctx context.Context, msgs []Message, sp SampleParams) ([]Sample, error) {
 	t := p.chat.t
 	if sp.Model == "" {
@@ -80,21 +84,41 @@ func (p *Policy) Sample(ctx context.Context, msgs []Message, sp SampleParams) ([
 	if err := validateSampling(msgs, sp); err != nil {
 		return nil, &Error{Endpoint: t.ep.Name, Model: sp.Model, Path: "/v1/chat/completions", Reason: err.Error(), Permanent: true}
 	}
-	if _, single := p.singleChoice.Load(sp.Model); sp.N == 1 || !single {
+	out := make([]Sample, sp.N)
+	first := 0 // samples already in out
+	_, single := p.singleChoice.Load(sp.Model)
+	if sp.N == 1 || (!single && (t.ep.MaxN == 0 || sp.N <= t.ep.MaxN)) {
 		samples, err := p.request(ctx, msgs, sp, sp.N, sp.Seed)
-		if err != nil {
+		switch {
+		case err == nil && len(samples) >= sp.N:
+			return samples[:sp.N], nil
+		case err == nil:
+			if _, loaded := p.singleChoice.LoadOrStore(sp.Model, true); !loaded {
+				t.opts.logger.InfoContext(ctx, "server returned fewer choices than n; using one request per sample",
+					"endpoint", t.ep.Name, "model", sp.Model, "n", sp.N, "choices", len(samples))
+			}
+		case rejectsN(err, sp.N):
+			// The same request with n = 1 tells whether n was what the
+			// server refused; its sample is the fallback's sample 0.
+			one, err1 := p.request(ctx, msgs, sp, 1, sp.Seed)
+			if err1 != nil {
+				var e *Error
+				if errors.As(err, &e) && e.Param == "n" {
+					return nil, err1
+				}
+				return nil, err
+			}
+			out[0], first = one[0], 1
+			if _, loaded := p.singleChoice.LoadOrStore(sp.Model, true); !loaded {
+				t.opts.logger.InfoContext(ctx, "server rejected n; using one request per sample (set max_n on the endpoint to skip the first try)",
+					"endpoint", t.ep.Name, "model", sp.Model, "n", sp.N, "reason", err.Error())
+			}
+		default:
 			return nil, err
 		}
-		if len(samples) >= sp.N {
-			return samples[:sp.N], nil
-		}
-		if _, loaded := p.singleChoice.LoadOrStore(sp.Model, true); !loaded {
-			t.opts.logger.InfoContext(ctx, "server returned fewer choices than n; using one request per sample",
-				"endpoint", t.ep.Name, "model", sp.Model, "n", sp.N, "choices", len(samples))
-		}
 	}
-	out := make([]Sample, sp.N)
-	err := parallel(ctx, sp.N, func(ctx context.Context, i int) error {
+	err := parallel(ctx, sp.N-first, func(ctx context.Context, j int) error {
+		i := first + j
 		var seed *int64
 		if sp.Seed != nil {
 			s := *sp.Seed + int64(i)
@@ -111,6 +135,20 @@ func (p *Policy) Sample(ctx context.Context, msgs []Message, sp SampleParams) ([
 		return nil, err
 	}
 	return out, nil
+}
+
+// rejectsN reports whether err may be the server refusing a request for n
+// > 1 choices: HTTP 400 whose structured error names no field or names n.
+// llama-server answers 400 {"error": {"code": 400, "type":
+// "invalid_request_error", "message": "Field 'n': Value must be between 1
+// <= value <= 4, but got 5"}} when n exceeds its slots (--parallel): its
+// schema bounds n_cmpl, alias n, by n_parallel (tools/server/server-schema.cpp
+// in ggml-org/llama.cpp) and names the field only in the message's words,
+// which are not read here. So a 400 without a param is confirmed by the
+// same request with n = 1: when that succeeds, n was what was refused.
+func rejectsN(err error, n int) bool {
+	var e *Error
+	return n > 1 && errors.As(err, &e) && e.Status == http.StatusBadRequest && (e.Param == "" || e.Param == "n")
 }
 
 func validateSampling(msgs []Message, sp SampleParams) error {
@@ -160,11 +198,19 @@ func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, ex
 	return req, fields
 }
 
-// rawChoices holds the vLLM fields go-openai does not decode.
+// rawChoices holds the fields go-openai does not decode: vLLM's token_ids
+// (return_token_ids) and llama-server's id of each log-prob entry
+// (tools/server/server-common.cpp, completion_token_output, in
+// ggml-org/llama.cpp).
 type rawChoices struct {
 	Choices []struct {
 		Index    int   `json:"index"`
 		TokenIDs []int `json:"token_ids"`
+		LogProbs *struct {
+			Content []struct {
+				ID *int `json:"id"`
+			} `json:"content"`
+		} `json:"logprobs"`
 	} `json:"choices"`
 }
 
@@ -199,8 +245,13 @@ func decodeSamples(resp *openai.ChatCompletionResponse, raw []byte) ([]Sample, *
 	}
 	ids := make(map[int][]int, len(extra.Choices))
 	for _, c := range extra.Choices {
-		if c.TokenIDs != nil {
+		switch {
+		case c.TokenIDs != nil:
 			ids[c.Index] = c.TokenIDs
+		case c.LogProbs != nil:
+			if v := idsFromLogProbs(c.LogProbs.Content); v != nil {
+				ids[c.Index] = v
+			}
 		}
 	}
 	choices := slices.Clone(resp.Choices)
@@ -250,6 +301,24 @@ func decodeChoice(c openai.ChatCompletionChoice, tokenIDs []int) (Sample, *failu
 		FinishReason: string(c.FinishReason),
 		TokenIDs:     tokenIDs,
 	}, nil
+}
+
+// idsFromLogProbs returns the ids of log-prob entries that carry one
+// (llama-server's "id"); nil unless every entry has one.
+func idsFromLogProbs(content []struct {
+	ID *int `json:"id"`
+}) []int {
+	if len(content) == 0 {
+		return nil
+	}
+	ids := make([]int, len(content))
+	for i, e := range content {
+		if e.ID == nil {
+			return nil
+		}
+		ids[i] = *e.ID
+	}
+	return ids
 }
 
 // idsFromTokens reads ids from vLLM's return_tokens_as_token_ids form

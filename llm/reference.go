@@ -53,8 +53,10 @@ const probeHint = "the reference scorer needs a vLLM-compatible server with /tok
 
 // Probe checks that the server can teacher-force model: it tokenizes a short
 // text, scores a 3-token prompt with prompt_logprobs and locates the
-// end-of-turn token of the chat template. A permanent *Error means the
-// server lacks the capability; a transient one that it was unreachable.
+// end-of-turn token of the chat template (which needs the chat form of
+// /tokenize to render a prompt to tokens). A permanent *Error means the
+// server lacks the capability — its reason says what is missing; a
+// transient one that it was unreachable. Workers call it once at start.
 func (r *Reference) Probe(ctx context.Context, model string) error {
 	model = r.model(model)
 	if err := r.needModel(model); err != nil {
@@ -190,11 +192,25 @@ func (r *Reference) score(ctx context.Context, model string, prompt, resp []int)
 	return sum, nil
 }
 
+// notVLLMTokenize explains an empty tokenization of non-empty input: the
+// server did not read vLLM's /tokenize request. llama.cpp's llama-server,
+// for one, reads {"content": …} and answers {"tokens": []} to vLLM's
+// {"prompt": …} and {"messages": …} (tools/server/server-context.cpp,
+// handle_tokenize, in ggml-org/llama.cpp). Summing over no tokens would
+// store a log-prob of 0, so it is an error.
+const notVLLMTokenize = "; the server does not speak vLLM's /tokenize ({\"prompt\": …} and {\"messages\": …}, " +
+	"as llama.cpp's llama-server does not): the reference endpoint must be vLLM or a server with vLLM's /tokenize " +
+	"and prompt_logprobs"
+
 func (r *Reference) tokenizeText(ctx context.Context, model, text string) ([]int, error) {
 	req := tokenizeTextRequest{Model: model, Prompt: text, AddSpecialTokens: false}
 	got, err := postJSON(ctx, r.t, model, "/tokenize", r.t.root+"/tokenize", req, (*tokenizeResponse).check)
 	if err != nil {
 		return nil, err
+	}
+	if len(got.Tokens) == 0 && text != "" {
+		return nil, &Error{Endpoint: r.t.ep.Name, Model: model, Path: "/tokenize", Permanent: true,
+			Reason: fmt.Sprintf("tokenizing %d bytes of text gave no tokens", len(text)) + notVLLMTokenize}
 	}
 	return got.Tokens, nil
 }
@@ -204,6 +220,10 @@ func (r *Reference) tokenizeChat(ctx context.Context, model string, msgs []Messa
 	got, err := postJSON(ctx, r.t, model, "/tokenize", r.t.root+"/tokenize", req, (*tokenizeResponse).check)
 	if err != nil {
 		return nil, err
+	}
+	if len(got.Tokens) == 0 {
+		return nil, &Error{Endpoint: r.t.ep.Name, Model: model, Path: "/tokenize", Permanent: true,
+			Reason: fmt.Sprintf("the chat template rendered %d messages to no tokens", len(msgs)) + notVLLMTokenize}
 	}
 	return got.Tokens, nil
 }
@@ -244,6 +264,13 @@ func (r *Reference) endOfTurn(ctx context.Context, model string) (eotInfo, error
 				"the prompt's tokens followed by the reply's; score the sampler's token ids with LogProbTokens instead"}
 	case len(full) > len(prompt)+len(reply):
 		info.id, info.found = full[len(prompt)+len(reply)], true
+	default:
+		// A policy sample that stopped on its own counts the end-of-turn
+		// token; a reference log-prob without it would not compare like
+		// with like.
+		info.err = &Error{Endpoint: r.t.ep.Name, Model: model, Path: "/tokenize", Permanent: true,
+			Reason: "the chat template adds no end-of-turn token after an assistant reply, so a reply's " +
+				"reference log-prob cannot count it as the policy's does"}
 	}
 	r.eot.Store(model, info)
 	return info, info.err

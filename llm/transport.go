@@ -74,6 +74,7 @@ type failure struct {
 	status     int
 	retryAfter time.Duration
 	reason     string
+	param      string // the error object's "param", if any
 	err        error
 }
 
@@ -213,6 +214,7 @@ func (t *transport) toError(model, path string, f *failure, attempts int) *Error
 		Path:       path,
 		Status:     f.status,
 		Reason:     f.reason,
+		Param:      f.param,
 		Permanent:  !f.transient || f.malformed,
 		Attempts:   attempts,
 		RetryAfter: f.retryAfter,
@@ -285,7 +287,22 @@ func (x exchange) classify() *failure {
 		status:     x.status,
 		retryAfter: parseRetryAfter(x.header, time.Now()),
 		reason:     errorReason(x.body),
+		param:      errorParam(x.body),
 	}
+}
+
+// errorParam is the "param" of an OpenAI error object {"error": {"param":
+// "n", …}}, or "" when the body has none.
+func errorParam(body []byte) string {
+	var v struct {
+		Error struct {
+			Param string `json:"param"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	return v.Error.Param
 }
 
 // errorReason extracts the message of an error body: the OpenAI error
