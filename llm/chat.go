@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -40,68 +39,18 @@ func toOpenAIMessages(msgs []Message) []openai.ChatCompletionMessage {
 	return out
 }
 
-// chatClient makes chat-completions calls through go-openai while the
-// transport keeps control of the wire: go-openai builds the request and
-// decodes the response; chatDoer (its HTTPDoer) merges extra JSON fields
-// into the body, applies the attempt timeout and records the raw exchange,
-// so retries, Retry-After and error classification work the same as for the
-// plain net/http routes.
+// chatClient makes chat-completions calls. go-openai's request types build
+// the body (with extra JSON fields merged in); the transport sends it with
+// the shared retries, Retry-After and error classification; and
+// decodeChatReply reads the reply in one pass, keeping only what the
+// clients use (go-openai's own decoding of every log-prob entry, and a
+// second pass for vLLM's token_ids, cost three times as much).
 type chatClient struct {
-	t      *transport
-	client *openai.Client
+	t *transport
 }
 
 func newChatClient(t *transport) *chatClient {
-	cfg := openai.DefaultConfig(t.ep.APIKey)
-	cfg.BaseURL = t.v1
-	cfg.HTTPClient = chatDoer{t: t}
-	return &chatClient{t: t, client: openai.NewClientWithConfig(cfg)}
-}
-
-type chatCallKey struct{}
-
-// chatCall carries one attempt's extras into chatDoer and its raw exchange
-// back out.
-type chatCall struct {
-	extras map[string]any
-	x      exchange
-	sent   bool
-}
-
-type chatDoer struct{ t *transport }
-
-// Do implements openai.HTTPDoer.
-func (d chatDoer) Do(req *http.Request) (*http.Response, error) {
-	c, _ := req.Context().Value(chatCallKey{}).(*chatCall)
-	if c != nil && len(c.extras) > 0 && req.Body != nil {
-		body, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		merged, err := mergeJSONFields(body, c.extras)
-		if err != nil {
-			return nil, err
-		}
-		req.Body = io.NopCloser(bytes.NewReader(merged))
-		req.ContentLength = int64(len(merged))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(merged)), nil }
-	}
-	x := d.t.roundTrip(req)
-	if c != nil {
-		c.x, c.sent = x, true
-	}
-	if x.err != nil {
-		return nil, x.err
-	}
-	return &http.Response{
-		StatusCode:    x.status,
-		Status:        fmt.Sprintf("%d %s", x.status, http.StatusText(x.status)),
-		Header:        x.header,
-		Body:          io.NopCloser(bytes.NewReader(x.body)),
-		ContentLength: int64(len(x.body)),
-		Request:       req,
-	}, nil
+	return &chatClient{t: t}
 }
 
 // mergeJSONFields sets (or, for nil values, deletes) top-level fields of a
@@ -171,38 +120,39 @@ func chatRequestBody(req openai.ChatCompletionRequest, extras map[string]any) ([
 }
 
 // create makes one chat-completions call with retries. check validates a
-// decoded 2xx response (raw is its body); its failures are permanent.
+// decoded 2xx reply; its failures are permanent.
 func (c *chatClient) create(ctx context.Context, req openai.ChatCompletionRequest, extras map[string]any,
-	check func(resp *openai.ChatCompletionResponse, raw []byte) *failure,
-) (*openai.ChatCompletionResponse, []byte, error) {
+	check func(reply *chatReply) *failure,
+) error {
 	const path = "/v1/chat/completions"
-	var (
-		out *openai.ChatCompletionResponse
-		raw []byte
-	)
-	err := c.t.call(ctx, req.Model, path, func(actx context.Context) *failure {
-		call := &chatCall{extras: extras}
-		resp, err := c.client.CreateChatCompletion(context.WithValue(actx, chatCallKey{}, call), req)
-		if !call.sent {
+	payload, err := chatRequestBody(req, extras)
+	if err != nil {
+		return &Error{Endpoint: c.t.ep.Name, Model: req.Model, Path: path, Reason: "encoding chat request", Permanent: true, Err: err}
+	}
+	return c.t.call(ctx, req.Model, path, func(actx context.Context) *failure {
+		hreq, err := http.NewRequestWithContext(actx, http.MethodPost, c.t.v1+"/chat/completions", bytes.NewReader(payload))
+		if err != nil {
 			return &failure{reason: "building chat request", err: err}
 		}
-		if f := call.x.classify(); f != nil {
+		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header.Set("Accept", "application/json")
+		if c.t.ep.APIKey != "" {
+			hreq.Header.Set("Authorization", "Bearer "+c.t.ep.APIKey)
+		}
+		x := c.t.roundTrip(hreq)
+		if f := x.classify(); f != nil {
 			return f
 		}
+		reply, err := decodeChatReply(x.body)
 		if err != nil {
-			return malformed(call.x.body, err)
+			return malformed(x.body, err)
 		}
 		if check != nil {
-			if f := check(&resp, call.x.body); f != nil {
-				f.status = call.x.status
+			if f := check(reply); f != nil {
+				f.status = x.status
 				return f
 			}
 		}
-		out, raw = &resp, call.x.body
 		return nil
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return out, raw, nil
 }

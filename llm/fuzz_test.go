@@ -9,7 +9,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	openai "github.com/sashabaranov/go-openai"
 	"github.com/stretchr/testify/require"
 )
 
@@ -53,18 +52,25 @@ func FuzzDecodeChat(f *testing.F) {
 		f.Add([]byte(b))
 	}
 	f.Add([]byte(`{"choices": [{"index": 1, "message": {"content": ""}, "logprobs": {"content": []}, "token_ids": [1]}]}`))
+	f.Add([]byte(`{"choices": [{"index": 0, "message": {"content": "a\u00e9\n", "reasoning": null}, "logprobs": {"content": [` +
+		`{"id": 5, "token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": [{"id": 6, "token": "b", "logprob": -1}]}, ` +
+		`{"id": 7, "token": "\u00e9\n", "logprob": -9999.0}]}, "finish_reason": "stop"}], "prompt_token_ids": [1, 2]}`))
+	f.Add([]byte(`{"choices": [{"index": 0, "message": {"content": "x", "reasoning_content": "think"}, "logprobs": {"content": [{"token": "token_id:3", "logprob": -1e-3}]}}]}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var resp openai.ChatCompletionResponse
-		if err := json.Unmarshal(raw, &resp); err != nil {
-			return // go-openai refuses it before the decoder sees it
+		reply, err := decodeChatReply(raw)
+		if err != nil {
+			require.NotNil(t, malformed(raw, err))
+			return
 		}
-		samples, fail := decodeSamples(&resp, raw)
+		// What the one-pass decoder accepts, encoding/json accepts too.
+		require.True(t, json.Valid(raw), "accepted invalid JSON %q", raw)
+		samples, fail := decodeSamples(reply)
 		if fail != nil {
 			require.NotEmpty(t, fail.reason)
 			require.Nil(t, samples)
 			return
 		}
-		require.Len(t, samples, len(resp.Choices))
+		require.Len(t, samples, len(reply.Choices))
 		for i, s := range samples {
 			require.False(t, math.IsNaN(s.LogProb) || math.IsInf(s.LogProb, 0), "sample %d log-prob %v", i, s.LogProb)
 			require.LessOrEqual(t, s.LogProb, 1e-6*float64(s.Tokens)+1e-9, "sample %d", i)

@@ -75,11 +75,11 @@ func (r *Reward) judge(ctx context.Context, msgs []Message, reply string) (float
 		fields[k] = v
 	}
 	var score float64
-	_, _, err := r.chat.create(ctx, req, fields, func(resp *openai.ChatCompletionResponse, _ []byte) *failure {
-		if len(resp.Choices) == 0 {
+	err := r.chat.create(ctx, req, fields, func(reply *chatReply) *failure {
+		if len(reply.Choices) == 0 {
 			return permanentf("judge returned an empty choice list")
 		}
-		text := resp.Choices[0].Message.Content
+		text := reply.Choices[0].Content
 		v, ok := parseJudgeScore(text)
 		if !ok {
 			return permanentf("judge reply holds no grade from 1 to 10: %q", excerpt([]byte(text)))

@@ -1,15 +1,13 @@
 package llm
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -198,32 +196,16 @@ func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, ex
 	return req, fields
 }
 
-// rawChoices holds the fields go-openai does not decode: vLLM's token_ids
-// (return_token_ids) and llama-server's id of each log-prob entry
-// (tools/server/server-common.cpp, completion_token_output, in
-// ggml-org/llama.cpp).
-type rawChoices struct {
-	Choices []struct {
-		Index    int   `json:"index"`
-		TokenIDs []int `json:"token_ids"`
-		LogProbs *struct {
-			Content []struct {
-				ID *int `json:"id"`
-			} `json:"content"`
-		} `json:"logprobs"`
-	} `json:"choices"`
-}
-
 // request makes one chat call for n samples and decodes every choice. It
 // returns fewer than n samples when the server returned fewer choices.
 func (p *Policy) request(ctx context.Context, msgs []Message, sp SampleParams, n int, seed *int64) ([]Sample, error) {
 	req, fields := chatSamplingRequest(msgs, sp, n, seed, p.chat.t.opts.extras)
 	var samples []Sample
-	_, _, err := p.chat.create(ctx, req, fields, func(resp *openai.ChatCompletionResponse, raw []byte) *failure {
-		if len(resp.Choices) == 0 {
+	err := p.chat.create(ctx, req, fields, func(reply *chatReply) *failure {
+		if len(reply.Choices) == 0 {
 			return permanentf("server returned an empty choice list (asked for %d)", n)
 		}
-		s, f := decodeSamples(resp, raw)
+		s, f := decodeSamples(reply)
 		samples = s
 		return f
 	})
@@ -233,35 +215,20 @@ func (p *Policy) request(ctx context.Context, msgs []Message, sp SampleParams, n
 	return samples, nil
 }
 
-// decodeSamples turns a chat-completions response into samples ordered by
-// choice index.
-func decodeSamples(resp *openai.ChatCompletionResponse, raw []byte) ([]Sample, *failure) {
-	if len(resp.Choices) == 0 {
+// decodeSamples turns a chat reply into samples ordered by choice index.
+func decodeSamples(reply *chatReply) ([]Sample, *failure) {
+	if len(reply.Choices) == 0 {
 		return nil, permanentf("server returned an empty choice list")
 	}
-	var extra rawChoices
-	if err := json.Unmarshal(raw, &extra); err != nil {
-		return nil, malformed(raw, err)
-	}
-	ids := make(map[int][]int, len(extra.Choices))
-	for _, c := range extra.Choices {
-		switch {
-		case c.TokenIDs != nil:
-			ids[c.Index] = c.TokenIDs
-		case c.LogProbs != nil:
-			if v := idsFromLogProbs(c.LogProbs.Content); v != nil {
-				ids[c.Index] = v
-			}
-		}
-	}
-	choices := slices.Clone(resp.Choices)
-	slices.SortStableFunc(choices, func(a, b openai.ChatCompletionChoice) int { return a.Index - b.Index })
+	choices := slices.Clone(reply.Choices)
+	slices.SortStableFunc(choices, func(a, b chatChoice) int { return cmp.Compare(a.Index, b.Index) })
 	out := make([]Sample, 0, len(choices))
-	for i, c := range choices {
+	for i := range choices {
+		c := &choices[i]
 		if i > 0 && c.Index == choices[i-1].Index {
 			return nil, permanentf("server returned choice index %d twice", c.Index)
 		}
-		s, f := decodeChoice(c, ids[c.Index])
+		s, f := decodeChoice(c)
 		if f != nil {
 			return nil, f
 		}
@@ -270,76 +237,44 @@ func decodeSamples(resp *openai.ChatCompletionResponse, raw []byte) ([]Sample, *
 	return out, nil
 }
 
-func decodeChoice(c openai.ChatCompletionChoice, tokenIDs []int) (Sample, *failure) {
-	if c.LogProbs == nil || (c.LogProbs.Content == nil && c.Message.Content != "") {
+// missingLogProb is vLLM's stand-in for a log-prob of -inf: it clamps
+// log-probs to -9999.0 (vllm/logprobs.py, and ChatCompletionLogProb's
+// default in vllm/entrypoints/openai/chat_completion/protocol.py), so a
+// value at or below it is a missing number, not one to sum.
+const missingLogProb = -9999.0
+
+func decodeChoice(c *chatChoice) (Sample, *failure) {
+	if !c.HasLogProbs || (len(c.LogProbs) == 0 && c.Content != "") {
 		return Sample{}, permanentf("server returned no log-probs for choice %d (the sampler needs logprobs on chat completions)", c.Index)
 	}
-	content := c.LogProbs.Content
-	if len(content) == 0 && c.Message.Content != "" {
-		return Sample{}, permanentf("server returned no log-probs for choice %d (the sampler needs logprobs on chat completions)", c.Index)
+	if c.Reasoning != "" {
+		return Sample{}, permanentf("choice %d has a reasoning part apart from its content (the server runs a reasoning parser, "+
+			"vLLM's --reasoning-parser): its log-probs and token ids cover both parts, so the content alone cannot be scored; "+
+			"serve the policy without a reasoning parser so the whole reply is the content", c.Index)
 	}
 	var sum float64
-	for j, lp := range content {
-		if math.IsNaN(lp.LogProb) || lp.LogProb > 1e-6 {
-			return Sample{}, permanentf("choice %d token %d has log-prob %v, not a log-probability", c.Index, j, lp.LogProb)
+	for j, lp := range c.LogProbs {
+		if math.IsNaN(lp) || lp > 1e-6 {
+			return Sample{}, permanentf("choice %d token %d has log-prob %v, not a log-probability", c.Index, j, lp)
 		}
-		sum += lp.LogProb
+		if lp <= missingLogProb {
+			return Sample{}, permanentf("choice %d token %d has log-prob %v, the server's stand-in for -inf (a token it gives zero probability): the sum is undefined", c.Index, j, lp)
+		}
+		sum += lp
 	}
 	if math.IsInf(sum, 0) {
 		return Sample{}, permanentf("choice %d log-probs sum to %v, not a usable log-probability", c.Index, sum)
 	}
-	if tokenIDs == nil {
-		tokenIDs = idsFromTokens(content)
-	}
-	if tokenIDs != nil && len(tokenIDs) != len(content) {
-		return Sample{}, permanentf("choice %d has %d token ids but %d log-probs", c.Index, len(tokenIDs), len(content))
+	if c.TokenIDs != nil && len(c.TokenIDs) != len(c.LogProbs) {
+		return Sample{}, permanentf("choice %d has %d token ids but %d log-probs", c.Index, len(c.TokenIDs), len(c.LogProbs))
 	}
 	return Sample{
-		Content:      c.Message.Content,
-		Tokens:       len(content),
+		Content:      c.Content,
+		Tokens:       len(c.LogProbs),
 		LogProb:      sum,
-		FinishReason: string(c.FinishReason),
-		TokenIDs:     tokenIDs,
+		FinishReason: c.FinishReason,
+		TokenIDs:     c.TokenIDs,
 	}, nil
-}
-
-// idsFromLogProbs returns the ids of log-prob entries that carry one
-// (llama-server's "id"); nil unless every entry has one.
-func idsFromLogProbs(content []struct {
-	ID *int `json:"id"`
-}) []int {
-	if len(content) == 0 {
-		return nil
-	}
-	ids := make([]int, len(content))
-	for i, e := range content {
-		if e.ID == nil {
-			return nil
-		}
-		ids[i] = *e.ID
-	}
-	return ids
-}
-
-// idsFromTokens reads ids from vLLM's return_tokens_as_token_ids form
-// ("token_id:123"); it returns nil unless every token has that form.
-func idsFromTokens(content []openai.LogProb) []int {
-	if len(content) == 0 {
-		return nil
-	}
-	ids := make([]int, len(content))
-	for i, lp := range content {
-		rest, ok := strings.CutPrefix(lp.Token, "token_id:")
-		if !ok {
-			return nil
-		}
-		id, err := strconv.Atoi(rest)
-		if err != nil {
-			return nil
-		}
-		ids[i] = id
-	}
-	return ids
 }
 
 // parallel runs fn(0..n-1) concurrently and returns the first error; the

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
-	openai "github.com/sashabaranov/go-openai"
 	"github.com/stretchr/testify/require"
 )
 
@@ -90,9 +90,9 @@ func TestRequestsMarshalToFixtureShape(t *testing.T) {
 func TestChatFixtureDecodesToSamples(t *testing.T) {
 	t.Parallel()
 	raw := readFixture(t, "vllm/chat_completion_response.json")
-	var resp openai.ChatCompletionResponse
-	require.NoError(t, json.Unmarshal(raw, &resp))
-	samples, f := decodeSamples(&resp, raw)
+	reply, err := decodeChatReply(raw)
+	require.NoError(t, err)
+	samples, f := decodeSamples(reply)
 	require.Nil(t, f)
 	// Sums worked by hand from the fixture: −0.25 − 0.5 − 0.125 and
 	// −1.5 − 2.0 − 0.75.
@@ -132,6 +132,33 @@ func TestChatDecodeRejectsIncompleteResponses(t *testing.T) {
 			},
 			reason: "server returned choice index 0 twice",
 		},
+		{
+			// vllm/logprobs.py clamps -inf to -9999.0.
+			name: "clamped log-prob",
+			edit: func(m map[string]any) {
+				choice(m, 1)["logprobs"].(map[string]any)["content"].([]any)[2].(map[string]any)["logprob"] = -9999.0
+			},
+			reason: "choice 1 token 2 has log-prob -9999, the server's stand-in for -inf",
+		},
+		{
+			name: "reasoning apart from content",
+			edit: func(m map[string]any) {
+				choice(m, 0)["message"].(map[string]any)["reasoning"] = "The user asks for a colour."
+			},
+			reason: "choice 0 has a reasoning part apart from its content",
+		},
+		{
+			name: "older reasoning_content",
+			edit: func(m map[string]any) {
+				choice(m, 0)["message"].(map[string]any)["reasoning_content"] = "The user asks."
+			},
+			reason: "choice 0 has a reasoning part apart from its content",
+		},
+		{
+			name:   "null logprobs content with text",
+			edit:   func(m map[string]any) { choice(m, 0)["logprobs"] = map[string]any{"content": nil} },
+			reason: "server returned no log-probs for choice 0",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,9 +168,9 @@ func TestChatDecodeRejectsIncompleteResponses(t *testing.T) {
 			tc.edit(m)
 			body, err := json.Marshal(m)
 			require.NoError(t, err)
-			var resp openai.ChatCompletionResponse
-			require.NoError(t, json.Unmarshal(body, &resp))
-			_, f := decodeSamples(&resp, body)
+			reply, err := decodeChatReply(body)
+			require.NoError(t, err)
+			_, f := decodeSamples(reply)
 			require.NotNil(t, f)
 			require.False(t, f.transient)
 			require.Contains(t, f.reason, tc.reason)
@@ -155,27 +182,98 @@ func choice(m map[string]any, i int) map[string]any {
 	return m["choices"].([]any)[i].(map[string]any)
 }
 
-func TestTokenIDsFromLogprobTokens(t *testing.T) {
+func TestChatReplyTokenIDs(t *testing.T) {
 	t.Parallel()
+	entry := func(tok string, id string) string {
+		s := `{"token":` + tok + `,"logprob":-1,"bytes":[1],"top_logprobs":[]`
+		if id != "" {
+			s += `,"id":` + id
+		}
+		return s + "}"
+	}
 	tests := []struct {
-		name   string
-		tokens []string
-		want   []int
+		name    string
+		entries []string
+		extra   string
+		want    []int
 	}{
-		{name: "all ids", tokens: []string{"token_id:6033", "token_id:13"}, want: []int{6033, 13}},
-		{name: "plain tokens", tokens: []string{"Red", "."}, want: nil},
-		{name: "mixed", tokens: []string{"token_id:6033", "."}, want: nil},
-		{name: "empty", tokens: nil, want: nil},
+		{name: "vLLM token_ids win", entries: []string{entry(`"a"`, "7"), entry(`"b"`, "8")}, extra: `,"token_ids":[1,2]`, want: []int{1, 2}},
+		// llama.cpp tools/server/server-common.cpp completion_token_output::to_json
+		{name: "llama-server ids", entries: []string{entry(`"a"`, "7"), entry(`"b"`, "8")}, want: []int{7, 8}},
+		{name: "token_id form", entries: []string{entry(`"token_id:6033"`, ""), entry(`"token_id:13"`, "")}, want: []int{6033, 13}},
+		{name: "plain tokens", entries: []string{entry(`"Red"`, ""), entry(`"."`, "")}, want: nil},
+		{name: "mixed forms", entries: []string{entry(`"token_id:6033"`, ""), entry(`"."`, "")}, want: nil},
+		{name: "ids on some entries", entries: []string{entry(`"a"`, "7"), entry(`"b"`, "")}, want: nil},
+		{name: "escaped token", entries: []string{entry(`"\n"`, "5"), entry(`"\u00e9"`, "6")}, want: []int{5, 6}},
+		{name: "token_ids null", entries: []string{entry(`"a"`, "7")}, extra: `,"token_ids":null`, want: []int{7}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			content := make([]openai.LogProb, len(tc.tokens))
-			for i, tok := range tc.tokens {
-				content[i] = openai.LogProb{Token: tok, LogProb: -1}
-			}
-			require.Equal(t, tc.want, idsFromTokens(content))
+			body := `{"choices":[{"index":0,"message":{"content":"x"},"logprobs":{"content":[` +
+				strings.Join(tc.entries, ",") + `]},"finish_reason":"stop"` + tc.extra + `}]}`
+			reply, err := decodeChatReply([]byte(body))
+			require.NoError(t, err)
+			require.Len(t, reply.Choices, 1)
+			require.Equal(t, tc.want, reply.Choices[0].TokenIDs)
+			require.Equal(t, []float64{-1, -1}[:len(tc.entries)], reply.Choices[0].LogProbs)
 		})
+	}
+}
+
+func TestChatReplyAgreesWithEncodingJSON(t *testing.T) {
+	t.Parallel()
+	raw := readFixture(t, "vllm/chat_completion_response.json")
+	reply, err := decodeChatReply(raw)
+	require.NoError(t, err)
+	var want struct {
+		Choices []struct {
+			Index   int
+			Message struct {
+				Content   string
+				Reasoning *string
+			}
+			Logprobs struct {
+				Content []struct {
+					Logprob float64
+				}
+			}
+			FinishReason string `json:"finish_reason"`
+			TokenIDs     []int  `json:"token_ids"`
+		}
+	}
+	require.NoError(t, json.Unmarshal(raw, &want))
+	require.Len(t, reply.Choices, len(want.Choices))
+	for i, c := range want.Choices {
+		got := reply.Choices[i]
+		require.Equal(t, c.Index, got.Index)
+		require.Equal(t, c.Message.Content, got.Content)
+		require.Equal(t, c.FinishReason, got.FinishReason)
+		require.Equal(t, c.TokenIDs, got.TokenIDs)
+		require.Len(t, got.LogProbs, len(c.Logprobs.Content))
+		for j, lp := range c.Logprobs.Content {
+			require.Equal(t, lp.Logprob, got.LogProbs[j])
+		}
+	}
+}
+
+func TestChatReplyPromptTokenIDsAndStrings(t *testing.T) {
+	t.Parallel()
+	body := `{"choices":[{"index":0,"message":{"content":"a \"quoted\"\nline \u00e9 \ud83d\ude00","reasoning":null},` +
+		`"logprobs":{"content":[]},"finish_reason":null}],"prompt_token_ids":[151644, 872, 198]}`
+	reply, err := decodeChatReply([]byte(body))
+	require.NoError(t, err)
+	require.Equal(t, []int{151644, 872, 198}, reply.PromptTokenIDs)
+	require.Equal(t, "a \"quoted\"\nline é 😀", reply.Choices[0].Content)
+	require.True(t, reply.Choices[0].HasContent)
+	require.True(t, reply.Choices[0].HasLogProbs)
+	require.Empty(t, reply.Choices[0].FinishReason)
+
+	for _, bad := range []string{`{"choices":[{"index":"0"}]}`, `{"choices":[{"index":0.5}]}`, `{"choices":{}}`,
+		`{"choices":[{"logprobs":{"content":[{"token":"a"}]}}]}`, `{"choices":[]} x`, `{"choices":[],}`,
+		`{"choices":[{"message":{"content":1}}]}`, `{"choices":[{"logprobs":{"content":[{"logprob":-Infinity}]}}]}`} {
+		_, err := decodeChatReply([]byte(bad))
+		require.Error(t, err, bad)
 	}
 }
 

@@ -257,7 +257,17 @@ func (t *transport) roundTrip(req *http.Request) exchange {
 		return exchange{err: err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	var body []byte
+	if n := resp.ContentLength; n > 0 && n <= maxBodyBytes {
+		// One read into a buffer of the announced size, not ReadAll's
+		// doublings: a reply with log-probs is hundreds of kilobytes.
+		var buf bytes.Buffer
+		buf.Grow(int(n) + bytes.MinRead)
+		_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxBodyBytes+1))
+		body = buf.Bytes()
+	} else {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	}
 	x := exchange{status: resp.StatusCode, header: resp.Header, body: body}
 	if err != nil {
 		x.err = fmt.Errorf("reading response body: %w", err)
