@@ -122,10 +122,21 @@ func runHook(ctx context.Context, argv []string, vars map[string]string, timeout
 	return fmt.Errorf("train hook %q: %w; last output:\n%s", args[0], err, out)
 }
 
-// waitForModel polls the policy endpoint's /v1/models until model is
-// listed or hooks.wait_for_model passes.
+// waitForModel waits until every replica of the policy endpoint serves
+// model.
 func (s *iterationState) waitForModel(ctx context.Context, model string) error {
-	base := strings.TrimRight(s.o.cfg.Endpoints["policy"].BaseURL, "/")
+	for _, base := range s.o.cfg.Endpoints["policy"].URLs() {
+		if err := s.waitForModelAt(ctx, model, base); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitForModelAt polls the /v1/models of one policy replica until model is
+// listed or hooks.wait_for_model passes.
+func (s *iterationState) waitForModelAt(ctx context.Context, model, base string) error {
+	base = strings.TrimRight(base, "/")
 	url := strings.TrimSuffix(base, "/v1") + "/v1/models"
 	key, err := config.Secret("endpoints.policy.api_key_env", s.o.cfg.Endpoints["policy"].APIKeyEnv)
 	if err != nil {
