@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -122,22 +123,17 @@ func runHook(ctx context.Context, argv []string, vars map[string]string, timeout
 	return fmt.Errorf("train hook %q: %w; last output:\n%s", args[0], err, out)
 }
 
-// waitForModel waits until every replica of the policy endpoint serves
-// model.
+// waitForModel polls /v1/models of every policy replica until model is
+// served by at least one and by every replica that answers HTTP, or
+// hooks.wait_for_model passes. A replica that gives no HTTP response at all
+// (the client's *url.Error: refused, reset, unreachable) is down; the
+// workers' clients send it no work while another replica is up, so it does
+// not hold the run.
 func (s *iterationState) waitForModel(ctx context.Context, model string) error {
+	var urls []string
 	for _, base := range s.o.cfg.Endpoints["policy"].URLs() {
-		if err := s.waitForModelAt(ctx, model, base); err != nil {
-			return err
-		}
+		urls = append(urls, strings.TrimSuffix(strings.TrimRight(base, "/"), "/v1")+"/v1/models")
 	}
-	return nil
-}
-
-// waitForModelAt polls the /v1/models of one policy replica until model is
-// listed or hooks.wait_for_model passes.
-func (s *iterationState) waitForModelAt(ctx context.Context, model, base string) error {
-	base = strings.TrimRight(base, "/")
-	url := strings.TrimSuffix(base, "/v1") + "/v1/models"
 	key, err := config.Secret("endpoints.policy.api_key_env", s.o.cfg.Endpoints["policy"].APIKeyEnv)
 	if err != nil {
 		return err
@@ -145,16 +141,31 @@ func (s *iterationState) waitForModelAt(ctx context.Context, model, base string)
 	deadline := time.Now().Add(s.o.cfg.Hooks.WaitForModel)
 	logged := false
 	for {
-		ok, err := serves(ctx, s.o.opts.HTTPClient, url, key, model)
-		if ok {
-			s.o.log.InfoContext(ctx, "next policy model is served", "model", model)
+		served, down := 0, 0
+		var lastErr error
+		lastURL := urls[0]
+		for _, url := range urls {
+			ok, err := serves(ctx, s.o.opts.HTTPClient, url, key, model)
+			var noResponse *neturl.Error
+			switch {
+			case ok:
+				served++
+			case errors.As(err, &noResponse):
+				down++
+				lastErr, lastURL = err, url
+			default:
+				lastErr, lastURL = err, url
+			}
+		}
+		if served > 0 && served+down == len(urls) {
+			s.o.log.InfoContext(ctx, "next policy model is served", "model", model, "replicas", served, "replicas_down", down)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s (last error: %v)", model, url, s.o.cfg.Hooks.WaitForModel, err)
+			return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s (last error: %v)", model, lastURL, s.o.cfg.Hooks.WaitForModel, lastErr)
 		}
 		if !logged {
-			s.o.log.InfoContext(ctx, "waiting for the next policy model", "model", model, "url", url)
+			s.o.log.InfoContext(ctx, "waiting for the next policy model", "model", model, "url", lastURL)
 			logged = true
 		}
 		select {
