@@ -22,8 +22,9 @@ func endpoint(cfg *config.Config, name string) (llm.Endpoint, error) {
 	if err != nil {
 		return llm.Endpoint{}, err
 	}
+	urls := ep.URLs()
 	return llm.Endpoint{
-		Name: name, BaseURL: ep.BaseURL, APIKey: key, MaxConcurrency: ep.MaxConcurrency,
+		Name: name, BaseURL: urls[0], BaseURLs: urls[1:], APIKey: key, MaxConcurrency: ep.MaxConcurrency,
 		Timeout: ep.Timeout, MaxRetries: ep.MaxRetries, Kind: ep.Kind, Model: ep.Model, MaxN: ep.MaxN,
 	}, nil
 }

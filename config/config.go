@@ -72,9 +72,16 @@ type TLS struct {
 type Endpoint struct {
 	// BaseURL of the server, with or without the /v1 suffix.
 	BaseURL string `mapstructure:"base_url" json:"base_url"`
+	// BaseURLs lists replicas of the server (vLLM instances serving the
+	// same models), each like BaseURL; when set it takes the place of
+	// BaseURL. Requests go to the healthy replica with the fewest in
+	// flight; one that refuses connections, times out or answers 5xx is
+	// taken out and probed at GET /health until it answers.
+	BaseURLs []string `mapstructure:"base_urls" json:"base_urls"`
 	// APIKeyEnv names the environment variable with the API key; "" for none.
 	APIKeyEnv string `mapstructure:"api_key_env" json:"api_key_env"`
-	// MaxConcurrency bounds in-flight requests per worker; default 64.
+	// MaxConcurrency bounds in-flight requests per worker and replica;
+	// default 64.
 	MaxConcurrency int `mapstructure:"max_concurrency" json:"max_concurrency"`
 	// Timeout per request; default 120s.
 	Timeout time.Duration `mapstructure:"timeout" json:"timeout"`
@@ -270,6 +277,15 @@ func Defaults() Config {
 		Worker:       Worker{Concurrency: 16, AckWait: 10 * time.Minute, MaxDeliver: 5},
 		Orchestrator: Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond, OutageTimeout: 10 * time.Minute},
 	}
+}
+
+// URLs returns the endpoint's replica addresses: BaseURLs when set,
+// otherwise BaseURL alone.
+func (e Endpoint) URLs() []string {
+	if len(e.BaseURLs) > 0 {
+		return e.BaseURLs
+	}
+	return []string{e.BaseURL}
 }
 
 // endpointDefaults fills the per-endpoint defaults that do not depend on the

@@ -153,6 +153,8 @@ func TestBadValuesTable(t *testing.T) {
 		{"count negative", minimal + "selection: {count: -1}\n", "selection.count", "0 (use ratio) or more"},
 		{"unknown reward kind", minimal + "endpoints: {reward: {base_url: http://x:1, kind: magic, model: r}}\n", "endpoints.reward.kind", "classify, pooling, get_reward, judge"},
 		{"bad base url", minimal + "endpoints: {policy: {base_url: localhost:8000}}\n", "endpoints.policy.base_url", "http(s) URL"},
+		{"bad replica url", minimal + "endpoints: {policy: {base_urls: [http://a:1/v1, a:2]}}\n", "endpoints.policy.base_urls[1]", "http(s) URL"},
+		{"replica listed twice", minimal + "endpoints: {policy: {base_urls: [http://a:1/v1, http://a:1/]}}\n", "endpoints.policy.base_urls[1]", "already listed as base_urls[0]"},
 		{"wrong type duration", minimal + "worker: {ack_wait: soon}\n", "worker.ack_wait", "duration"},
 		{"evolve endpoint missing", minimal + "evolve: {endpoint: judge}\n", "evolve.endpoint", "name of an endpoint"},
 		{"first iteration evolved", "iterations: [{name: a, policy_model: m, prompts: {evolved: true}}]\n", "iterations[0].prompts.evolved", "no previous iteration"},
@@ -177,6 +179,18 @@ func TestBadValuesTable(t *testing.T) {
 			require.True(t, found, "no problem for key %s in %v", tt.key, ps)
 		})
 	}
+}
+
+func TestEndpointReplicas(t *testing.T) {
+	cfg, err := config.Load(writeConfig(t, minimal+"endpoints: {policy: {base_urls: [http://a:1/v1, http://b:1/v1]}}\n"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"http://a:1/v1", "http://b:1/v1"}, cfg.Endpoints["policy"].URLs())
+	require.Equal(t, []string{"http://127.0.0.1:8000"}, cfg.Endpoints["reward"].URLs(), "base_url alone is one replica")
+
+	t.Setenv("SELFPLAY_ENDPOINTS_REWARD_BASE_URLS", "http://r1:1,http://r2:1")
+	cfg, err = config.Load(writeConfig(t, minimal))
+	require.NoError(t, err)
+	require.Equal(t, []string{"http://r1:1", "http://r2:1"}, cfg.Endpoints["reward"].URLs())
 }
 
 func TestDPOWithReferenceIsAccepted(t *testing.T) {

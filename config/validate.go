@@ -84,7 +84,20 @@ func (c *Config) validate() []Problem {
 	for _, name := range sortedKeys(c.Endpoints) {
 		ep := c.Endpoints[name]
 		key := "endpoints." + name
-		ch.httpURL(key+".base_url", ep.BaseURL)
+		if len(ep.BaseURLs) == 0 {
+			ch.httpURL(key+".base_url", ep.BaseURL)
+		}
+		seen := map[string]int{}
+		for i, u := range ep.BaseURLs {
+			k := fmt.Sprintf("%s.base_urls[%d]", key, i)
+			ch.httpURL(k, u)
+			norm := strings.TrimSuffix(strings.TrimRight(strings.TrimSpace(u), "/"), "/v1")
+			if j, dup := seen[norm]; dup {
+				ch.add(k, "replica %q is already listed as base_urls[%d]", u, j)
+			} else {
+				seen[norm] = i
+			}
+		}
 		if ep.MaxConcurrency < 1 {
 			ch.add(key+".max_concurrency", "expected at least 1, got %d", ep.MaxConcurrency)
 		}

@@ -47,12 +47,19 @@ type Endpoint struct {
 	// resolved against the address without /v1. For KindGetReward the full
 	// URL of the route (…/get_reward) is accepted too.
 	BaseURL string
+	// BaseURLs lists further replicas of the same server (vLLM instances
+	// serving the same models), in the same form as BaseURL; BaseURL, when
+	// set, is the first replica. Each attempt goes to the healthy replica
+	// with the fewest requests in flight; one that refuses connections,
+	// times out or answers 5xx is ejected and probed at GET /health until
+	// it answers below 500 (see WithProbeInterval).
+	BaseURLs []string
 	// APIKey is sent as a bearer token when non-empty. The caller reads it
 	// from the environment; it is never logged or put in an error.
 	APIKey string
 	// MaxConcurrency bounds the HTTP requests this client has in flight at
-	// once (default 64). Requests beyond it wait for a slot; a retry's
-	// backoff does not hold a slot.
+	// once to each replica (default 64). Requests beyond it wait for a
+	// slot; a retry's backoff does not hold a slot.
 	MaxConcurrency int
 	// Timeout bounds one HTTP attempt, from sending the request to reading
 	// the whole body (default 120s). Time spent waiting for a slot or in
@@ -153,6 +160,9 @@ type Hooks struct {
 type RequestInfo struct {
 	// Endpoint is Endpoint.Name; Model the model of the request.
 	Endpoint, Model string
+	// Replica is the server root the attempt went to (one of the
+	// endpoint's BaseURL and BaseURLs, without /v1).
+	Replica string
 	// Path is the request route, e.g. /v1/chat/completions.
 	Path string
 	// Status is the HTTP status, 0 when no response arrived.
@@ -187,22 +197,35 @@ type RetryInfo struct {
 type ChatRequestExtras map[string]any
 
 type options struct {
-	logger       *slog.Logger
-	httpClient   *http.Client
-	hooks        Hooks
-	extras       ChatRequestExtras
-	template     *ChatTemplate
-	backoffBase  time.Duration
-	backoffMax   time.Duration
-	maxRetryWait time.Duration
+	logger        *slog.Logger
+	httpClient    *http.Client
+	hooks         Hooks
+	extras        ChatRequestExtras
+	template      *ChatTemplate
+	backoffBase   time.Duration
+	backoffMax    time.Duration
+	maxRetryWait  time.Duration
+	probeInterval time.Duration
 }
 
 func defaultOptions() options {
 	return options{
-		logger:       slog.New(slog.DiscardHandler),
-		backoffBase:  250 * time.Millisecond,
-		backoffMax:   20 * time.Second,
-		maxRetryWait: time.Minute,
+		logger:        slog.New(slog.DiscardHandler),
+		backoffBase:   250 * time.Millisecond,
+		backoffMax:    20 * time.Second,
+		maxRetryWait:  time.Minute,
+		probeInterval: DefaultProbeInterval,
+	}
+}
+
+// WithProbeInterval sets how often an ejected replica is probed at GET
+// /health (default DefaultProbeInterval, 2s). It matters only for an
+// endpoint with several replicas.
+func WithProbeInterval(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.probeInterval = d
+		}
 	}
 }
 

@@ -48,10 +48,13 @@ func NewReward(ep Endpoint, opts ...Option) (*Reward, error) {
 		if t.opts.template == nil {
 			return nil, fmt.Errorf("llm: %s endpoint: kind get_reward sends rendered text; set a chat template matching the reward model (WithChatTemplate; built-ins: chatml, llama3, tinylm, plain)", ep.Name)
 		}
-		r.path, r.route = "/get_reward", t.root
-		if !strings.HasSuffix(t.root, "/get_reward") {
-			r.route += "/get_reward"
+		// The address may name the route itself; every replica serves it
+		// under its root.
+		for _, rep := range t.bal.reps {
+			rep.root = strings.TrimSuffix(rep.root, "/get_reward")
 		}
+		t.root = t.bal.reps[0].root
+		r.path, r.route = "/get_reward", t.root+"/get_reward"
 	case KindJudge:
 		if ep.Model == "" {
 			return nil, fmt.Errorf("llm: %s endpoint: kind judge needs the judge model name (Endpoint.Model)", ep.Name)

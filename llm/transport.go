@@ -27,7 +27,7 @@ type transport struct {
 	v1   string // root + /v1
 	opts options
 	http *http.Client
-	sem  chan struct{}
+	bal  *balancer
 }
 
 func newTransport(ep Endpoint, opts []Option) (*transport, error) {
@@ -35,7 +35,7 @@ func newTransport(ep Endpoint, opts []Option) (*transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, v1, err := baseURLs(ep.Name, ep.BaseURL)
+	reps, err := replicasOf(ep)
 	if err != nil {
 		return nil, err
 	}
@@ -49,11 +49,11 @@ func newTransport(ep Endpoint, opts []Option) (*transport, error) {
 	}
 	return &transport{
 		ep:   ep,
-		root: root,
-		v1:   v1,
+		root: reps[0].root,
+		v1:   reps[0].v1,
 		opts: o,
 		http: hc,
-		sem:  make(chan struct{}, ep.MaxConcurrency),
+		bal:  newBalancer(ep.Name, ep.MaxConcurrency, reps, healthProbe(hc, ep.APIKey), o.probeInterval, o.logger),
 	}, nil
 }
 
@@ -139,10 +139,11 @@ var (
 // single HTTP exchange under the attempt context and classifies it.
 func (t *transport) call(ctx context.Context, model, path string, attempt func(ctx context.Context) *failure) error {
 	for n := 1; ; n++ {
-		if err := t.acquire(ctx); err != nil {
+		rep, err := t.bal.acquire(ctx)
+		if err != nil {
 			return t.cancelled(model, path, n-1, err)
 		}
-		actx, cancel := context.WithTimeout(ctx, t.ep.Timeout)
+		actx, cancel := context.WithTimeout(context.WithValue(ctx, replicaKey{}, rep), t.ep.Timeout)
 		start := time.Now()
 		f := attempt(actx)
 		if f != nil && f.status == 0 && f.err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
@@ -150,13 +151,13 @@ func (t *transport) call(ctx context.Context, model, path string, attempt func(c
 			f.reason = fmt.Sprintf("no response within the %s timeout", t.ep.Timeout)
 		}
 		cancel()
-		t.release()
+		t.bal.release(rep, f, ctx.Err() != nil)
 		if h := t.opts.hooks.OnRequest; h != nil {
 			var herr error
 			if f != nil {
 				herr = t.toError(model, path, f, n)
 			}
-			h(RequestInfo{Endpoint: t.ep.Name, Model: model, Path: path, Status: statusOf(f), Duration: time.Since(start), Attempt: n, Err: herr})
+			h(RequestInfo{Endpoint: t.ep.Name, Replica: rep.root, Model: model, Path: path, Status: statusOf(f), Duration: time.Since(start), Attempt: n, Err: herr})
 		}
 		if f == nil {
 			return nil
@@ -226,17 +227,6 @@ func (t *transport) cancelled(model, path string, attempts int, err error) *Erro
 	return &Error{Endpoint: t.ep.Name, Model: model, Path: path, Reason: "call ended by the caller", Attempts: attempts, Canceled: true, Err: err}
 }
 
-func (t *transport) acquire(ctx context.Context) error {
-	select {
-	case t.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (t *transport) release() { <-t.sem }
-
 // errBodyTooLarge marks a response over maxBodyBytes; the same request
 // would bring the same body, so it is permanent.
 var errBodyTooLarge = fmt.Errorf("response body larger than %d bytes", maxBodyBytes)
@@ -252,6 +242,9 @@ type exchange struct {
 // roundTrip sends req and reads the whole response body under the
 // request's context, so the attempt timeout covers slow bodies too.
 func (t *transport) roundTrip(req *http.Request) exchange {
+	if err := t.rebase(req); err != nil {
+		return exchange{err: err}
+	}
 	resp, err := t.http.Do(req)
 	if err != nil {
 		return exchange{err: err}

@@ -43,6 +43,11 @@ const (
 	NoPairIdenticalTexts NoPairReason = "identical_texts"
 	// NoPairTooFewValidSamples: fewer than two samples survived validation.
 	NoPairTooFewValidSamples NoPairReason = "too_few_valid_samples"
+	// NoPairMarginNotFinite: the chosen and rejected samples are finite but
+	// a margin between them overflows float64 (e.g. rewards of ±1e308). No
+	// scoring could use it: Go's NewScorer and the SQL scoring reject a
+	// non-finite margin, so it is never stored.
+	NoPairMarginNotFinite NoPairReason = "margin_not_finite"
 )
 
 // Pair is the best-vs-worst preference pair of one prompt with its margins.
@@ -101,8 +106,9 @@ func (p Pair) Item(id int64, form ImplicitForm) (Item, error) {
 // Reward, or a non-finite RefLogProb when one is given. Of the rest, chosen is
 // the highest reward and rejected the lowest reward, ties to the lowest
 // Index for both: numpy's argmax and argmin, which the authors' code takes,
-// return the first of equal values. When no pair can be formed the reason is returned
-// and the Pair is zero. beta (> 0, e.g. DefaultBeta) scales the DPO margin.
+// return the first of equal values. When no pair can be formed the reason is
+// returned and the Pair is zero; that includes a margin that overflows to
+// ±Inf. beta (> 0, e.g. DefaultBeta) scales the DPO margin.
 //
 // The error reports a caller bug, not a data property: a non-positive or
 // non-finite beta, or two samples with the same Index.
@@ -147,6 +153,9 @@ func MakePair(samples []Sample, beta float64) (Pair, NoPairReason, error) {
 	if w.RefLogProb != nil && l.RefLogProb != nil {
 		m := beta * ((w.LogProb - *w.RefLogProb) - (l.LogProb - *l.RefLogProb))
 		p.DPOMargin = &m
+	}
+	if !finite(p.ExplicitMargin) || !finite(p.ImplicitMargin) || (p.DPOMargin != nil && !finite(*p.DPOMargin)) {
+		return Pair{}, NoPairMarginNotFinite, nil
 	}
 	return p, "", nil
 }

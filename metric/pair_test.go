@@ -147,6 +147,30 @@ func TestMakePairNoPair(t *testing.T) {
 			want: NoPairAllRewardsEqual,
 		},
 		{
+			name: "explicit margin overflows",
+			samples: []Sample{
+				{Index: 0, Content: "a", Tokens: 3, Reward: 1e308},
+				{Index: 1, Content: "b", Tokens: 3, Reward: -1e308},
+			},
+			want: NoPairMarginNotFinite,
+		},
+		{
+			name: "implicit margin overflows",
+			samples: []Sample{
+				{Index: 0, Content: "a", Tokens: 1, Reward: 2, LogProb: 1.5e308},
+				{Index: 1, Content: "b", Tokens: 1, Reward: 1, LogProb: -1.5e308},
+			},
+			want: NoPairMarginNotFinite,
+		},
+		{
+			name: "dpo margin overflows",
+			samples: []Sample{
+				{Index: 0, Content: "a", Tokens: 1, Reward: 2, LogProb: -1, RefLogProb: ref(-1.7e308)},
+				{Index: 1, Content: "b", Tokens: 1, Reward: 1, LogProb: -1, RefLogProb: ref(1.7e308)},
+			},
+			want: NoPairMarginNotFinite,
+		},
+		{
 			name: "chosen and rejected texts identical",
 			samples: []Sample{
 				{Index: 0, Content: "same", Tokens: 3, Reward: 2},

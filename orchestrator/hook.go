@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -124,11 +125,17 @@ func runHook(ctx context.Context, argv []string, vars map[string]string, timeout
 	return fmt.Errorf("train hook %q: %w; last output:\n%s", args[0], err, out)
 }
 
-// waitForModel polls the policy endpoint's /v1/models until model is
-// listed or hooks.wait_for_model passes.
+// waitForModel polls /v1/models of every policy replica until model is
+// served by at least one and by every replica that answers HTTP, or
+// hooks.wait_for_model passes. A replica that gives no HTTP response at all
+// (the client's *url.Error: refused, reset, unreachable) is down; the
+// workers' clients send it no work while another replica is up, so it does
+// not hold the run.
 func (s *iterationState) waitForModel(ctx context.Context, model string) error {
-	base := strings.TrimRight(s.o.cfg.Endpoints["policy"].BaseURL, "/")
-	url := strings.TrimSuffix(base, "/v1") + "/v1/models"
+	var urls []string
+	for _, base := range s.o.cfg.Endpoints["policy"].URLs() {
+		urls = append(urls, strings.TrimSuffix(strings.TrimRight(base, "/"), "/v1")+"/v1/models")
+	}
 	key, err := config.Secret("endpoints.policy.api_key_env", s.o.cfg.Endpoints["policy"].APIKeyEnv)
 	if err != nil {
 		return err
@@ -136,20 +143,35 @@ func (s *iterationState) waitForModel(ctx context.Context, model string) error {
 	deadline := time.Now().Add(s.o.cfg.Hooks.WaitForModel)
 	logged := false
 	for {
-		ok, err := serves(ctx, s.o.opts.HTTPClient, url, key, model)
-		if ok {
-			s.o.log.InfoContext(ctx, "next policy model is served", "model", model)
+		served, down := 0, 0
+		var lastErr error
+		lastURL := urls[0]
+		for _, url := range urls {
+			ok, err := serves(ctx, s.o.opts.HTTPClient, url, key, model)
+			var noResponse *neturl.Error
+			switch {
+			case ok:
+				served++
+			case errors.As(err, &noResponse):
+				down++
+				lastErr, lastURL = err, url
+			default:
+				lastErr, lastURL = err, url
+			}
+		}
+		if served > 0 && served+down == len(urls) {
+			s.o.log.InfoContext(ctx, "next policy model is served", "model", model, "replicas", served, "replicas_down", down)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			shown := config.RedactURL(url)
-			if err == nil {
+			shown := config.RedactURL(lastURL)
+			if lastErr == nil {
 				return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s: the server answered, but its model list does not name %q", model, shown, s.o.cfg.Hooks.WaitForModel, model)
 			}
-			return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s (last error: %s)", model, shown, s.o.cfg.Hooks.WaitForModel, strings.ReplaceAll(err.Error(), url, shown))
+			return fmt.Errorf("model %q was not served at %s within hooks.wait_for_model %s (last error: %s)", model, shown, s.o.cfg.Hooks.WaitForModel, strings.ReplaceAll(lastErr.Error(), lastURL, shown))
 		}
 		if !logged {
-			s.o.log.InfoContext(ctx, "waiting for the next policy model", "model", model, "url", config.RedactURL(url))
+			s.o.log.InfoContext(ctx, "waiting for the next policy model", "model", model, "url", config.RedactURL(lastURL))
 			logged = true
 		}
 		select {

@@ -61,24 +61,39 @@ WITH base AS (
            abs(CASE WHEN $6 = 'dpo' THEN dpo_margin ELSE implicit_margin END) AS mim
     FROM pairs
     WHERE iteration_id = $1 AND ($6 <> 'dpo' OR dpo_margin IS NOT NULL)
+), magnitude AS (
+    SELECT max(abs(mex)) AS ma_ex, max(mim) AS ma_im FROM base
+), scale AS (
+    -- As metric.momentsOf: a power of two that brings the largest
+    -- magnitude to about 1, so sums of huge finite margins cannot overflow
+    -- (PostgreSQL would raise "value out of range"). Exact: it only shifts
+    -- exponents. A non-finite magnitude (rejected after the update) or 0
+    -- keeps 1.
+    SELECT CASE WHEN ma_ex > 0 AND ma_ex < 'Infinity'
+                THEN power(2::float8, least(-(floor(log(2, ma_ex::numeric)) + 1), 1023)) ELSE 1 END AS s_ex,
+           CASE WHEN ma_im > 0 AND ma_im < 'Infinity'
+                THEN power(2::float8, least(-(floor(log(2, ma_im::numeric)) + 1), 1023)) ELSE 1 END AS s_im
+    FROM magnitude
+), scaled AS (
+    SELECT b.id, b.tid, b.mex * c.s_ex AS mex, b.mim * c.s_im AS mim FROM base b CROSS JOIN scale c
 ), lims AS (
     SELECT min(mex) AS lo_ex, max(mex) AS hi_ex, min(mim) AS lo_im, max(mim) AS hi_im, count(*) AS n
-    FROM base
+    FROM scaled
 ), means AS (
     SELECT avg(b.mex - l.lo_ex) AS mean_ex, avg(b.mim - l.lo_im) AS mean_im
-    FROM base b CROSS JOIN lims l
+    FROM scaled b CROSS JOIN lims l
 ), stats AS (
     SELECT l.*, m.*,
            CASE WHEN l.hi_ex > l.lo_ex THEN sqrt(sum((b.mex - l.lo_ex - m.mean_ex) * (b.mex - l.lo_ex - m.mean_ex)) / l.n) ELSE 0 END AS sd_ex,
            CASE WHEN l.hi_im > l.lo_im THEN sqrt(sum((b.mim - l.lo_im - m.mean_im) * (b.mim - l.lo_im - m.mean_im)) / l.n) ELSE 0 END AS sd_im
-    FROM base b CROSS JOIN lims l CROSS JOIN means m
+    FROM scaled b CROSS JOIN lims l CROSS JOIN means m
     GROUP BY l.lo_ex, l.hi_ex, l.lo_im, l.hi_im, l.n, m.mean_ex, m.mean_im
 ), z AS (
     SELECT b.id, b.tid,
            CASE WHEN s.sd_ex > 0 THEN (b.mex - s.lo_ex - s.mean_ex) / s.sd_ex ELSE 0 END AS zex,
            CASE WHEN s.sd_im > 0 THEN (b.mim - s.lo_im - s.mean_im) / s.sd_im ELSE 0 END AS zim,
            s.n
-    FROM base b CROSS JOIN stats s
+    FROM scaled b CROSS JOIN stats s
 ), scored AS (
     SELECT id, tid, zex, zim, zex - $3::float8 * zim AS ap, n,
            CASE $2
@@ -152,11 +167,30 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 			return err
 		}
 		var scored int64
+		var bad struct {
+			id       *int64
+			mex, mim *float64
+		}
 		err = tx.QueryRow(ctx, `
-			SELECT count(*) FILTER (WHERE $2 <> 'dpo' OR dpo_margin IS NOT NULL), count(*) FILTER (WHERE `+col+`)
-			FROM pairs WHERE iteration_id = $1`, iterationID, spec.Implicit).Scan(&scored, &selected)
+			WITH p AS (
+			    SELECT id, `+col+` AS sel, ($2 <> 'dpo' OR dpo_margin IS NOT NULL) AS pooled, explicit_margin AS mex,
+			           CASE WHEN $2 = 'dpo' THEN dpo_margin ELSE implicit_margin END AS mim
+			    FROM pairs WHERE iteration_id = $1
+			), bad AS (
+			    SELECT id, mex, mim FROM p
+			    WHERE pooled AND (abs(mex) = 'Infinity' OR mex = 'NaN' OR abs(mim) = 'Infinity' OR mim = 'NaN')
+			    ORDER BY id LIMIT 1
+			)
+			SELECT (SELECT count(*) FROM p WHERE pooled), (SELECT count(*) FROM p WHERE sel),
+			       (SELECT id FROM bad), (SELECT mex FROM bad), (SELECT mim FROM bad)`,
+			iterationID, spec.Implicit).Scan(&scored, &selected, &bad.id, &bad.mex, &bad.mim)
 		if err != nil {
 			return err
+		}
+		if bad.id != nil {
+			// As metric.NewScorer: a non-finite margin has no z-score (in SQL
+			// it would make NaN, which sorts above every number).
+			return fmt.Errorf("pair %d: margins must be finite, got explicit %g and implicit %g; rolled back", *bad.id, *bad.mex, *bad.mim)
 		}
 		if tag.RowsAffected() != scored {
 			return fmt.Errorf("wrote %d of the iteration's %d pairs; rolled back", tag.RowsAffected(), scored)

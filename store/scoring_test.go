@@ -220,3 +220,63 @@ func TestScoringConcurrentlyAndInACallersTransaction(t *testing.T) {
 		current_setting('enable_mergejoin')`).Scan(&workMem, &hashJoin, &mergeJoin))
 	require.Equal(t, []string{"8MB", "on", "on"}, []string{workMem, hashJoin, mergeJoin})
 }
+
+// TestHugeAndNonFiniteMarginsAgreeWithGo: margins near the float64 limit
+// are scored by SQL as by Go (scaled, never overflowing), and a pool with
+// a margin of ±Inf or NaN is rejected by both, naming the pair, and leaves
+// the stored scores untouched.
+func TestHugeAndNonFiniteMarginsAgreeWithGo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	spec := metric.Spec{Metric: metric.AlignmentPotential, ImplicitWeight: 1, Ratio: 0.5}
+	sqlSpec := store.ScoreSpec{Metric: string(spec.Metric), ImplicitWeight: 1, Ratio: 0.5}
+
+	huge := newIterationNamed(t, pool, 0)
+	storetest.SeedPairs(t, pool, huge, []float64{1.7e308, 1.2e308, 1, 9e307}, []float64{-1.6e308, 1e308, 2, 1.7e308})
+	_, err := store.ScorePairs(ctx, pool, huge, sqlSpec, store.TrainSelection)
+	require.NoError(t, err, "PostgreSQL's sums of these overflow unless scaled")
+	got := readScores(t, pool, huge)
+	items := make([]metric.Item, len(got))
+	for i, g := range got {
+		items[i] = metric.Item{ID: g.ID, ExplicitMargin: g.Mex, ImplicitMargin: g.Mim}
+	}
+	want, err := metric.Score(items, spec)
+	require.NoError(t, err)
+	require.NoError(t, metric.Select(want, spec))
+	for i := range got {
+		require.InDelta(t, want[i].ExplicitZ, got[i].ExplicitZ, 1e-9)
+		require.InDelta(t, want[i].ImplicitZ, got[i].ImplicitZ, 1e-9)
+		require.Equal(t, want[i].Rank, got[i].Rank)
+		require.Equal(t, want[i].Selected, got[i].Selected)
+	}
+
+	for i, tc := range []struct {
+		name     string
+		mex, mim []float64
+	}{
+		{"explicit +Inf", []float64{1, math.Inf(1), 3}, []float64{0.5, 0.25, 1}},
+		{"implicit -Inf", []float64{1, 2, 3}, []float64{0.5, math.Inf(-1), 1}},
+		{"explicit NaN", []float64{1, math.NaN(), 3}, []float64{0.5, 0.25, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := newIterationNamed(t, pool, 1+i)
+			storetest.SeedPairs(t, pool, it, tc.mex, tc.mim)
+			stored := readScores(t, pool, it)
+			_, err := store.ScorePairs(ctx, pool, it, sqlSpec, store.TrainSelection)
+			require.ErrorContains(t, err, fmt.Sprintf("pair %d: margins must be finite", stored[1].ID))
+			after := readScores(t, pool, it)
+			for _, s := range after {
+				require.Zero(t, s.Rank, "rolled back: no pair ranked")
+				require.False(t, s.Selected)
+			}
+
+			items := make([]metric.Item, len(stored))
+			for i, g := range stored {
+				items[i] = metric.Item{ID: g.ID, ExplicitMargin: g.Mex, ImplicitMargin: g.Mim}
+			}
+			_, err = metric.Score(items, spec)
+			require.ErrorContains(t, err, "item 1: margins must be finite")
+		})
+	}
+}

@@ -1,8 +1,10 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -10,12 +12,6 @@ import (
 
 	"github.com/selfplay/selfplay/store"
 )
-
-// Querier is what the run collector needs of a database; *pgxpool.Pool
-// satisfies it.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
 
 // stageNames are the values of the stage label, one series per stage so a
 // dashboard can show the current one (value 1) without label joins.
@@ -42,13 +38,28 @@ var (
 
 // runCollector reads a run's state from PostgreSQL at scrape time.
 type runCollector struct {
-	db  Querier
+	db  store.DBTX
 	run string
 	log *slog.Logger
+
+	mu       sync.Mutex
+	selected map[int64]selectedCount // by iteration id
+}
+
+// selectedCount is an iteration's number of selected pairs as read in one
+// stage; selection writes it only in the selecting stage.
+type selectedCount struct {
+	stage string
+	n     int64
 }
 
 // NewRunCollector returns a collector of the named run's metrics, read
-// from the database at every scrape (three small grouped queries):
+// from the database at every scrape at a cost that does not grow with the
+// run: the iterations' rows, the task counts the tasks table's triggers
+// keep (store.RunTaskCounts: a few rows per iteration), and an iteration's
+// selected pairs counted once per stage it is seen in (selection sets them
+// only while the iteration is selecting, where they are counted at every
+// scrape):
 //
 //   - selfplay_current_iteration: ordinal of the first iteration not done;
 //   - selfplay_iteration_stage{iteration, stage}: 1 for the stored stage;
@@ -60,8 +71,8 @@ type runCollector struct {
 // A run not yet created yields no series. A failing query is logged and its
 // metrics are left out of that scrape. Register it with the orchestrator's
 // registry.
-func NewRunCollector(db Querier, run string, log *slog.Logger) prometheus.Collector {
-	return &runCollector{db: db, run: run, log: log}
+func NewRunCollector(db store.DBTX, run string, log *slog.Logger) prometheus.Collector {
+	return &runCollector{db: db, run: run, log: log, selected: map[int64]selectedCount{}}
 }
 
 // Describe implements prometheus.Collector.
@@ -87,39 +98,45 @@ func (c *runCollector) Collect(ch chan<- prometheus.Metric) {
 
 func (c *runCollector) collectIterations(ctx context.Context, ch chan<- prometheus.Metric) error {
 	rows, err := c.db.Query(ctx, `
-		SELECT i.ordinal, i.name, i.stage,
-		       (SELECT count(*) FROM pairs p WHERE p.iteration_id = i.id AND p.selected)
+		SELECT i.id, i.ordinal, i.name, i.stage
 		FROM iterations i JOIN runs r ON r.id = i.run_id
 		WHERE r.name = $1 ORDER BY i.ordinal`, c.run)
 	if err != nil {
 		return err
 	}
-	var (
-		ordinal  int
-		name     string
-		stage    string
-		selected int64
-	)
-	current := -1
-	_, err = pgx.ForEachRow(rows, []any{&ordinal, &name, &stage, &selected}, func() error {
-		for _, s := range stageNames {
-			v := 0.0
-			if s == stage {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(stageDesc, prometheus.GaugeValue, v, name, s)
-		}
-		ch <- prometheus.MustNewConstMetric(selectedDesc, prometheus.GaugeValue, float64(selected), name)
-		if current < 0 && stage != store.StageDone {
-			current = ordinal
-		}
-		return nil
+	type iteration struct {
+		id      int64
+		ordinal int
+		name    string
+		stage   string
+	}
+	its, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (iteration, error) {
+		var it iteration
+		return it, row.Scan(&it.id, &it.ordinal, &it.name, &it.stage)
 	})
 	if err != nil {
 		return err
 	}
-	if current < 0 && name != "" {
-		current = ordinal // every iteration is done: the last one
+	current := -1
+	for _, it := range its {
+		selected, err := c.selectedPairs(ctx, it.id, it.stage)
+		if err != nil {
+			return err
+		}
+		for _, s := range stageNames {
+			v := 0.0
+			if s == it.stage {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(stageDesc, prometheus.GaugeValue, v, it.name, s)
+		}
+		ch <- prometheus.MustNewConstMetric(selectedDesc, prometheus.GaugeValue, float64(selected), it.name)
+		if current < 0 && it.stage != store.StageDone {
+			current = it.ordinal
+		}
+	}
+	if current < 0 && len(its) > 0 {
+		current = its[len(its)-1].ordinal // every iteration is done: the last one
 	}
 	if current >= 0 {
 		ch <- prometheus.MustNewConstMetric(currentIterationDesc, prometheus.GaugeValue, float64(current))
@@ -127,32 +144,46 @@ func (c *runCollector) collectIterations(ctx context.Context, ch chan<- promethe
 	return nil
 }
 
+// selectedPairs counts an iteration's selected pairs, or returns the count
+// read earlier in the same stage.
+func (c *runCollector) selectedPairs(ctx context.Context, id int64, stage string) (int64, error) {
+	c.mu.Lock()
+	cached, ok := c.selected[id]
+	c.mu.Unlock()
+	if ok && cached.stage == stage && stage != store.StageSelecting {
+		return cached.n, nil
+	}
+	var n int64
+	if err := c.db.QueryRow(ctx, `SELECT count(*) FROM pairs WHERE iteration_id = $1 AND selected`, id).Scan(&n); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.selected[id] = selectedCount{stage: stage, n: n}
+	c.mu.Unlock()
+	return n, nil
+}
+
 func (c *runCollector) collectTasks(ctx context.Context, ch chan<- prometheus.Metric) error {
-	rows, err := c.db.Query(ctx, `
-		SELECT i.name, t.kind, t.status,
-		       CASE WHEN t.status = 'done' THEN coalesce(t.outcome, 'done') ELSE t.status END,
-		       count(*)
-		FROM tasks t JOIN iterations i ON i.id = t.iteration_id JOIN runs r ON r.id = i.run_id
-		WHERE r.name = $1
-		GROUP BY 1, 2, 3, 4`, c.run)
+	groups, err := store.RunTaskCounts(ctx, c.db, c.run)
 	if err != nil {
 		return err
 	}
 	type key struct{ iteration, kind, status string }
 	tasks := map[key]int64{}
-	var (
-		iteration, kind, status, outcome string
-		n                                int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&iteration, &kind, &status, &outcome, &n}, func() error {
-		tasks[key{iteration, kind, status}] += n
-		if kind == "generate" {
-			ch <- prometheus.MustNewConstMetric(outcomesDesc, prometheus.GaugeValue, float64(n), iteration, outcome)
+	type okey struct{ iteration, outcome string }
+	outcomes := map[okey]int64{}
+	for _, g := range groups {
+		tasks[key{g.Iteration, g.Kind, g.Status}] += g.N
+		if g.Kind == "generate" {
+			outcome := g.Status
+			if g.Status == "done" {
+				outcome = cmp.Or(g.Outcome, "done")
+			}
+			outcomes[okey{g.Iteration, outcome}] += g.N
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+	}
+	for k, n := range outcomes {
+		ch <- prometheus.MustNewConstMetric(outcomesDesc, prometheus.GaugeValue, float64(n), k.iteration, k.outcome)
 	}
 	for k, n := range tasks {
 		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(n), k.iteration, k.kind, k.status)
