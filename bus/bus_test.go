@@ -63,12 +63,12 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	ctx := context.Background()
-	cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, AckWait: 30 * time.Second, MaxDeliver: 3})
+	cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 3})
 	require.NoError(t, err)
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, AckWait: 30 * time.Second, MaxDeliver: 3})
+	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 3})
 	require.NoError(t, err, "ensuring twice is fine")
 
-	pub := bus.NewPublisher(js, cfg.Stream)
+	pub := bus.NewPublisher(js, cfg.Stream, "dep1")
 	task := bus.Task{IterationID: 1, PromptID: 7, Kind: bus.KindGenerate}
 	for range 3 { // an orchestrator restarting re-publishes the same publication
 		require.NoError(t, pub.Publish(ctx, task))
@@ -82,6 +82,7 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, info.State.Msgs)
+	require.Equal(t, 2, pub.Duplicates(), "the server said which publications it dropped")
 
 	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(2*time.Second))
 	require.NoError(t, err)
@@ -90,7 +91,7 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 		tk, err := bus.DecodeTask(msg.Data())
 		require.NoError(t, err)
 		got = append(got, tk)
-		require.Equal(t, bus.Subject(cfg.Stream, "generate"), msg.Subject())
+		require.Equal(t, bus.Subject(cfg.Stream, "dep1", "generate", 1), msg.Subject())
 		require.NoError(t, msg.Ack())
 	}
 	require.Len(t, got, 2)
