@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,12 +64,12 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	ctx := context.Background()
-	cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, AckWait: 30 * time.Second, MaxDeliver: 3})
+	cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 3})
 	require.NoError(t, err)
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, AckWait: 30 * time.Second, MaxDeliver: 3})
+	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 3})
 	require.NoError(t, err, "ensuring twice is fine")
 
-	pub := bus.NewPublisher(js, cfg.Stream)
+	pub := bus.NewPublisher(js, cfg.Stream, "dep1")
 	task := bus.Task{IterationID: 1, PromptID: 7, Kind: bus.KindGenerate}
 	for range 3 { // an orchestrator restarting re-publishes the same publication
 		require.NoError(t, pub.Publish(ctx, task))
@@ -82,6 +83,7 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, info.State.Msgs)
+	require.Equal(t, 2, pub.Duplicates(), "the server said which publications it dropped")
 
 	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(2*time.Second))
 	require.NoError(t, err)
@@ -90,10 +92,72 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 		tk, err := bus.DecodeTask(msg.Data())
 		require.NoError(t, err)
 		got = append(got, tk)
-		require.Equal(t, bus.Subject(cfg.Stream, "generate"), msg.Subject())
+		require.Equal(t, bus.Subject(cfg.Stream, "dep1", "generate", 1), msg.Subject())
 		require.NoError(t, msg.Ack())
 	}
 	require.Len(t, got, 2)
 	require.Equal(t, 0, got[0].Publication)
 	require.Equal(t, 1, got[1].Publication)
+}
+
+// Two deployments on one stream: each consumer receives only its own
+// deployment's tasks. The unfiltered consumer of older versions, which a
+// work queue would not let stand beside them, is deleted when idle and
+// named in an error while it still has work.
+func TestDeploymentsShareAStreamApart(t *testing.T) {
+	t.Parallel()
+	cfg := bustest.NewStream(t)
+	nc, js, err := bus.Connect(cfg, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer nc.Close()
+	ctx := context.Background()
+
+	legacy := func() {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: cfg.Stream, Subjects: []string{strings.ToLower(cfg.Stream) + ".tasks.>"},
+			Retention: jetstream.WorkQueuePolicy, Duplicates: bus.DuplicateWindow})
+		require.NoError(t, err)
+		_, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy,
+			FilterSubject: strings.ToLower(cfg.Stream) + ".tasks.>"})
+		require.NoError(t, err)
+	}
+	legacy()
+	_, err = js.Publish(ctx, strings.ToLower(cfg.Stream)+".tasks.generate", bus.Task{IterationID: 1, PromptID: 1, Kind: bus.KindGenerate}.Encode())
+	require.NoError(t, err)
+	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "aaa", AckWait: 30 * time.Second, MaxDeliver: 3})
+	require.ErrorContains(t, err, `the consumer "workers" of an older selfplay version, with 1 tasks queued`)
+	st, err := js.Stream(ctx, cfg.Stream)
+	require.NoError(t, err)
+	require.NoError(t, st.Purge(ctx))
+
+	consumers := map[string]jetstream.Consumer{}
+	for _, dep := range []string{"aaa", "bbb"} {
+		cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: dep, AckWait: 30 * time.Second, MaxDeliver: 3})
+		require.NoError(t, err, "the idle legacy consumer is deleted")
+		consumers[dep] = cons
+		pub := bus.NewPublisher(js, cfg.Stream, dep)
+		for i := range 3 {
+			require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: 1, PromptID: int64(i + 1), Kind: bus.KindGenerate, Run: dep}))
+		}
+		require.NoError(t, pub.Flush(ctx))
+	}
+	_, err = js.Consumer(ctx, cfg.Stream, "workers")
+	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound)
+	for dep, cons := range consumers {
+		batch, err := cons.Fetch(10, jetstream.FetchMaxWait(time.Second))
+		require.NoError(t, err)
+		n := 0
+		for msg := range batch.Messages() {
+			tk, err := bus.DecodeTask(msg.Data())
+			require.NoError(t, err)
+			require.Equal(t, dep, tk.Run, "a consumer sees only its deployment's tasks")
+			require.NoError(t, msg.Ack())
+			n++
+		}
+		require.Equal(t, 3, n, dep)
+		bound, err := bus.BindConsumer(ctx, js, cfg.Stream, dep)
+		require.NoError(t, err)
+		require.Equal(t, 3, bound.CachedInfo().Config.MaxDeliver, "workers bind to what the orchestrator wrote")
+	}
+	_, err = bus.BindConsumer(ctx, js, cfg.Stream, "ccc")
+	require.ErrorIs(t, err, bus.ErrNoConsumer)
 }

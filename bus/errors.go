@@ -19,7 +19,7 @@ const errCodeStreamSubjectOverlap jetstream.ErrorCode = 10065
 // has no responders on the JetStream API, which AccountInfo reports as
 // jetstream.ErrJetStreamNotEnabled) or for the account, and subjects taken
 // by another stream. Other errors come back as they are.
-func explainStreamError(ctx context.Context, js jetstream.JetStream, name string, err error) error {
+func explainStreamError(ctx context.Context, js jetstream.JetStream, name string, replicas int, err error) error {
 	if errors.Is(err, nats.ErrNoResponders) {
 		if _, aerr := js.AccountInfo(ctx); aerr != nil {
 			err = errors.Join(aerr, err)
@@ -42,5 +42,5 @@ func explainStreamError(ctx context.Context, js jetstream.JetStream, name string
 		}
 		return fmt.Errorf("create stream %s: its subjects %s are already taken by %s; subjects are the lower-cased stream name, so stream names that differ only in case collide: choose another nats.stream: %w", name, subject, owner, err)
 	}
-	return fmt.Errorf("create stream %s: %w", name, err)
+	return fmt.Errorf("create stream %s (nats.replicas %d): %w", name, replicas, err)
 }

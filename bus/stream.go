@@ -4,84 +4,187 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ConsumerName is the durable pull consumer all workers share.
-const ConsumerName = "workers"
+// legacyConsumer is the one consumer all workers of every database shared
+// before deployments had their own: its filter overlaps every deployment's,
+// which a work-queue stream refuses.
+const legacyConsumer = "workers"
 
-// DuplicateWindow is how long JetStream remembers message ids: long enough
-// that an orchestrator restarting and re-publishing its pending tasks does
-// not enqueue them twice.
-const DuplicateWindow = time.Hour
+// ConsumerName is the durable pull consumer of one deployment's workers.
+func ConsumerName(deployment string) string { return "workers-" + deployment }
 
-// Subject is the subject of a task kind on the named stream.
-func Subject(stream, kind string) string {
-	return strings.ToLower(stream) + ".tasks." + kind
+// DuplicateWindow is how long JetStream remembers message ids. It only has
+// to cover a publish retried after a lost acknowledgement or an
+// orchestrator that crashed between publishing tasks and recording it:
+// tasks already recorded as published are never published again under the
+// same id, and every id the window holds costs server memory.
+const DuplicateWindow = 2 * time.Minute
+
+// Subject is the subject of the tasks of one kind of one iteration of a
+// deployment: "<stream>.tasks.<deployment>.<kind>.<iteration id>".
+func Subject(stream, deployment, kind string, iterationID int64) string {
+	return DeploymentSubjects(stream, deployment) + kind + "." + strconv.FormatInt(iterationID, 10)
 }
 
 // streamSubjects are the subjects of the named stream's tasks.
 func streamSubjects(stream string) string { return strings.ToLower(stream) + ".tasks.>" }
 
-// StreamOptions configures the work queue.
-type StreamOptions struct {
-	Name       string        // stream name, e.g. SELFPLAY
-	AckWait    time.Duration // redelivery after this long without ack or progress
-	MaxDeliver int           // deliveries per message
-	// MaxAckPending bounds messages in flight across all workers; default 10000.
-	MaxAckPending int
+// DeploymentSubjects is the prefix of every subject of a deployment; its
+// consumer filters on it followed by ">".
+func DeploymentSubjects(stream, deployment string) string {
+	return strings.ToLower(stream) + ".tasks." + deployment + "."
 }
 
-// EnsureStream creates or updates the work-queue stream and the shared
-// durable consumer. It is idempotent; the orchestrator and every worker
-// call it at start.
+// StreamOptions configures the work queue and a deployment's consumer.
+type StreamOptions struct {
+	Name       string // stream name, e.g. SELFPLAY
+	Deployment string // the database's deployment token (store.DeploymentToken)
+	AckWait    time.Duration
+	MaxDeliver int
+	// MaxAckPending bounds messages in flight across all workers; default 10000.
+	MaxAckPending int
+	// Replicas of the stream on a JetStream cluster; default 1.
+	Replicas int
+}
+
+// consumerConfig is the deployment's consumer as the orchestrator writes it.
+func (o StreamOptions) consumerConfig() jetstream.ConsumerConfig {
+	if o.MaxAckPending == 0 {
+		o.MaxAckPending = 10000
+	}
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerName(o.Deployment),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    o.MaxDeliver,
+		MaxAckPending: o.MaxAckPending,
+		FilterSubject: DeploymentSubjects(o.Name, o.Deployment) + ">",
+	}
+}
+
+// EnsureStream creates or updates the work-queue stream (shared by every
+// deployment that names it) and the deployment's own durable consumer with
+// the options' settings. The orchestrator owns the consumer and calls this
+// at start; workers bind to it with BindConsumer and take its settings.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Consumer, error) {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if o.Deployment == "" {
+		return nil, fmt.Errorf("stream %s: no deployment token", o.Name)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       o.Name,
 		Subjects:   []string{streamSubjects(o.Name)},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: DuplicateWindow,
+		Replicas:   o.Replicas,
 	})
 	if err != nil {
-		return nil, explainStreamError(ctx, js, o.Name, err)
+		return nil, explainStreamError(ctx, js, o.Name, o.Replicas, err)
 	}
-	if o.MaxAckPending == 0 {
-		o.MaxAckPending = 10000
+	if err := dropLegacyConsumer(ctx, stream); err != nil {
+		return nil, err
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, o.Name, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       o.AckWait,
-		MaxDeliver:    o.MaxDeliver,
-		MaxAckPending: o.MaxAckPending,
-		FilterSubject: strings.ToLower(o.Name) + ".tasks.>",
-	})
+	cons, err := stream.CreateOrUpdateConsumer(ctx, o.consumerConfig())
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s on stream %s: %w", ConsumerName, o.Name, err)
+		return nil, fmt.Errorf("create consumer %s on stream %s: %w", ConsumerName(o.Deployment), o.Name, err)
 	}
 	return cons, nil
 }
 
-// Publisher publishes tasks with their message ids, asynchronously with a
-// bounded window, and waits for every acknowledgement in Flush.
-type Publisher struct {
-	js     jetstream.JetStream
-	stream string
-	acks   []jetstream.PubAckFuture
+// dropLegacyConsumer deletes the shared consumer of older versions when
+// nothing is queued or in flight on it; while it has work it is left to
+// its workers, and the error says so.
+func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream) error {
+	old, err := stream.Consumer(ctx, legacyConsumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look for the consumer %q of older versions: %w", legacyConsumer, err)
+	}
+	info := old.CachedInfo()
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return fmt.Errorf("stream %s still has the consumer %q of an older selfplay version, with %d tasks queued and %d in flight: "+
+			"let its workers finish, then delete it (`nats consumer rm %s %s`)",
+			info.Stream, legacyConsumer, info.NumPending, info.NumAckPending, info.Stream, legacyConsumer)
+	}
+	if err := stream.DeleteConsumer(ctx, legacyConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete the idle consumer %q of an older version: %w", legacyConsumer, err)
+	}
+	return nil
 }
 
-// NewPublisher publishes to the named stream.
-func NewPublisher(js jetstream.JetStream, stream string) *Publisher {
-	return &Publisher{js: js, stream: stream}
+// ErrNoConsumer means the deployment's consumer does not exist yet: no
+// orchestrator of this database has started since the stream was made.
+var ErrNoConsumer = errors.New("no consumer for this deployment yet")
+
+// BindConsumer returns the deployment's consumer as its orchestrator made
+// it, never creating or changing it; ErrNoConsumer when there is none yet.
+func BindConsumer(ctx context.Context, js jetstream.JetStream, stream, deployment string) (jetstream.Consumer, error) {
+	cons, err := js.Consumer(ctx, stream, ConsumerName(deployment))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("%w: consumer %s on stream %s: start `selfplay run` for this database first: %w",
+			ErrNoConsumer, ConsumerName(deployment), stream, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bind consumer %s on stream %s: %w", ConsumerName(deployment), stream, err)
+	}
+	return cons, nil
+}
+
+// PurgeTasks removes every message of one kind of one iteration from the
+// stream. The orchestrator calls it only when the deployment's consumer
+// has nothing queued or in flight, so what it removes are messages that
+// ran out of deliveries (a work queue keeps those) before they are
+// published again.
+func PurgeTasks(ctx context.Context, js jetstream.JetStream, stream, deployment, kind string, iterationID int64) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	subject := Subject(stream, deployment, kind, iterationID)
+	before, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	n := before.State.Subjects[subject]
+	if n == 0 {
+		return 0, nil
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+		return 0, fmt.Errorf("purge %s: %w", subject, err)
+	}
+	return n, nil
+}
+
+// Publisher publishes a deployment's tasks with their message ids,
+// asynchronously with a bounded window, and waits for every
+// acknowledgement in Flush.
+type Publisher struct {
+	js         jetstream.JetStream
+	stream     string
+	deployment string
+	acks       []jetstream.PubAckFuture
+	duplicates int
+}
+
+// NewPublisher publishes to the named stream on the deployment's subjects.
+func NewPublisher(js jetstream.JetStream, stream, deployment string) *Publisher {
+	return &Publisher{js: js, stream: stream, deployment: deployment}
 }
 
 // Publish queues one task; call Flush to wait for the server's acks.
 func (p *Publisher) Publish(ctx context.Context, t Task) error {
-	f, err := p.js.PublishAsync(Subject(p.stream, t.Kind), t.Encode(), jetstream.WithMsgID(t.MsgID()))
+	f, err := p.js.PublishAsync(Subject(p.stream, p.deployment, t.Kind, t.IterationID), t.Encode(), jetstream.WithMsgID(t.MsgID()))
 	if err != nil {
 		return fmt.Errorf("publish task %s: %w", t.MsgID(), err)
 	}
@@ -92,13 +195,20 @@ func (p *Publisher) Publish(ctx context.Context, t Task) error {
 	return nil
 }
 
+// Duplicates is how many publications the server dropped as duplicates of
+// a message id still in its window, since the publisher was made.
+func (p *Publisher) Duplicates() int { return p.duplicates }
+
 // Flush waits until every queued publication is acknowledged and returns
 // the first error.
 func (p *Publisher) Flush(ctx context.Context) error {
 	var errs []error
 	for _, f := range p.acks {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				p.duplicates++
+			}
 		case err := <-f.Err():
 			errs = append(errs, err)
 		case <-ctx.Done():

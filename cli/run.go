@@ -60,12 +60,7 @@ func newRunCmd() *cobra.Command {
 			return err
 		}
 		defer nc.Close()
-		if _, err := bus.EnsureStream(ctx, js, bus.StreamOptions{
-			Name: cfg.NATS.Stream, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver,
-		}); err != nil {
-			return err
-		}
-		o := orchestrator.New(cfg, pool, bus.NewPublisher(js, cfg.NATS.Stream), orchestrator.Options{RetryFailed: retryFailed, StageDelay: delays}, log)
+		o := orchestrator.New(cfg, pool, js, orchestrator.Options{RetryFailed: retryFailed, StageDelay: delays}, log)
 		return o.Run(ctx)
 	}
 	return cmd

@@ -1,11 +1,19 @@
 package cli
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spf13/cobra"
 
 	"github.com/selfplay/selfplay/bus"
+	"github.com/selfplay/selfplay/store"
 	"github.com/selfplay/selfplay/telemetry"
 	"github.com/selfplay/selfplay/worker"
 )
@@ -33,9 +41,7 @@ func newWorkerCmd() *cobra.Command {
 			return err
 		}
 		defer nc.Close()
-		cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{
-			Name: cfg.NATS.Stream, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver,
-		})
+		cons, err := bindConsumer(ctx, cfg.NATS.Stream, pool, js, log)
 		if err != nil {
 			return err
 		}
@@ -62,4 +68,33 @@ func newWorkerCmd() *cobra.Command {
 		return w.Run(ctx)
 	}
 	return cmd
+}
+
+// bindConsumer binds to the consumer of this database's deployment, which
+// the orchestrator creates: a worker started first waits for it.
+func bindConsumer(ctx context.Context, stream string, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger) (jetstream.Consumer, error) {
+	dep, err := store.DeploymentToken(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	logged := false
+	for {
+		cons, err := bus.BindConsumer(ctx, js, stream, dep)
+		if err == nil {
+			return cons, nil
+		}
+		if !errors.Is(err, bus.ErrNoConsumer) {
+			return nil, err
+		}
+		if !logged {
+			log.InfoContext(ctx, "waiting for the orchestrator to create this deployment's consumer", "stream", stream,
+				"consumer", bus.ConsumerName(dep))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -47,8 +47,12 @@ type NATS struct {
 	// URL of the server(s), comma-separated; default nats://127.0.0.1:4222.
 	URL string `mapstructure:"url" json:"url"`
 	// Stream is the JetStream stream name; default SELFPLAY. Subjects are
-	// "<stream lowercased>.tasks.<kind>".
+	// "<stream lowercased>.tasks.<deployment>.<kind>.<iteration id>", the
+	// deployment being a random token stored in the database.
 	Stream string `mapstructure:"stream" json:"stream"`
+	// Replicas of the stream on a JetStream cluster (1 to 5); default 1,
+	// 3 in production on a three-node cluster.
+	Replicas int `mapstructure:"replicas" json:"replicas"`
 	// User for user/password authentication; the password is read from the
 	// environment variable named by PasswordEnv.
 	User        string `mapstructure:"user" json:"user"`
@@ -259,7 +263,7 @@ func Defaults() Config {
 	return Config{
 		Run:      "demo",
 		Database: Database{URL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", ConnectWait: time.Minute},
-		NATS:     NATS{URL: "nats://127.0.0.1:4222", Stream: "SELFPLAY"},
+		NATS:     NATS{URL: "nats://127.0.0.1:4222", Stream: "SELFPLAY", Replicas: 1},
 		Endpoints: map[string]Endpoint{
 			"policy": {BaseURL: "http://127.0.0.1:8000/v1"},
 			"reward": {BaseURL: "http://127.0.0.1:8000", Kind: "classify", Model: "reward"},

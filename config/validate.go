@@ -77,6 +77,9 @@ func (c *Config) validate() []Problem {
 	if !streamName.MatchString(c.NATS.Stream) {
 		ch.add("nats.stream", "expected letters, digits, '_' or '-', got %q", c.NATS.Stream)
 	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		ch.add("nats.replicas", "expected 1 to 5 (JetStream's limit), got %d", c.NATS.Replicas)
+	}
 	if (c.NATS.TLS.CertFile == "") != (c.NATS.TLS.KeyFile == "") {
 		ch.add("nats.tls", "cert_file and key_file go together")
 	}

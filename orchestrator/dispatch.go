@@ -2,20 +2,35 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/store"
 )
 
-// maxPublications bounds re-publications of a task whose messages keep
-// getting lost before it is failed.
-const maxPublications = 5
+// maxLosses bounds how many times a task may be found lost (JetStream held
+// no deliverable message for it while it was pending) before it is failed:
+// a task whose every delivery crashes its worker must end some time.
+const maxLosses = 5
 
-// dispatch creates the tasks of a kind, publishes the pending ones, and
-// waits until every task is done or failed, re-publishing tasks whose
-// messages were lost. Too many failures fail the stage with a summary.
+// batchSize is how many tasks are read, published or bumped at a time, so
+// a stage of millions of tasks never sits in the orchestrator's memory.
+const batchSize = 1000
+
+// dispatch creates the tasks of a kind, publishes the ones never
+// published, and waits until every task is done or failed, re-publishing
+// tasks whose messages were lost. Too many failures fail the stage with a
+// summary.
+//
+// A task is lost only when the deployment's consumer has nothing queued
+// and nothing in flight while the task is still pending: read the consumer
+// first and the database after (a worker commits a task's row before it
+// acks the message), and no clock is involved. A task waiting in a backlog,
+// for however long, is never lost.
 func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 	var made int64
 	var err error
@@ -27,27 +42,34 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 	if err != nil {
 		return err
 	}
-	// Every pending task is published: on a fresh stage they are new; after
-	// a restart the message ids make re-publishing harmless.
-	pending, err := store.Publishable(ctx, s.o.pool, s.it.ID, kind, true)
+	// Only tasks never published are published: after a restart the rest
+	// are in the stream, or found lost below.
+	published, err := s.publishNew(ctx, kind)
 	if err != nil {
 		return err
 	}
-	if err := s.publish(ctx, pending); err != nil {
-		return err
-	}
-	s.o.log.InfoContext(ctx, "tasks published", "iteration", s.it.Name, "kind", kind, "new", made, "published", len(pending))
+	s.o.log.InfoContext(ctx, "tasks published", "iteration", s.it.Name, "kind", kind, "new", made, "published", published)
 
-	wc := s.o.cfg.Worker
-	staleAfter := wc.AckWait*time.Duration(wc.MaxDeliver) + 30*time.Second
 	prog := newProgress(s.o.log, s.it.Name, kind, s.o.cfg.Orchestrator.ProgressInterval)
 	poll := s.o.cfg.Orchestrator.PollInterval
-	staleEvery := max(poll, staleAfter/20)
-	var lastStale time.Time
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
 	for {
 		start := time.Now()
+		info, err := s.o.cons.Info(ctx) // one CONSUMER.INFO per poll, never per task
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			// The broker lost the consumer (or the whole stream): make them
+			// again; the tasks whose messages went with them are found
+			// lost on the next poll.
+			s.o.log.WarnContext(ctx, "the deployment's consumer is gone; creating it again", "err", err)
+			if err := s.o.bindQueue(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("consumer info: %w", err)
+		}
 		counts, err := store.CountTasks(ctx, s.o.pool, s.it.ID, kind)
 		if err != nil {
 			return err
@@ -63,20 +85,19 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 			prog.finish(ctx, counts)
 			return s.checkFailures(ctx, kind, counts)
 		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			// Pending tasks, and nothing queued or in flight for this
+			// deployment: their messages ran out of deliveries without a
+			// worker recording the outcome, or were lost with the stream.
+			if err := s.recoverLost(ctx, kind); err != nil {
+				return err
+			}
+		}
 		timer.Reset(pollDelay(poll, time.Since(start)))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-timer.C:
-		}
-		// Tasks go stale after staleAfter; looking for them twenty times
-		// as often is plenty, and spares the database a scan of the
-		// stage's pending tasks on every poll.
-		if time.Since(lastStale) >= staleEvery {
-			if err := s.republishStale(ctx, kind, staleAfter); err != nil {
-				return err
-			}
-			lastStale = time.Now()
 		}
 	}
 }
@@ -93,9 +114,34 @@ func pollDelay(interval, took time.Duration) time.Duration {
 	return max(interval, pollCost*took)
 }
 
-func (s *iterationState) publish(ctx context.Context, tasks []store.Task) error {
+// publishNew publishes the stage's never-published pending tasks a batch at
+// a time, recording each batch as published once the stream has stored it.
+func (s *iterationState) publishNew(ctx context.Context, kind string) (int, error) {
+	var after int64
+	n := 0
+	for {
+		batch, err := store.Unpublished(ctx, s.o.pool, s.it.ID, kind, after, batchSize)
+		if err != nil || len(batch) == 0 {
+			return n, err
+		}
+		if err := s.publish(ctx, kind, batch); err != nil {
+			return n, err
+		}
+		ids := make([]int64, len(batch))
+		for i, t := range batch {
+			ids[i] = t.PromptID
+		}
+		if err := store.MarkPublished(ctx, s.o.pool, s.it.ID, kind, ids); err != nil {
+			return n, err
+		}
+		n += len(batch)
+		after = ids[len(ids)-1]
+	}
+}
+
+func (s *iterationState) publish(ctx context.Context, kind string, tasks []store.TaskRef) error {
 	for _, t := range tasks {
-		err := s.o.pub.Publish(ctx, bus.Task{IterationID: t.IterationID, PromptID: t.PromptID, Kind: t.Kind, Publication: t.Publications, Run: s.run.Nonce})
+		err := s.o.pub.Publish(ctx, bus.Task{IterationID: s.it.ID, PromptID: t.PromptID, Kind: kind, Publication: t.Publications, Run: s.run.Nonce})
 		if err != nil {
 			return err
 		}
@@ -103,28 +149,51 @@ func (s *iterationState) publish(ctx context.Context, tasks []store.Task) error 
 	return s.o.pub.Flush(ctx)
 }
 
-// republishStale publishes again the tasks still pending long after their
-// last publication: their messages ran out of deliveries or were lost
-// without a worker recording the outcome.
-func (s *iterationState) republishStale(ctx context.Context, kind string, after time.Duration) error {
-	stale, err := store.RepublishStale(ctx, s.o.pool, s.it.ID, kind, after)
-	if err != nil || len(stale) == 0 {
+// recoverLost is called when the consumer holds nothing deliverable while
+// tasks of the stage are pending. It removes what is left of their
+// messages (a work queue keeps messages that ran out of deliveries), counts
+// a loss for each pending task and publishes it again under its next
+// message id; a task lost maxLosses times is failed with the reason.
+func (s *iterationState) recoverLost(ctx context.Context, kind string) error {
+	dead, err := bus.PurgeTasks(ctx, s.o.js, s.o.cfg.NATS.Stream, s.o.deployment, kind, s.it.ID)
+	if err != nil {
 		return err
 	}
-	var again []store.Task
-	for _, t := range stale {
-		if t.Publications >= maxPublications {
-			key := store.TaskKey{IterationID: t.IterationID, PromptID: t.PromptID, Kind: t.Kind}
-			reason := fmt.Sprintf("no worker finished it after %d publications", t.Publications)
-			if err := store.FailTask(ctx, s.o.pool, key, store.Failure{Reason: reason}, 0); err != nil {
-				return err
-			}
-			continue
+	var after int64
+	again, failed := 0, 0
+	for {
+		lost, err := store.BumpLost(ctx, s.o.pool, s.it.ID, kind, after, batchSize)
+		if err != nil {
+			return err
 		}
-		again = append(again, t)
+		if len(lost) == 0 {
+			break
+		}
+		after = lost[len(lost)-1].PromptID
+		var publish []store.TaskRef
+		for _, t := range lost {
+			if t.Losses > maxLosses {
+				key := store.TaskKey{IterationID: s.it.ID, PromptID: t.PromptID, Kind: kind}
+				reason := fmt.Sprintf("lost %d times: JetStream held no deliverable message for it (its deliveries ran out "+
+					"without a worker recording an outcome, or the stream lost it)", maxLosses)
+				if err := store.FailTask(ctx, s.o.pool, key, store.Failure{Reason: reason}, 0); err != nil {
+					return err
+				}
+				failed++
+				continue
+			}
+			publish = append(publish, t)
+		}
+		if err := s.publish(ctx, kind, publish); err != nil {
+			return err
+		}
+		again += len(publish)
 	}
-	s.o.log.WarnContext(ctx, "re-publishing stale tasks", "iteration", s.it.Name, "kind", kind, "tasks", len(again))
-	return s.publish(ctx, again)
+	if again+failed > 0 {
+		s.o.log.WarnContext(ctx, "tasks lost: nothing queued or in flight for them; re-published",
+			"iteration", s.it.Name, "kind", kind, "republished", again, "failed", failed, "dead_messages_removed", dead)
+	}
+	return nil
 }
 
 // cannotSucceed reports whether the failed fraction is over

@@ -37,6 +37,8 @@ type loop struct {
 	lmArgs  []string
 	lm      *selfplaytest.Proc
 	workers []workerProc
+	natsURL string
+	stream  string
 }
 
 type loopOptions struct {
@@ -62,6 +64,10 @@ type loopOptions struct {
 	hook string
 	// nextPolicy is iter1's policy model; default tiny-0.
 	nextPolicy string
+	// stream is a stream name to use instead of a fresh one (deployments
+	// sharing a stream); replicas is nats.replicas (default 1).
+	stream   string
+	replicas int
 }
 
 func startLoop(t testing.TB, o loopOptions) *loop {
@@ -86,10 +92,13 @@ func startLoop(t testing.TB, o loopOptions) *loop {
 	if o.nats != "" {
 		nats.URL = o.nats
 	}
+	if o.stream != "" {
+		nats.Stream = o.stream
+	}
 	dir := t.TempDir()
 
 	l := &loop{dbURL: dbURL, pool: pool, dir: dir, samples: o.samples, ratio: 0.4,
-		lmAddr: selfplaytest.FreeAddr(t), lmArgs: o.lmArgs}
+		lmAddr: selfplaytest.FreeAddr(t), lmArgs: o.lmArgs, natsURL: nats.URL, stream: nats.Stream}
 	l.startLM(t)
 	addr := l.lmAddr
 
@@ -142,6 +151,9 @@ iterations:
 iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
 `, promptsPath)
+	}
+	if o.replicas > 0 {
+		cfg = strings.Replace(cfg, "stream: "+nats.Stream+"}", fmt.Sprintf("stream: %s, replicas: %d}", nats.Stream, o.replicas), 1)
 	}
 	if o.hook != "" {
 		i := strings.Index(cfg, "  train: [")

@@ -48,9 +48,10 @@ func (l *loop) faultReport(t *testing.T, scenario string, prompts int) {
 	// Failed tasks are only those with a permanent error: none gave up on
 	// a transient one, none was lost.
 	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'failed'
-		AND (error LIKE 'gave up after%' OR error LIKE 'no worker finished it%')`))
-	t.Logf("FAULT REPORT scenario=%q tasks=%d redeliveries=%d client_retries=%d failed=%d duplicates=%d",
-		scenario, tasks, retries, l.clientRetries(t), failed, dups)
+		AND (error LIKE 'gave up after%' OR error LIKE 'lost %')`))
+	losses := l.count(t, `SELECT coalesce(sum(losses), 0) FROM tasks`)
+	t.Logf("FAULT REPORT scenario=%q tasks=%d redeliveries=%d client_retries=%d failed=%d duplicates=%d losses=%d",
+		scenario, tasks, retries, l.clientRetries(t), failed, dups, losses)
 }
 
 // waitDone waits for generate tasks to make progress.

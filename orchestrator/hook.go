@@ -40,7 +40,11 @@ func (s *iterationState) train(ctx context.Context) error {
 			"{next_model}":   nextModel,
 		}
 		if err := runHook(ctx, hook.Train, vars, hook.TrainTimeout, s.o.log.With("iteration", s.it.Name, "hook", "train")); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return ctx.Err() // stopped (or the run lock was lost), not the hook's failure
+			}
+			// The hook's own failure: never an outage, whatever it printed.
+			return &permanentError{err}
 		}
 	}
 	if s.next == nil && (len(hook.Train) == 0 || nextModel == "") {

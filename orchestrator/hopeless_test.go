@@ -31,8 +31,6 @@ func TestStageFailsOnceItCannotSucceed(t *testing.T) {
 	nc, js, err := bus.Connect(natsCfg, "test", log)
 	require.NoError(t, err)
 	defer nc.Close()
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: natsCfg.Stream, AckWait: 30 * time.Second, MaxDeliver: 3})
-	require.NoError(t, err)
 
 	run, err := store.EnsureRun(ctx, pool, "r", []byte(`{}`))
 	require.NoError(t, err)
@@ -53,7 +51,10 @@ func TestStageFailsOnceItCannotSucceed(t *testing.T) {
 
 	cfg := config.Defaults()
 	cfg.Orchestrator.PollInterval = 50 * time.Millisecond
-	o := &Orchestrator{cfg: &cfg, pool: pool, pub: bus.NewPublisher(js, natsCfg.Stream), log: log}
+	cfg.NATS.Stream = natsCfg.Stream
+	cfg.Worker.AckWait, cfg.Worker.MaxDeliver = 30*time.Second, 3
+	o := &Orchestrator{cfg: &cfg, pool: pool, js: js, log: log}
+	require.NoError(t, o.bindQueue(ctx))
 	st := &iterationState{o: o, run: run, it: its[0]}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute) // only the unfixed code waits this long
 	defer cancel()

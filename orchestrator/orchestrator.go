@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/config"
@@ -39,29 +42,86 @@ type Options struct {
 type Orchestrator struct {
 	cfg  *config.Config
 	pool *pgxpool.Pool
-	pub  *bus.Publisher
+	js   jetstream.JetStream
 	opts Options
 	log  *slog.Logger
 	lk   *runLock
+
+	// Set at the start of Run: the database's deployment token, the
+	// consumer of its workers and the publisher of its tasks.
+	deployment string
+	cons       jetstream.Consumer
+	pub        *bus.Publisher
 }
 
-// New builds an orchestrator; the publisher publishes to cfg.NATS.Stream.
-func New(cfg *config.Config, pool *pgxpool.Pool, pub *bus.Publisher, opts Options, log *slog.Logger) *Orchestrator {
+// New builds an orchestrator that publishes to cfg.NATS.Stream through js.
+func New(cfg *config.Config, pool *pgxpool.Pool, js jetstream.JetStream, opts Options, log *slog.Logger) *Orchestrator {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Orchestrator{cfg: cfg, pool: pool, pub: pub, opts: opts, log: log}
+	return &Orchestrator{cfg: cfg, pool: pool, js: js, opts: opts, log: log}
 }
+
+// lockCheckEvery is how often the run lock's session is proved alive.
+const lockCheckEvery = 2 * time.Second
 
 // Run drives every iteration of the schedule to done, resuming from the
 // stored stages. It returns the first iteration failure, or ctx's error.
+// Losing the run lock (its database session ended) stops the run's work
+// without recording anything for the iteration; Run then takes the lock
+// again and resumes from the stored stage, or returns ErrLocked if another
+// orchestrator took it meanwhile.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	o.lk = &runLock{pool: o.pool, run: o.cfg.Run}
 	if err := o.lk.acquire(ctx); err != nil {
 		return err
 	}
 	defer o.lk.release(ctx)
+	for {
+		lockCtx, lost := context.WithCancelCause(ctx)
+		go o.lk.keep(lockCtx, lockCheckEvery, lost)
+		err := o.runLocked(lockCtx)
+		lost(nil)
+		var ll *lockLostError
+		if ctx.Err() != nil || !errors.As(context.Cause(lockCtx), &ll) {
+			return err
+		}
+		o.log.WarnContext(ctx, "stopped this run's work: its lock was lost; taking it again", "run", o.cfg.Run, "cause", ll.err)
+		if err := o.retake(ctx); err != nil {
+			return err
+		}
+		o.log.InfoContext(ctx, "run lock taken again; resuming from the stored stage", "run", o.cfg.Run)
+	}
+}
 
+// retake takes the run lock again after its session ended: through an
+// outage for up to orchestrator.outage_timeout, and giving another
+// orchestrator's hold a few seconds (the old session may still be closing).
+func (o *Orchestrator) retake(ctx context.Context) error {
+	o.lk.drop(ctx)
+	for tries := 0; ; tries++ {
+		err := o.riding(ctx, "take the run lock again", func() error { return o.lk.acquire(ctx) })
+		if err == nil || !errors.Is(err, ErrLocked) || tries >= 10 {
+			if errors.Is(err, ErrLocked) {
+				return fmt.Errorf("run %q lost its lock when its database session ended, and another orchestrator holds it now; "+
+					"this one stops without touching the run: %w", o.cfg.Run, err)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// runLocked does the run's work while the lock is held (ctx ends when it
+// is lost).
+func (o *Orchestrator) runLocked(ctx context.Context) error {
+	if err := o.riding(ctx, "bind the task queue", func() error { return o.bindQueue(ctx) }); err != nil {
+		return err
+	}
 	snapshot, err := o.cfg.Snapshot()
 	if err != nil {
 		return err
@@ -115,8 +175,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			st.next = &next
 		}
 		if err := st.drive(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			var ll *lockLostError
+			if ctx.Err() != nil || errors.As(err, &ll) {
+				// Stopped, or the lock is gone: the iteration may be
+				// another orchestrator's now; record nothing for it.
+				return err
 			}
 			if ferr := store.SetStage(context.WithoutCancel(ctx), o.pool, it.ID, store.StageFailed, err.Error()); ferr != nil {
 				o.log.Error("record iteration failure", "err", ferr)
@@ -136,63 +199,129 @@ func deref(s *string) string {
 	return *s
 }
 
-// runLock is the run's advisory lock, held on a dedicated connection. A
-// database restart ends that session and with it the lock; ensure takes
-// it again, and fails with ErrLocked if another orchestrator got it first.
-type runLock struct {
-	pool *pgxpool.Pool
-	run  string
-	conn *pgxpool.Conn
-}
-
-func (l *runLock) acquire(ctx context.Context) error {
-	conn, err := l.pool.Acquire(ctx)
+// bindQueue reads the database's deployment token, makes sure of the
+// stream and writes the deployment's consumer from the schedule's worker
+// settings (the orchestrator owns it; workers bind and take its settings).
+func (o *Orchestrator) bindQueue(ctx context.Context) error {
+	dep, err := store.DeploymentToken(ctx, o.pool)
 	if err != nil {
 		return err
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(7321, hashtext($1))`, l.run).Scan(&ok); err != nil {
-		conn.Release()
-		return fmt.Errorf("lock run %q: %w", l.run, err)
+	cons, err := bus.EnsureStream(ctx, o.js, bus.StreamOptions{
+		Name: o.cfg.NATS.Stream, Deployment: dep, Replicas: o.cfg.NATS.Replicas,
+		AckWait: o.cfg.Worker.AckWait, MaxDeliver: o.cfg.Worker.MaxDeliver,
+	})
+	if err != nil {
+		return err
 	}
-	if !ok {
-		conn.Release()
-		return fmt.Errorf("%w %q: stop it first, or give this run another name", ErrLocked, l.run)
-	}
-	l.conn = conn
+	o.deployment, o.cons = dep, cons
+	o.pub = bus.NewPublisher(o.js, o.cfg.NATS.Stream, dep)
+	o.log.InfoContext(ctx, "task queue", "stream", o.cfg.NATS.Stream, "deployment", dep,
+		"subjects", bus.DeploymentSubjects(o.cfg.NATS.Stream, dep)+">", "consumer", bus.ConsumerName(dep))
 	return nil
 }
 
-// ensure checks the lock's session is alive and re-takes the lock if not.
-func (l *runLock) ensure(ctx context.Context) error {
-	if l.conn != nil {
-		if err := l.conn.Ping(ctx); err == nil {
-			return nil
+// lockLostError is the cause a run's work is cancelled with when its lock's
+// database session is gone.
+type lockLostError struct{ err error }
+
+func (e *lockLostError) Error() string {
+	return "the run lock was lost with its database session: " + e.err.Error()
+}
+func (e *lockLostError) Unwrap() error { return e.err }
+
+// runLock is the run's advisory lock, held on a connection taken out of
+// the pool, so nothing but the lock ever uses its session. A database
+// restart ends that session and with it the lock; keep notices within
+// lockCheckEvery and cancels the run's work.
+type runLock struct {
+	pool *pgxpool.Pool
+	run  string
+
+	mu   sync.Mutex
+	conn *pgx.Conn
+}
+
+func (l *runLock) acquire(ctx context.Context) error {
+	pc, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := pc.Hijack()
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(7321, hashtext($1))`, l.run).Scan(&ok); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return fmt.Errorf("lock run %q: %w", l.run, err)
+	}
+	if !ok {
+		conn.Close(context.WithoutCancel(ctx))
+		return fmt.Errorf("%w %q: stop it first, or give this run another name", ErrLocked, l.run)
+	}
+	l.mu.Lock()
+	l.conn = conn
+	l.mu.Unlock()
+	return nil
+}
+
+// keep proves every interval that the lock's session is alive, and cancels
+// the run's work with a lockLostError as soon as it cannot.
+func (l *runLock) keep(ctx context.Context, every time.Duration, lost context.CancelCauseFunc) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-		l.conn.Conn().Close(ctx)
-		l.conn.Release()
+		l.mu.Lock()
+		conn := l.conn
+		l.mu.Unlock()
+		if conn == nil {
+			lost(&lockLostError{errors.New("no lock connection")})
+			return
+		}
+		// A generous bound: a slow answer on a busy server is not a lost
+		// session; a closed one fails at once.
+		pctx, cancel := context.WithTimeout(ctx, 5*every)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			lost(&lockLostError{err})
+			return
+		}
+	}
+}
+
+// drop closes the lock's connection (ending its session, and the lock
+// with it if it still held it).
+func (l *runLock) drop(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		_ = l.conn.Close(context.WithoutCancel(ctx))
 		l.conn = nil
 	}
-	return l.acquire(ctx)
 }
 
 func (l *runLock) release(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.conn == nil {
 		return
 	}
 	_, _ = l.conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7321, hashtext($1))`, l.run)
-	l.conn.Release()
+	_ = l.conn.Close(context.WithoutCancel(ctx))
 	l.conn = nil
 }
 
 // resetFailed makes a failed iteration start over: its stage back to
-// pending and its failed tasks pending again. Finished work is kept.
+// pending and its failed tasks pending again with fresh counters. Finished
+// work is kept.
 func (o *Orchestrator) resetFailed(ctx context.Context, it store.Iteration) error {
-	_, err := o.pool.Exec(ctx, `UPDATE tasks SET status = 'pending', error = NULL, publications = publications + 1, published_at = NULL
-		WHERE iteration_id = $1 AND status = 'failed'`, it.ID)
-	if err != nil {
+	if _, err := store.RetryFailedTasks(ctx, o.pool, it.ID); err != nil {
 		return err
 	}
-	_, err = o.pool.Exec(ctx, `UPDATE iterations SET stage = 'pending', error = NULL, finished_at = NULL WHERE id = $1`, it.ID)
+	_, err := o.pool.Exec(ctx, `UPDATE iterations SET stage = 'pending', error = NULL, finished_at = NULL WHERE id = $1`, it.ID)
 	return err
 }

@@ -37,21 +37,23 @@ func transient(err error) bool {
 		return false
 	}
 	var connectErr *pgconn.ConnectError
-	var opErr *net.OpError
+	var netErr net.Error
 	switch {
-	case pgconn.SafeToRetry(err), pgconn.Timeout(err), errors.As(err, &connectErr), errors.As(err, &opErr),
+	case errors.Is(err, pgconn.ErrConnClosed), pgconn.Timeout(err), errors.As(err, &connectErr), errors.As(err, &netErr),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, context.DeadlineExceeded):
 		return true
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionReconnecting),
 		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, jetstream.ErrNoStreamResponse),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrConnectionClosed),
+		errors.Is(err, jetstream.ErrServerShutdown), errors.Is(err, jetstream.ErrConsumerLeadershipChanged),
+		errors.Is(err, jetstream.ErrNoHeartbeat):
 		return true
 	}
-	// pgx reports the use of a connection it already closed after a
-	// failure with this plain error.
-	return strings.Contains(err.Error(), "conn closed")
+	// Never the error's text: a hook's output or an endpoint's reply may
+	// hold any words.
+	return false
 }
 
 // permanentError marks a failure of the work itself (a bad prompts file,
@@ -63,8 +65,8 @@ func (e *permanentError) Unwrap() error { return e.err }
 
 // riding runs f until it succeeds, fails for a reason other than an
 // outage, or the outage outlasts orchestrator.outage_timeout. Between
-// tries it waits with exponential backoff and makes sure the run's lock is
-// still held (a database restart drops it).
+// tries it waits with exponential backoff. (The run's lock is watched
+// apart from this: a database restart that ends its session cancels ctx.)
 func (o *Orchestrator) riding(ctx context.Context, what string, f func() error) error {
 	deadline := time.Now().Add(o.cfg.Orchestrator.OutageTimeout)
 	delay := 250 * time.Millisecond
@@ -83,8 +85,5 @@ func (o *Orchestrator) riding(ctx context.Context, what string, f func() error) 
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 5*time.Second)
-		if err := o.lk.ensure(ctx); err != nil && !transient(err) {
-			return err
-		}
 	}
 }

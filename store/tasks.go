@@ -36,13 +36,14 @@ type Task struct {
 	Status       string     `db:"status"`
 	Attempts     int        `db:"attempts"`
 	Publications int        `db:"publications"`
+	Losses       int        `db:"losses"`
 	Outcome      *string    `db:"outcome"`
 	Error        *string    `db:"error"`
 	PublishedAt  *time.Time `db:"published_at"`
 	UpdatedAt    time.Time  `db:"updated_at"`
 }
 
-const taskColumns = `iteration_id, prompt_id, kind, status, attempts, publications, outcome, error, published_at, updated_at`
+const taskColumns = `iteration_id, prompt_id, kind, status, attempts, publications, losses, outcome, error, published_at, updated_at`
 
 // CreateGenerateTasks makes one pending generate task per pool prompt that
 // has none, and returns how many it made.
@@ -82,35 +83,6 @@ func CreateEvolveTasks(ctx context.Context, db DBTX, iterationID int64) (int64, 
 		return 0, fmt.Errorf("create evolve tasks of iteration %d: %w", iterationID, err)
 	}
 	return tag.RowsAffected(), analyzeTasks(ctx, db)
-}
-
-// Publishable returns the pending tasks of a kind to publish: those never
-// published, or (when all is true) every pending one, as after an
-// orchestrator restart. Marks them published now.
-func Publishable(ctx context.Context, db DBTX, iterationID int64, kind string, all bool) ([]Task, error) {
-	rows, err := db.Query(ctx, `
-		UPDATE tasks SET published_at = now()
-		WHERE iteration_id = $1 AND kind = $2 AND status = 'pending' AND ($3 OR published_at IS NULL)
-		RETURNING `+taskColumns, iterationID, kind, all)
-	if err != nil {
-		return nil, fmt.Errorf("pending %s tasks of iteration %d: %w", kind, iterationID, err)
-	}
-	return pgx.CollectRows(rows, pgx.RowToStructByName[Task])
-}
-
-// RepublishStale bumps the publication of pending tasks published longer
-// ago than olderThan (their message was lost or exhausted its deliveries
-// without a worker recording the failure) and returns them to publish again.
-func RepublishStale(ctx context.Context, db DBTX, iterationID int64, kind string, olderThan time.Duration) ([]Task, error) {
-	rows, err := db.Query(ctx, `
-		UPDATE tasks SET publications = publications + 1, published_at = now()
-		WHERE iteration_id = $1 AND kind = $2 AND status = 'pending'
-		  AND published_at < now() - $3::interval
-		RETURNING `+taskColumns, iterationID, kind, olderThan.String())
-	if err != nil {
-		return nil, fmt.Errorf("stale %s tasks of iteration %d: %w", kind, iterationID, err)
-	}
-	return pgx.CollectRows(rows, pgx.RowToStructByName[Task])
 }
 
 // TaskCounts tallies an iteration's tasks of a kind by status.

@@ -37,6 +37,7 @@ type env struct {
 	stream      string
 	iterationID int64
 	samples     int
+	deployment  string
 }
 
 const envSamples = 3
@@ -94,9 +95,12 @@ iterations:
 	nc, js, err := bus.Connect(cfg.NATS, "worker-test", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.NATS.Stream, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver})
+	// The orchestrator's part: the deployment's consumer.
+	dep, err := store.DeploymentToken(ctx, pool)
 	require.NoError(t, err)
-	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples}
+	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.NATS.Stream, Deployment: dep, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver})
+	require.NoError(t, err)
+	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples, deployment: dep}
 }
 
 // addTasks puts prompts with these texts into the iteration's pool, makes
@@ -113,7 +117,7 @@ func (e *env) addTasks(t *testing.T, texts ...string) []int64 {
 	require.NoError(t, store.AddToPool(ctx, e.pool, e.iterationID, ids))
 	_, err = store.CreateGenerateTasks(ctx, e.pool, e.iterationID)
 	require.NoError(t, err)
-	pub := bus.NewPublisher(e.js, e.stream)
+	pub := bus.NewPublisher(e.js, e.stream, e.deployment)
 	for _, id := range ids {
 		require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: e.iterationID, PromptID: id, Kind: bus.KindGenerate}))
 	}

@@ -14,9 +14,10 @@ import (
 )
 
 // TestMessageOfAnotherRunIsIgnored: a task message carrying another run's
-// nonce (left in a stream that outlived its database) is terminated
-// without touching the task its ids name here; the same task published
-// with this run's nonce is done.
+// nonce (a database restored from another's backup shares its deployment
+// token, hence its subjects) is left alone — nak'ed, never terminated, as
+// it may be the other's — without touching the task its ids name here; the
+// same task published with this run's nonce is done.
 func TestMessageOfAnotherRunIsIgnored(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
@@ -29,13 +30,14 @@ func TestMessageOfAnotherRunIsIgnored(t *testing.T) {
 	var nonce string
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT r.nonce FROM runs r JOIN iterations i ON i.run_id = r.id WHERE i.id = $1`, e.iterationID).Scan(&nonce))
 
-	pub := bus.NewPublisher(e.js, e.stream)
+	pub := bus.NewPublisher(e.js, e.stream, e.deployment)
 	stale := bus.Task{IterationID: e.iterationID, PromptID: ids[0], Kind: bus.KindGenerate, Run: "an-older-database"}
 	require.NoError(t, pub.Publish(ctx, stale))
 	require.NoError(t, pub.Flush(ctx))
 	w := e.worker(t)
-	require.Eventually(t, func() bool { return strings.Contains(w.Output(), "task message of another run") }, 30*time.Second, 50*time.Millisecond)
-	require.Eventually(t, func() bool { return e.streamMessages(t) == 0 }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(w.Output(), "a task message of another run") }, 30*time.Second, 50*time.Millisecond)
+	require.Contains(t, w.Output(), "leaving it alone (not terminated)")
+	require.Equal(t, uint64(1), e.streamMessages(t), "the other run's message stays in the stream")
 	require.Equal(t, "pending", e.task(t, ids[0]).status, "the other run's message changed nothing")
 
 	current := stale
@@ -45,4 +47,6 @@ func TestMessageOfAnotherRunIsIgnored(t *testing.T) {
 	require.NoError(t, pub.Flush(ctx))
 	e.waitSettled(t, ids)
 	e.requireDone(t, ids)
+	require.Eventually(t, func() bool { return e.streamMessages(t) == 1 }, 30*time.Second, 50*time.Millisecond,
+		"this run's message is acked; the other's is still there")
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/selfplay/selfplay/bus"
@@ -53,12 +55,15 @@ type Clients struct {
 type Options struct {
 	// Concurrency is the number of tasks in flight; default 16.
 	Concurrency int
-	// MaxDeliver must match the consumer's; the last delivery's transient
-	// failure is recorded as the task's failure.
+	// MaxDeliver and AckWait are this worker's own configuration
+	// (worker.max_deliver, worker.ack_wait). The worker works with the
+	// consumer's, read from the broker (the orchestrator writes them from
+	// the run's schedule), and says at start when its own disagree. The
+	// last delivery (whose transient failure is recorded as the task's
+	// failure) is the consumer's max_deliver; long calls report progress
+	// every ack_wait/3 of the consumer's.
 	MaxDeliver int
-	// AckWait must match the consumer's; long calls report progress every
-	// AckWait/3 so the message is not redelivered while work goes on.
-	AckWait time.Duration
+	AckWait    time.Duration
 	// DrainTimeout bounds how long in-flight tasks may run after the
 	// worker is told to stop; default 60s. Unfinished ones are nak'ed.
 	DrainTimeout time.Duration
@@ -82,6 +87,11 @@ type Worker struct {
 
 	mu       sync.Mutex
 	settings map[int64]iterationInfo
+
+	// The consumer's settings, read from the broker at start and whenever
+	// a task of an iteration not seen before arrives.
+	maxDeliver atomic.Int64
+	ackWait    atomic.Int64 // nanoseconds
 }
 
 // iterationInfo is what a task needs to know of its iteration.
@@ -101,38 +111,72 @@ func New(pool *pgxpool.Pool, cons jetstream.Consumer, clients Clients, opts Opti
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 60 * time.Second
 	}
-	if opts.AckWait <= 0 {
-		opts.AckWait = 10 * time.Minute
-	}
 	return &Worker{pool: pool, cons: cons, clients: clients, opts: opts, log: log, settings: map[int64]iterationInfo{}}
 }
 
-// Run consumes tasks until ctx ends, then stops pulling, lets in-flight
-// tasks finish (up to DrainTimeout) and returns.
-func (w *Worker) Run(ctx context.Context) error {
-	iter, err := w.cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency))
+// fetchWait is how long one pull request waits for a message.
+const fetchWait = 5 * time.Second
+
+// readConsumer takes the consumer's ack_wait and max_deliver from the
+// broker; at start it says when the worker's own configuration disagrees.
+func (w *Worker) readConsumer(ctx context.Context, atStart bool) error {
+	info, err := w.cons.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("consume tasks: %w", err)
+		return fmt.Errorf("read the consumer's settings: %w", err)
+	}
+	c := info.Config
+	w.maxDeliver.Store(int64(c.MaxDeliver))
+	w.ackWait.Store(int64(c.AckWait))
+	if atStart {
+		if w.opts.AckWait > 0 && w.opts.AckWait != c.AckWait {
+			w.log.WarnContext(ctx, "worker.ack_wait in this worker's configuration differs from the consumer's, set by the orchestrator from the run's schedule; using the consumer's",
+				"consumer", c.Durable, "worker.ack_wait", w.opts.AckWait, "consumer_ack_wait", c.AckWait)
+		}
+		if w.opts.MaxDeliver > 0 && w.opts.MaxDeliver != c.MaxDeliver {
+			w.log.WarnContext(ctx, "worker.max_deliver in this worker's configuration differs from the consumer's, set by the orchestrator from the run's schedule; using the consumer's",
+				"consumer", c.Durable, "worker.max_deliver", w.opts.MaxDeliver, "consumer_max_deliver", c.MaxDeliver)
+		}
+	}
+	return nil
+}
+
+// Run consumes tasks until ctx ends, then stops pulling, lets in-flight
+// tasks finish (up to DrainTimeout) and returns. Each of Concurrency slots
+// pulls one message only when it is free and starts it at once (with its
+// heartbeat), so the worker never holds messages it is not working on; a
+// message that arrives after ctx ended is handed back unstarted.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.readConsumer(ctx, true); err != nil {
+		return err
 	}
 	// In-flight tasks outlive ctx by up to DrainTimeout.
 	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelTasks()
-	go func() {
-		<-ctx.Done()
-		// Drain: stop pulling, but hand out what is already buffered so
-		// those tasks are not left waiting for their ack deadline.
-		iter.Drain()
-		time.AfterFunc(w.opts.DrainTimeout, cancelTasks)
-	}()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.opts.DrainTimeout, cancelTasks) })
+	defer stop()
 
-	slots := make(chan struct{}, w.opts.Concurrency)
 	var wg sync.WaitGroup
-	w.log.InfoContext(ctx, "worker started", "concurrency", w.opts.Concurrency)
-	for {
-		msg, err := iter.Next()
+	w.log.InfoContext(ctx, "worker started", "concurrency", w.opts.Concurrency,
+		"ack_wait", time.Duration(w.ackWait.Load()), "max_deliver", w.maxDeliver.Load())
+	for range w.opts.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.slot(ctx, taskCtx)
+		}()
+	}
+	wg.Wait()
+	w.log.Info("worker stopped")
+	return nil
+}
+
+// slot pulls and runs one message at a time until ctx ends.
+func (w *Worker) slot(ctx, taskCtx context.Context) {
+	for ctx.Err() == nil {
+		msg, err := w.cons.Next(jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				break
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				continue // nothing queued
 			}
 			// The server may be restarting: the client reconnects by
 			// itself; do not spin meanwhile.
@@ -143,18 +187,18 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			w.inFlight(1)
-			defer w.inFlight(-1)
-			w.handle(taskCtx, msg)
-		}()
+		if ctx.Err() != nil {
+			// Arrived while stopping: never started, so another worker
+			// takes it now rather than after ack_wait.
+			if err := msg.Nak(); err != nil {
+				w.log.Warn("hand back a task on shutdown", "err", err)
+			}
+			return
+		}
+		w.inFlight(1)
+		w.handle(taskCtx, msg)
+		w.inFlight(-1)
 	}
-	wg.Wait()
-	w.log.Info("worker stopped")
-	return nil
 }
 
 // handle runs one message to its settlement. It never panics the worker:
@@ -176,23 +220,24 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	key := store.TaskKey{IterationID: task.IterationID, PromptID: task.PromptID, Kind: task.Kind}
 	log := w.log.With("iteration_id", task.IterationID, "prompt_id", task.PromptID, "kind", task.Kind, "delivery", delivered)
 	if task.Run != "" {
-		// A message of another run row (an older database behind the
-		// same stream) must not touch this database's tasks.
+		// A message of another run row (a database restored from another's
+		// backup shares its deployment token) must not touch this
+		// database's tasks, nor be destroyed: it may be the other's.
 		info, err := w.iteration(ctx, key.IterationID)
 		if err == nil && info.RunNonce != task.Run {
-			log.WarnContext(ctx, "terminating a task message of another run (a stream older than its database?)", "message_run", task.Run)
-			w.count(task.Kind, "term")
-			if err := msg.Term(); err != nil {
-				log.Warn("term message", "err", err)
-			}
+			w.leaveAlone(ctx, msg, task.Kind, log, fmt.Errorf("a task message of another run (run nonce %s, this database's run has %s)", task.Run, info.RunNonce))
 			return
 		}
 	}
-
 	stopBeat := w.heartbeat(ctx, msg)
 	result := w.run(ctx, key, int(delivered), log)
 	stopBeat()
 
+	var foreign *foreignError
+	if errors.As(result, &foreign) {
+		w.leaveAlone(ctx, msg, task.Kind, log, foreign.err)
+		return
+	}
 	if ctx.Err() != nil && result != nil {
 		// Stopping: leave the task to another worker right away.
 		if err := msg.NakWithDelay(0); err != nil {
@@ -204,7 +249,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	fail := func(reason string) error {
 		return store.FailTask(context.WithoutCancel(ctx), w.pool, key, failure(reason, result), int(delivered))
 	}
-	s, delay, derr := decide(result, delivered, uint64(w.opts.MaxDeliver), fail)
+	s, delay, derr := decide(result, delivered, uint64(w.maxDeliver.Load()), fail)
 	if derr != nil {
 		log.Warn("could not record task failure", "err", derr)
 	}
@@ -223,6 +268,24 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
+// foreignError is a task message this worker's database cannot place.
+type foreignError struct{ err error }
+
+func (e *foreignError) Error() string { return e.err.Error() }
+func (e *foreignError) Unwrap() error { return e.err }
+
+// leaveAlone hands back a message this database cannot place without
+// terminating it: it may belong to another deployment that shares this
+// one's subjects (a restored copy of the database). It is redelivered
+// after a minute until the consumer's max_deliver, and stays in the stream.
+func (w *Worker) leaveAlone(ctx context.Context, msg jetstream.Msg, kind string, log *slog.Logger, why error) {
+	log.ErrorContext(ctx, "a task message this database cannot place; leaving it alone (not terminated)", "reason", why.Error())
+	w.count(kind, "foreign")
+	if err := msg.NakWithDelay(time.Minute); err != nil {
+		log.Warn("nak message", "err", err)
+	}
+}
+
 func (w *Worker) inFlight(delta int) {
 	if w.opts.OnInFlight != nil {
 		w.opts.OnInFlight(delta)
@@ -236,9 +299,9 @@ func (w *Worker) count(kind, result string) {
 }
 
 // heartbeat tells the server the message is still being worked on, every
-// AckWait/3, until stopped.
+// ack_wait/3 (the consumer's), until stopped.
 func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) func() {
-	every := max(w.opts.AckWait/3, 100*time.Millisecond)
+	every := max(time.Duration(w.ackWait.Load())/3, 100*time.Millisecond)
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(every)
@@ -268,7 +331,7 @@ func (w *Worker) run(ctx context.Context, key store.TaskKey, delivered int, log 
 	}()
 	task, msgs, err := store.ReadTask(ctx, w.pool, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return Permanent(fmt.Errorf("unknown task: %w", err))
+		return &foreignError{fmt.Errorf("unknown task: %w", err)}
 	}
 	if err != nil {
 		return Retry(0, fmt.Errorf("database: %w", err))
@@ -301,6 +364,11 @@ func (w *Worker) iteration(ctx context.Context, id int64) (iterationInfo, error)
 	it, err := store.GetIteration(ctx, w.pool, id)
 	if err != nil {
 		return iterationInfo{}, fmt.Errorf("read iteration %d: %w", id, err)
+	}
+	// A new iteration: the orchestrator may have rewritten the consumer
+	// from the run's schedule since this worker started.
+	if err := w.readConsumer(ctx, false); err != nil {
+		w.log.WarnContext(ctx, "could not refresh the consumer's settings", "err", err)
 	}
 	info = iterationInfo{ID: it.ID, RunID: it.RunID, Ordinal: it.Ordinal}
 	if info.RunNonce, err = store.RunNonce(ctx, w.pool, it.RunID); err != nil {

@@ -1,14 +1,19 @@
 package bustest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/selfplay/selfplay/selfplaytest"
 )
@@ -99,4 +104,76 @@ func (s *Server) Restart(down time.Duration) {
 	s.Stop()
 	time.Sleep(down)
 	s.Start()
+}
+
+// Kill ends the server with SIGKILL (no shutdown of any kind) and waits.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Cluster is a JetStream cluster of private nats-servers on loopback.
+type Cluster struct {
+	Servers []*Server
+}
+
+// URL lists every member's client URL, comma-separated, as nats.url does.
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		urls[i] = s.URL
+	}
+	return strings.Join(urls, ",")
+}
+
+// StartCluster starts n nats-servers with JetStream that route to each
+// other as one cluster (a stream with replicas n can live on it), and
+// waits until JetStream has a meta leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	routePorts := make([]int, n)
+	routes := make([]string, n)
+	for i := range n {
+		routePorts[i] = selfplaytest.FreePort(t)
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i])
+	}
+	name := fmt.Sprintf("selfplay-test-%d", time.Now().UnixNano())
+	c := &Cluster{}
+	for i := range n {
+		c.Servers = append(c.Servers, StartServer(t, "--server_name", fmt.Sprintf("%s-n%d", name, i),
+			"--cluster_name", name, "--cluster", routes[i], "--routes", strings.Join(routes, ",")))
+	}
+	c.waitForLeader(t)
+	return c
+}
+
+// waitForLeader waits until the cluster answers JetStream requests.
+func (c *Cluster) waitForLeader(t testing.TB) {
+	t.Helper()
+	nc, err := nats.Connect(c.URL(), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("connect to the test cluster: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the test JetStream cluster has no leader after a minute: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

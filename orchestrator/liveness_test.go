@@ -1,0 +1,210 @@
+package orchestrator_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/bus"
+	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/store"
+)
+
+// jetStream connects to the loop's NATS.
+func (l *loop) jetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, js, err := bus.Connect(config.NATS{URL: l.natsURL, Stream: l.stream}, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return js
+}
+
+// deploymentMessages is how many messages of the loop's deployment the
+// shared stream holds.
+func (l *loop) deploymentMessages(t testing.TB, js jetstream.JetStream) uint64 {
+	t.Helper()
+	dep, err := store.DeploymentToken(context.Background(), l.pool)
+	require.NoError(t, err)
+	s, err := js.Stream(context.Background(), l.stream)
+	require.NoError(t, err)
+	prefix := bus.DeploymentSubjects(l.stream, dep)
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(prefix+">"))
+	require.NoError(t, err)
+	var n uint64
+	for subj, c := range info.State.Subjects {
+		require.True(t, strings.HasPrefix(subj, prefix), subj)
+		n += c
+	}
+	return n
+}
+
+// watchStream samples the deployment's message count until stopped and
+// returns the largest it saw.
+func (l *loop) watchStream(t testing.TB, js jetstream.JetStream) (stop func() uint64) {
+	var mu sync.Mutex
+	var most uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			s, err := js.Stream(context.Background(), l.stream)
+			if err != nil {
+				continue
+			}
+			info, err := s.Info(context.Background())
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			most = max(most, info.State.Msgs)
+			mu.Unlock()
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return most
+	}
+}
+
+// TestTasksQueuedWithNoWorkerAreNeverLost: a stage is published while no
+// worker runs, for longer than five times ack_wait × max_deliver (the old
+// rule counted a task stale that long after its publication, re-published
+// it under a new id each time and failed it at the fifth). Every task
+// waits with exactly its one message; once a worker starts every task is
+// done once, none lost, none failed.
+func TestTasksQueuedWithNoWorkerAreNeverLost(t *testing.T) {
+	t.Parallel()
+	const prompts = 30
+	l := startLoop(t, loopOptions{prompts: prompts, samples: 2, ackWait: "1s", maxDeliver: 2, workerCon: 4, single: true})
+	js := l.jetStream(t)
+	run := l.orchestrator(t, "orchestrator")
+	require.Eventually(t, func() bool {
+		return l.count(t, `SELECT count(*) FROM tasks WHERE published_at IS NOT NULL`) == prompts
+	}, time.Minute, 50*time.Millisecond, "the stage was never published")
+
+	idle := time.Now()
+	for time.Since(idle) < 5*2*time.Second+2*time.Second {
+		require.EqualValues(t, prompts, l.deploymentMessages(t, js), "one message per pending task, no more, no fewer")
+		require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'pending'`))
+		time.Sleep(250 * time.Millisecond)
+	}
+	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE publications > 0 OR losses > 0 OR attempts > 0`),
+		"no task was re-published or counted lost while it waited")
+	require.False(t, run.Exited(), run.Tail(20))
+
+	stop := l.watchStream(t, js)
+	l.worker(t, "worker-late")
+	require.NoError(t, run.Wait(2*time.Minute), run.Tail(30))
+	most := stop()
+	require.LessOrEqual(t, most, uint64(prompts), "the stream never held more than one message per task")
+	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done'`))
+	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE publications > 0 OR losses > 0`))
+	require.Zero(t, l.count(t, `SELECT count(*) - count(DISTINCT (iteration_id, prompt_id, sample_index)) FROM responses`))
+	require.EqualValues(t, prompts*2, l.count(t, `SELECT count(*) FROM responses`))
+	require.Zero(t, l.deploymentMessages(t, js))
+}
+
+// TestBacklogOfOneSlowWorker: 2,000 tasks, one worker of four slots, a
+// model that takes its time and ack_wait 2s. The stage lasts many times
+// ack_wait × max_deliver; a task waiting its turn is never taken for lost,
+// and every task is done exactly once.
+func TestBacklogOfOneSlowWorker(t *testing.T) {
+	t.Parallel()
+	const prompts = 2000
+	l := startLoop(t, loopOptions{prompts: prompts, samples: 2, ackWait: "2s", maxDeliver: 2, workerCon: 4, single: true,
+		lmArgs: []string{"--response-time", "20ms"}})
+	js := l.jetStream(t)
+	stop := l.watchStream(t, js)
+	l.worker(t, "worker-slow")
+	start := time.Now()
+	run := l.orchestrator(t, "orchestrator")
+	require.NoError(t, run.Wait(5*time.Minute), run.Tail(30))
+	took := time.Since(start)
+	most := stop()
+	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done'`))
+	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'failed'`))
+	require.Zero(t, l.count(t, `SELECT coalesce(sum(losses), 0) FROM tasks`), "a queued task is never lost")
+	require.Zero(t, l.count(t, `SELECT count(*) - count(DISTINCT (iteration_id, prompt_id, sample_index)) FROM responses`))
+	require.EqualValues(t, prompts*2, l.count(t, `SELECT count(*) FROM responses`))
+	require.Zero(t, l.count(t, `SELECT count(*) - count(DISTINCT (iteration_id, prompt_id)) FROM pairs`))
+	require.LessOrEqual(t, most, uint64(prompts))
+	redelivered := l.count(t, `SELECT count(*) FROM tasks WHERE attempts > 1`)
+	t.Logf("BACKLOG prompts=%d run=%s ack_wait×max_deliver=4s (%.1f×) redelivered=%d most_messages=%d",
+		prompts, took.Round(100*time.Millisecond), took.Seconds()/4, redelivered, most)
+}
+
+// TestTwoDeploymentsShareAStream: two databases on the same NATS and the
+// same stream name run at the same time; both finish with every task done
+// once, each deployment's messages on its own subjects.
+func TestTwoDeploymentsShareAStream(t *testing.T) {
+	t.Parallel()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	stream := "TEST_SHARED_" + strings.ToUpper(hex.EncodeToString(b))
+	const prompts = 40
+	opts := loopOptions{prompts: prompts, samples: 2, ackWait: "5s", workerCon: 4, single: true, stream: stream,
+		lmArgs: []string{"--response-time", "10ms"}}
+	alone := startLoop(t, opts)
+	a, c := startLoop(t, opts), startLoop(t, opts)
+	t.Cleanup(func() {
+		js := alone.jetStream(t)
+		_ = js.DeleteStream(context.Background(), stream)
+	})
+
+	timeRun := func(l *loop, name string) (time.Duration, error) {
+		l.worker(t, name+"-worker")
+		start := time.Now()
+		run := l.orchestrator(t, name)
+		err := run.Wait(3 * time.Minute)
+		if err != nil {
+			t.Log(run.Tail(30))
+		}
+		return time.Since(start), err
+	}
+	tAlone, err := timeRun(alone, "alone")
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	var tA, tC time.Duration
+	var errA, errC error
+	wg.Go(func() { tA, errA = timeRun(a, "first") })
+	wg.Go(func() { tC, errC = timeRun(c, "second") })
+	wg.Wait()
+	require.NoError(t, errA)
+	require.NoError(t, errC)
+	for _, l := range []*loop{alone, a, c} {
+		require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done'`))
+		require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'failed' OR losses > 0`))
+		require.EqualValues(t, prompts*2, l.count(t, `SELECT count(*) FROM responses`))
+	}
+	// One stream, one consumer per deployment, each on its own subjects.
+	js := a.jetStream(t)
+	s, err := js.Stream(context.Background(), stream)
+	require.NoError(t, err)
+	filters := map[string]bool{}
+	for name := range s.ListConsumers(context.Background()).Info() {
+		filters[name.Config.FilterSubject] = true
+	}
+	require.Len(t, filters, 3, "three deployments, three filters")
+	t.Logf("TWO DEPLOYMENTS alone=%s together=%s and %s (%.2f× and %.2f× alone)",
+		tAlone.Round(10*time.Millisecond), tA.Round(10*time.Millisecond), tC.Round(10*time.Millisecond),
+		tA.Seconds()/tAlone.Seconds(), tC.Seconds()/tAlone.Seconds())
+}
