@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/selfplay/selfplay/migrations"
@@ -41,9 +43,8 @@ func ServerURL() string {
 }
 
 var (
-	templateOnce sync.Once
-	templateName string
-	templateErr  error
+	templateMu   sync.Mutex
+	templateName string // "" until made, and again once it went missing
 )
 
 // adminConn connects to the maintenance database.
@@ -93,55 +94,67 @@ func migrationsHash() string {
 // ensureTemplate creates (once per server and migration set) a migrated
 // template database. It is a cache shared by test processes and kept.
 func ensureTemplate(ctx context.Context, t testing.TB) string {
-	templateOnce.Do(func() {
-		name := "selfplay_tmpl_" + migrationsHash()
-		conn := adminConn(ctx, t)
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4242001)`); err != nil {
-			templateErr = err
-			return
-		}
-		defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(4242001)`)
-		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&exists); err != nil {
-			templateErr = err
-			return
-		}
-		if !exists {
-			building := name + "_build"
-			_, _ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+building)
-			if _, err := conn.Exec(ctx, `CREATE DATABASE `+building); err != nil {
-				templateErr = err
-				return
-			}
-			pool, err := pgxpool.New(ctx, withDatabase(building))
-			if err != nil {
-				templateErr = err
-				return
-			}
-			_, err = store.Migrate(ctx, pool)
-			pool.Close()
-			if err != nil {
-				templateErr = err
-				return
-			}
-			_, _ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+name)
-			if _, err := conn.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+name); err != nil {
-				templateErr = err
-				return
-			}
-			if _, err := conn.Exec(ctx, `ALTER DATABASE `+name+` WITH is_template true`); err != nil {
-				templateErr = err
-				return
-			}
-			dropStaleTemplates(ctx, conn, name)
+	templateMu.Lock()
+	defer templateMu.Unlock()
+	if templateName == "" {
+		name, err := buildTemplate(ctx, t)
+		if err != nil {
+			t.Fatalf("prepare migrated template database: %v", err)
 		}
 		templateName = name
-	})
-	if templateErr != nil {
-		t.Fatalf("prepare migrated template database: %v", templateErr)
 	}
 	return templateName
+}
+
+// forgetTemplate makes the next ensureTemplate look for the template again:
+// a test process of a checkout with other migrations, on the same server,
+// drops templates it takes as stale, ours included.
+func forgetTemplate() {
+	templateMu.Lock()
+	templateName = ""
+	templateMu.Unlock()
+}
+
+// buildTemplate makes the template of the current migrations unless the
+// server has it.
+func buildTemplate(ctx context.Context, t testing.TB) (string, error) {
+	name := "selfplay_tmpl_" + migrationsHash()
+	conn := adminConn(ctx, t)
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4242001)`); err != nil {
+		return "", err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(4242001)`)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if exists {
+		return name, nil
+	}
+	building := name + "_build"
+	_, _ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+building)
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+building); err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.New(ctx, withDatabase(building))
+	if err != nil {
+		return "", err
+	}
+	_, err = store.Migrate(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return "", err
+	}
+	_, _ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+name)
+	if _, err := conn.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+name); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, `ALTER DATABASE `+name+` WITH is_template true`); err != nil {
+		return "", err
+	}
+	dropStaleTemplates(ctx, conn, name)
+	return name, nil
 }
 
 // NewDatabase creates a fresh, migrated database for this test and returns
@@ -150,17 +163,27 @@ func NewDatabase(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tmpl := ensureTemplate(ctx, t)
 	name := "selfplay_test_" + randomSuffix()
 	conn := adminConn(ctx, t)
 	defer conn.Close(ctx)
-	// Copies from one template are serialised: PostgreSQL refuses to copy a
-	// template another session is connected to.
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4242002)`); err != nil {
-		t.Fatal(err)
+	create := func() error {
+		tmpl := ensureTemplate(ctx, t)
+		// Copies from one template are serialised: PostgreSQL refuses to
+		// copy a template another session is connected to.
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4242002)`); err != nil {
+			return err
+		}
+		_, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
+		_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock(4242002)`)
+		return err
 	}
-	_, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
-	_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock(4242002)`)
+	err := create()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+		// The template went missing (see forgetTemplate): make it again.
+		forgetTemplate()
+		err = create()
+	}
 	if err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
