@@ -57,8 +57,14 @@ iterations: [{name: a, policy_model: m, prompts: {files: [p.jsonl]}}]
 	worker := selfplaytest.Start(t, "worker", env, "worker", "-c", cfg)
 	saysWaiting(worker, 1)
 	srv.Start()
-	require.Eventually(t, func() bool { return strings.Contains(worker.Output(), "worker started") || worker.Exited() },
-		2*time.Minute, 20*time.Millisecond)
+	// Past PostgreSQL the worker binds its deployment's consumer: with no
+	// orchestrator here yet it says it waits for one, which is as far as a
+	// worker gets without a run.
+	require.Eventually(t, func() bool {
+		out := worker.Output()
+		return strings.Contains(out, "worker started") || strings.Contains(out, "waiting for the orchestrator") || worker.Exited()
+	}, 2*time.Minute, 20*time.Millisecond)
+	require.Contains(t, worker.Output(), "PostgreSQL is up")
 	require.False(t, worker.Exited(), worker.Output())
 	require.NoError(t, worker.Signal(syscall.SIGTERM))
 	require.NoError(t, worker.Wait(time.Minute), worker.Output())

@@ -42,6 +42,12 @@ func newWorkerCmd() *cobra.Command {
 		}
 		defer nc.Close()
 		cons, err := bindConsumer(ctx, cfg.NATS.Stream, pool, js, log)
+		if err != nil && ctx.Err() != nil {
+			// Stopped (SIGTERM, SIGINT) while waiting for an orchestrator:
+			// nothing was taken, so this is a clean stop like any other.
+			log.InfoContext(ctx, "worker stopped before its deployment's consumer existed")
+			return nil
+		}
 		if err != nil {
 			return err
 		}
