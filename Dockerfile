@@ -15,6 +15,9 @@ FROM build AS test
 RUN apt-get update && apt-get install -y --no-install-recommends \
         postgresql nats-server chromium \
     && rm -rf /var/lib/apt/lists/*
+# The llama-server tests run llama.cpp's server (Debian sid's build, into
+# /opt/selfplay-llamacpp), as CI does.
+RUN scripts/install-llama-server
 CMD ["go", "test", "-count=1", "-timeout", "15m", "./..."]
 
 FROM debian:bookworm-slim AS runtime
