@@ -117,6 +117,9 @@ func (r *completionResponse) teacherForced(ids []int, from int) (float64, *failu
 		if math.IsNaN(lp.Logprob) || lp.Logprob > 1e-6 {
 			return 0, permanentf("prompt_logprobs[%d] = %v is not a log-probability", pos, lp.Logprob)
 		}
+		if lp.Logprob <= missingLogProb {
+			return 0, permanentf("prompt_logprobs[%d] = %v, the server's stand-in for -inf (a token it gives zero probability): the sum is undefined", pos, lp.Logprob)
+		}
 		sum += lp.Logprob
 	}
 	if math.IsInf(sum, 0) {

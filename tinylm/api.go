@@ -74,6 +74,7 @@ type chatRequest struct {
 	AddGenerationPrompt *bool           `json:"add_generation_prompt"`
 	Stream              bool            `json:"stream"`
 	Stop                json.RawMessage `json:"stop"`
+	samplingKnobs
 }
 
 type usageInfo struct {
@@ -147,6 +148,7 @@ type completionRequest struct {
 	ReturnTokenIDs bool            `json:"return_token_ids"`
 	Stream         bool            `json:"stream"`
 	Stop           json.RawMessage `json:"stop"`
+	samplingKnobs
 }
 
 type completionLogprobs struct {

@@ -100,7 +100,11 @@ const (
 	// BadReplyNaNLogprobs writes every log-prob as the bare token NaN, as
 	// Python's json module does (not valid JSON).
 	BadReplyNaNLogprobs = "nan_logprobs"
-	// BadReplyInfLogprobs writes every log-prob as -Infinity.
+	// BadReplyInfLogprobs writes every log-prob as -9999.0, what vLLM sends
+	// for a log-prob of -inf: it clamps them (max(logprob, -9999.0) in
+	// vllm/entrypoints/openai/chat_completion/serving.py, and
+	// clamp_prompt_logprobs in vllm/entrypoints/generate/base/serving.py),
+	// so its replies stay valid JSON.
 	BadReplyInfLogprobs = "inf_logprobs"
 	// BadReplyStringReward writes each /classify score as a JSON string.
 	BadReplyStringReward = "string_reward"
@@ -418,7 +422,7 @@ func spoil(kind string, body []byte) ([]byte, error) {
 	case BadReplyNaNLogprobs:
 		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("NaN"))
 	case BadReplyInfLogprobs:
-		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("-Infinity"))
+		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("-9999.0"))
 	}
 	return out, nil
 }

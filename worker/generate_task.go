@@ -26,6 +26,8 @@ func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskK
 	samples, err := w.clients.Policy.Sample(ctx, msgs, llm.SampleParams{
 		Model: it.Settings.PolicyModel, N: gen.Samples, Temperature: gen.Temperature,
 		TopP: gen.TopP, MaxTokens: gen.MaxTokens, Seed: &seed,
+		TopK: gen.TopK, MinP: gen.MinP, RepetitionPenalty: gen.RepetitionPenalty,
+		PresencePenalty: gen.PresencePenalty, FrequencyPenalty: gen.FrequencyPenalty,
 	})
 	if err != nil {
 		return classify("sample", err)
