@@ -208,7 +208,6 @@ type classifyRequest struct {
 	Input         json.RawMessage `json:"input"`
 	Messages      []chatMessageIn `json:"messages"`
 	UseActivation *bool           `json:"use_activation"`
-	Activation    *bool           `json:"activation"` // older vLLM name of use_activation
 }
 
 type classifyData struct {

@@ -516,9 +516,15 @@ func TestClassify(t *testing.T) {
 	var act classifyResp
 	ok(t, base, "/classify", map[string]any{"input": good}, &act)
 	require.InDelta(t, 1/(1+math.Exp(-3)), act.Data[0].Probs[0], 1e-12, "use_activation defaults to true: sigmoid")
+	// Current vLLM reads only use_activation (ClassifyRequestMixin in
+	// vllm/entrypoints/pooling/base/protocol.py): the older activation alone
+	// is ignored and the score squashed; the client sends both.
 	var old classifyResp
 	ok(t, base, "/classify", map[string]any{"input": good, "activation": false}, &old)
-	require.InDelta(t, 3.0, old.Data[0].Probs[0], 1e-12, "older vLLM name of use_activation")
+	require.InDelta(t, 1/(1+math.Exp(-3)), old.Data[0].Probs[0], 1e-12, "activation alone is ignored")
+	var both classifyResp
+	ok(t, base, "/classify", map[string]any{"input": good, "activation": false, "use_activation": false, "add_special_tokens": false}, &both)
+	require.InDelta(t, 3.0, both.Data[0].Probs[0], 1e-12, "what the client sends: the raw score")
 
 	var chat classifyResp
 	ok(t, base, "/classify", map[string]any{"use_activation": false, "messages": []map[string]string{
