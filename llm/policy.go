@@ -63,8 +63,13 @@ type Sample struct {
 	// FinishReason is the server's reason: "stop", "length", …
 	FinishReason string
 	// TokenIDs are the generated token ids when the server returns them
-	// (vLLM return_token_ids, or token_id:N log-prob tokens); nil otherwise.
+	// (vLLM return_token_ids, llama.cpp's logprobs.content[].id, or
+	// token_id:N log-prob tokens); nil otherwise.
 	TokenIDs []int
+	// PromptTokenIDs are the prompt's token ids as the server rendered and
+	// tokenized it (vLLM's prompt_token_ids, sent with return_token_ids);
+	// nil when absent. Samples of one reply share the slice.
+	PromptTokenIDs []int
 }
 
 // Policy samples responses and their log-probs from the policy server over
@@ -257,6 +262,7 @@ func decodeSamples(reply *chatReply) ([]Sample, *failure) {
 		if f != nil {
 			return nil, f
 		}
+		s.PromptTokenIDs = reply.PromptTokenIDs
 		out = append(out, s)
 	}
 	return out, nil
