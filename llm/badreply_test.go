@@ -58,6 +58,7 @@ func TestBadRepliesArePermanentWithAReason(t *testing.T) {
 		// vLLM sends -9999.0 for -inf (chat_completion/serving.py, generate/base/serving.py).
 		{"policy: clamped -inf log-probs", tinylm.BadReplyInfLogprobs, policy, "has log-prob -9999, the server's stand-in for -inf", 1},
 		{"policy: HTML page", tinylm.BadReplyHTML, policy, "not JSON", 2},
+		{"policy: reasoning split off the content", tinylm.BadReplyReasoning, policy, "has a reasoning part apart from its content", 1},
 		{"policy: cut-off body", tinylm.BadReplyTruncated, policy, "truncated JSON", 2},
 		{"reward: string score", tinylm.BadReplyStringReward, reward(), "cannot unmarshal string", 2},
 		{"reward: missing score", tinylm.BadReplyMissingReward, reward(), "classify returned 0 results for 1 inputs", 1},

@@ -31,6 +31,7 @@ func TestBadServerRepliesFailTheTaskNotTheWorker(t *testing.T) {
 		{"fewer choices than asked", tinylm.BadReplyFewerChoices, "empty choice list (asked for 1)"},
 		{"missing log-probs", tinylm.BadReplyNoLogprobs, "server returned no log-probs for choice 0"},
 		{"NaN log-probs", tinylm.BadReplyNaNLogprobs, "non-finite number NaN"},
+		{"reasoning split off the content (vLLM --reasoning-parser)", tinylm.BadReplyReasoning, "has a reasoning part apart from its content"},
 		{"clamped -inf log-probs (vLLM's -9999.0)", tinylm.BadReplyInfLogprobs, "has log-prob -9999, the server's stand-in for -inf"},
 		{"non-numeric reward", tinylm.BadReplyStringReward, "reward: llm: reward endpoint (model \"reward\") /classify: status 200: malformed response body: json: cannot unmarshal string"},
 		{"too few rewards", tinylm.BadReplyMissingReward, "classify returned 0 results for 1 inputs"},
