@@ -114,7 +114,8 @@ type Endpoint struct {
 type Generation struct {
 	// Samples n per prompt; default 5, at least 2.
 	Samples int `mapstructure:"samples" json:"samples"`
-	// Temperature; default 0.8.
+	// Temperature in [0.01, 2] (vLLM's range; 0, greedy, would need n = 1);
+	// default 0.8.
 	Temperature float64 `mapstructure:"temperature" json:"temperature"`
 	// TopP nucleus mass in (0,1]; default 0.95.
 	TopP float64 `mapstructure:"top_p" json:"top_p"`
@@ -123,6 +124,19 @@ type Generation struct {
 	// Seed for sampling; the per-prompt seed is derived from it and the
 	// prompt id so a re-run samples the same text. Default 42.
 	Seed int64 `mapstructure:"seed" json:"seed"`
+	// TopK keeps the k most likely tokens; default -1 (all). The neutral
+	// values below are sent, not left out, because vLLM otherwise applies
+	// the model's generation_config (often top_k 20 or a repetition
+	// penalty), so samples would not come from temperature and top_p alone.
+	TopK int `mapstructure:"top_k" json:"top_k"`
+	// MinP in [0, 1]; default 0 (off).
+	MinP float64 `mapstructure:"min_p" json:"min_p"`
+	// RepetitionPenalty > 0; default 1 (none).
+	RepetitionPenalty float64 `mapstructure:"repetition_penalty" json:"repetition_penalty"`
+	// PresencePenalty in [-2, 2]; default 0.
+	PresencePenalty float64 `mapstructure:"presence_penalty" json:"presence_penalty"`
+	// FrequencyPenalty in [-2, 2]; default 0.
+	FrequencyPenalty float64 `mapstructure:"frequency_penalty" json:"frequency_penalty"`
 }
 
 // Scoring controls the implicit margin.
@@ -172,7 +186,7 @@ type Evolve struct {
 	// Model used for rewriting; "" (default) means the iteration's policy
 	// model (or the endpoint's model when set).
 	Model string `mapstructure:"model" json:"model"`
-	// Temperature for rewriting; default 0.7.
+	// Temperature for rewriting, 0 (greedy) or in [0.01, 2]; default 0.7.
 	Temperature float64 `mapstructure:"temperature" json:"temperature"`
 	// MaxTokens for a rewritten prompt; default 512.
 	MaxTokens int `mapstructure:"max_tokens" json:"max_tokens"`
@@ -268,7 +282,7 @@ func Defaults() Config {
 			"policy": {BaseURL: "http://127.0.0.1:8000/v1"},
 			"reward": {BaseURL: "http://127.0.0.1:8000", Kind: "classify", Model: "reward"},
 		},
-		Generation: Generation{Samples: 5, Temperature: 0.8, TopP: 0.95, MaxTokens: 1024, Seed: 42},
+		Generation: Generation{Samples: 5, Temperature: 0.8, TopP: 0.95, MaxTokens: 1024, Seed: 42, TopK: -1, RepetitionPenalty: 1},
 		Scoring:    Scoring{Implicit: "simpo", Beta: 0.01, ImplicitWeight: 1.0},
 		Selection:  Selection{Metric: "alignment_potential", Ratio: 0.4, Seed: 42},
 		Evolve: Evolve{

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
@@ -235,10 +236,27 @@ func (g Generation) check(ch *checker, key string) {
 	if g.Samples < 2 {
 		ch.add(key+".samples", "expected at least 2 (a pair needs two responses), got %d", g.Samples)
 	}
-	if g.Temperature < 0 || g.Temperature > 5 {
-		ch.add(key+".temperature", "expected a number in [0, 5], got %v", g.Temperature)
+	// vllm/sampling_params.py: temperature in [0, 2]; below 0.01 it is
+	// raised to 0.01; 0 is greedy and needs n = 1, and samples is ≥ 2.
+	if !(g.Temperature >= 0.01 && g.Temperature <= 2) {
+		ch.add(key+".temperature", "expected a number in [0.01, 2] (vLLM refuses temperatures above 2, raises those below 0.01 to 0.01, and samples greedily at 0, which needs samples = 1), got %v", g.Temperature)
 	}
 	ch.ratio(key+".top_p", g.TopP)
+	if g.TopK < -1 {
+		ch.add(key+".top_k", "expected -1 (all tokens) or a number of tokens ≥ 1, got %d", g.TopK)
+	}
+	if !(g.MinP >= 0 && g.MinP <= 1) {
+		ch.add(key+".min_p", "expected a number in [0, 1] (0 = off), got %v", g.MinP)
+	}
+	if !(g.RepetitionPenalty > 0) || math.IsInf(g.RepetitionPenalty, 0) {
+		ch.add(key+".repetition_penalty", "expected a finite number > 0 (1 = none), got %v", g.RepetitionPenalty)
+	}
+	if !(g.PresencePenalty >= -2 && g.PresencePenalty <= 2) {
+		ch.add(key+".presence_penalty", "expected a number in [-2, 2] (0 = none), got %v", g.PresencePenalty)
+	}
+	if !(g.FrequencyPenalty >= -2 && g.FrequencyPenalty <= 2) {
+		ch.add(key+".frequency_penalty", "expected a number in [-2, 2] (0 = none), got %v", g.FrequencyPenalty)
+	}
 	if g.MaxTokens < 1 {
 		ch.add(key+".max_tokens", "expected at least 1, got %d", g.MaxTokens)
 	}
@@ -298,8 +316,8 @@ func (e Evolve) check(ch *checker, key string, c *Config) {
 	if _, ok := c.Endpoints[e.Endpoint]; !ok {
 		ch.add(key+".endpoint", "expected the name of an endpoint (%s), got %q", strings.Join(sortedKeys(c.Endpoints), ", "), e.Endpoint)
 	}
-	if e.Temperature < 0 || e.Temperature > 5 {
-		ch.add(key+".temperature", "expected a number in [0, 5], got %v", e.Temperature)
+	if !(e.Temperature == 0 || (e.Temperature >= 0.01 && e.Temperature <= 2)) {
+		ch.add(key+".temperature", "expected 0 (greedy) or a number in [0.01, 2] (vLLM refuses temperatures above 2 and raises those below 0.01 to 0.01), got %v", e.Temperature)
 	}
 	if e.MaxTokens < 1 {
 		ch.add(key+".max_tokens", "expected at least 1, got %d", e.MaxTokens)

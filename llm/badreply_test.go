@@ -55,8 +55,10 @@ func TestBadRepliesArePermanentWithAReason(t *testing.T) {
 		{"policy: fewer choices than asked", tinylm.BadReplyFewerChoices, policy, "empty choice list (asked for 1)", 1},
 		{"policy: no log-probs", tinylm.BadReplyNoLogprobs, policy, "server returned no log-probs for choice 0", 1},
 		{"policy: NaN log-probs", tinylm.BadReplyNaNLogprobs, policy, "non-finite number NaN", 2},
-		{"policy: infinite log-probs", tinylm.BadReplyInfLogprobs, policy, "non-finite number -Infinity", 2},
+		// vLLM sends -9999.0 for -inf (chat_completion/serving.py, generate/base/serving.py).
+		{"policy: clamped -inf log-probs", tinylm.BadReplyInfLogprobs, policy, "has log-prob -9999, the server's stand-in for -inf", 1},
 		{"policy: HTML page", tinylm.BadReplyHTML, policy, "not JSON", 2},
+		{"policy: reasoning split off the content", tinylm.BadReplyReasoning, policy, "has a reasoning part apart from its content", 1},
 		{"policy: cut-off body", tinylm.BadReplyTruncated, policy, "truncated JSON", 2},
 		{"reward: string score", tinylm.BadReplyStringReward, reward(), "cannot unmarshal string", 2},
 		{"reward: missing score", tinylm.BadReplyMissingReward, reward(), "classify returned 0 results for 1 inputs", 1},
@@ -68,6 +70,7 @@ func TestBadRepliesArePermanentWithAReason(t *testing.T) {
 		{"reference: no prompt log-probs", tinylm.BadReplyNoLogprobs, reference, "no prompt_logprobs", 1},
 		{"reference: NaN log-probs", tinylm.BadReplyNaNLogprobs, reference, "non-finite number NaN", 2},
 		{"reference: cut-off body", tinylm.BadReplyTruncated, reference, "truncated JSON", 2},
+		{"reference: clamped -inf log-probs", tinylm.BadReplyInfLogprobs, reference, "the server's stand-in for -inf", 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

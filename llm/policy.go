@@ -28,7 +28,28 @@ type SampleParams struct {
 	// Seed makes sampling repeatable where the server honours it; nil lets
 	// the server choose. One-request-per-sample fallback uses Seed+i.
 	Seed *int64
+	// TopK keeps the k most likely tokens; 0 or -1 keeps all and is sent as
+	// -1. vLLM otherwise applies the model's generation_config default.
+	TopK int
+	// MinP drops tokens below MinP times the top token's probability, in
+	// [0, 1]; 0 (sent) disables it.
+	MinP float64
+	// RepetitionPenalty is vLLM's multiplicative penalty, > 0; 0 means 1
+	// (none), which is sent.
+	RepetitionPenalty float64
+	// PresencePenalty and FrequencyPenalty are OpenAI's additive penalties
+	// in [-2, 2]; 0 (sent) means none.
+	PresencePenalty, FrequencyPenalty float64
 }
+
+// Neutral values of the sampling knobs a server would otherwise take from
+// the model's generation_config (vLLM's default_sampling_params in
+// vllm/entrypoints/openai/chat_completion/protocol.py to_sampling_params:
+// "Priority: user -> server default -> OpenAI default").
+const (
+	neutralTopK              = -1
+	neutralRepetitionPenalty = 1.0
+)
 
 // Sample is one sampled response with its log-probability under the policy.
 type Sample struct {
@@ -44,8 +65,13 @@ type Sample struct {
 	// FinishReason is the server's reason: "stop", "length", …
 	FinishReason string
 	// TokenIDs are the generated token ids when the server returns them
-	// (vLLM return_token_ids, or token_id:N log-prob tokens); nil otherwise.
+	// (vLLM return_token_ids, llama.cpp's logprobs.content[].id, or
+	// token_id:N log-prob tokens); nil otherwise.
 	TokenIDs []int
+	// PromptTokenIDs are the prompt's token ids as the server rendered and
+	// tokenized it (vLLM's prompt_token_ids, sent with return_token_ids);
+	// nil when absent. Samples of one reply share the slice.
+	PromptTokenIDs []int
 }
 
 // Policy samples responses and their log-probs from the policy server over
@@ -160,6 +186,22 @@ func validateSampling(msgs []Message, sp SampleParams) error {
 		return fmt.Errorf("invalid sampling parameters: n = %d, must be at least 1", sp.N)
 	case sp.Temperature < 0 || math.IsNaN(sp.Temperature) || math.IsInf(sp.Temperature, 0):
 		return fmt.Errorf("invalid sampling parameters: temperature %v must be a finite number ≥ 0", sp.Temperature)
+	case sp.Temperature > MaxTemperature:
+		return fmt.Errorf("invalid sampling parameters: temperature %v is above %v, which vLLM refuses", sp.Temperature, MaxTemperature)
+	case sp.Temperature > 0 && sp.Temperature < MinTemperature:
+		return fmt.Errorf("invalid sampling parameters: temperature %v is below %v, which vLLM raises to %v; ask for 0 (greedy) or at least %v", sp.Temperature, MinTemperature, MinTemperature, MinTemperature)
+	case sp.Temperature == 0 && sp.N > 1:
+		return fmt.Errorf("invalid sampling parameters: temperature 0 is greedy sampling, for which vLLM requires n = 1 (got n = %d)", sp.N)
+	case sp.TopK < -1:
+		return fmt.Errorf("invalid sampling parameters: top_k %d must be -1 or 0 (all tokens) or at least 1", sp.TopK)
+	case !(sp.MinP >= 0 && sp.MinP <= 1):
+		return fmt.Errorf("invalid sampling parameters: min_p %v must be in [0, 1]", sp.MinP)
+	case sp.RepetitionPenalty < 0 || math.IsNaN(sp.RepetitionPenalty) || math.IsInf(sp.RepetitionPenalty, 0):
+		return fmt.Errorf("invalid sampling parameters: repetition_penalty %v must be a finite number > 0 (0 = none)", sp.RepetitionPenalty)
+	case !(sp.PresencePenalty >= -2 && sp.PresencePenalty <= 2):
+		return fmt.Errorf("invalid sampling parameters: presence_penalty %v must be in [-2, 2]", sp.PresencePenalty)
+	case !(sp.FrequencyPenalty >= -2 && sp.FrequencyPenalty <= 2):
+		return fmt.Errorf("invalid sampling parameters: frequency_penalty %v must be in [-2, 2]", sp.FrequencyPenalty)
 	case !(sp.TopP >= 0 && sp.TopP <= 1):
 		return fmt.Errorf("invalid sampling parameters: top_p %v must be in (0, 1] (0 = server default)", sp.TopP)
 	case sp.MaxTokens < 0:
@@ -168,24 +210,50 @@ func validateSampling(msgs []Message, sp SampleParams) error {
 	return nil
 }
 
+// The temperature range vLLM accepts (vllm/sampling_params.py: _verify_args
+// refuses temperature > 2; __post_init__ raises 0 < t < _MAX_TEMP = 0.01 to
+// 0.01, and t = 0 is greedy, which needs n = 1).
+const (
+	MinTemperature = 0.01
+	MaxTemperature = 2.0
+)
+
 // chatSamplingRequest builds the request and the extra fields of one call.
-// Temperature and top_p travel as extras: go-openai's float32 fields with
-// omitempty would drop temperature 0 and send 0.8 as 0.800000011920929.
+// Temperature, top_p and the penalties travel as extras: go-openai's
+// float32 fields with omitempty would drop temperature 0 and send 0.8 as
+// 0.800000011920929. The length cap goes as both max_completion_tokens
+// (vLLM's current name, which it reads first) and the deprecated
+// max_tokens (which older servers and llama.cpp's server read), so every
+// server honours it.
 func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, extras ChatRequestExtras) (openai.ChatCompletionRequest, map[string]any) {
 	req := openai.ChatCompletionRequest{
-		Model:     sp.Model,
-		Messages:  toOpenAIMessages(msgs),
-		MaxTokens: sp.MaxTokens,
-		N:         n,
-		LogProbs:  true,
+		Model:               sp.Model,
+		Messages:            toOpenAIMessages(msgs),
+		MaxTokens:           sp.MaxTokens,
+		MaxCompletionTokens: sp.MaxTokens,
+		N:                   n,
+		LogProbs:            true,
 	}
 	if seed != nil {
 		s := int(*seed)
 		req.Seed = &s
 	}
+	topK := sp.TopK
+	if topK == 0 {
+		topK = neutralTopK
+	}
+	rep := sp.RepetitionPenalty
+	if rep == 0 {
+		rep = neutralRepetitionPenalty
+	}
 	fields := map[string]any{
-		"temperature":      sp.Temperature,
-		"return_token_ids": true,
+		"temperature":        sp.Temperature,
+		"return_token_ids":   true,
+		"top_k":              topK,
+		"min_p":              sp.MinP,
+		"repetition_penalty": rep,
+		"presence_penalty":   sp.PresencePenalty,
+		"frequency_penalty":  sp.FrequencyPenalty,
 	}
 	if sp.TopP > 0 {
 		fields["top_p"] = sp.TopP
@@ -232,6 +300,7 @@ func decodeSamples(reply *chatReply) ([]Sample, *failure) {
 		if f != nil {
 			return nil, f
 		}
+		s.PromptTokenIDs = reply.PromptTokenIDs
 		out = append(out, s)
 	}
 	return out, nil

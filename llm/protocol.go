@@ -117,6 +117,9 @@ func (r *completionResponse) teacherForced(ids []int, from int) (float64, *failu
 		if math.IsNaN(lp.Logprob) || lp.Logprob > 1e-6 {
 			return 0, permanentf("prompt_logprobs[%d] = %v is not a log-probability", pos, lp.Logprob)
 		}
+		if lp.Logprob <= missingLogProb {
+			return 0, permanentf("prompt_logprobs[%d] = %v, the server's stand-in for -inf (a token it gives zero probability): the sum is undefined", pos, lp.Logprob)
+		}
 		sum += lp.Logprob
 	}
 	if math.IsInf(sum, 0) {
@@ -128,11 +131,22 @@ func (r *completionResponse) teacherForced(ids []int, from int) (float64, *failu
 // classifyRequest is vLLM's ClassificationCompletionRequest (Input) or
 // ClassificationChatRequest (Messages); also used for /pooling, whose
 // PoolingCompletionRequest and PoolingChatRequest share these fields.
+//
+// UseActivation false asks for the raw score (vLLM's ClassifyRequestMixin
+// in vllm/entrypoints/pooling/base/protocol.py); Activation false says the
+// same to vLLM versions before use_activation, which read only activation
+// and would otherwise squash scores through a sigmoid (current vLLM
+// ignores it). AddSpecialTokens false keeps the server from adding a BOS
+// token to rendered input that already starts with the template's own:
+// CompletionRequestMixin defaults it to true for input, while the chat
+// form (ChatRequestOptionsMixin) defaults to false.
 type classifyRequest struct {
-	Model         string    `json:"model,omitempty"`
-	Input         []string  `json:"input,omitempty"`
-	Messages      []Message `json:"messages,omitempty"`
-	UseActivation bool      `json:"use_activation"`
+	Model            string    `json:"model,omitempty"`
+	Input            []string  `json:"input,omitempty"`
+	Messages         []Message `json:"messages,omitempty"`
+	UseActivation    bool      `json:"use_activation"`
+	Activation       bool      `json:"activation"`
+	AddSpecialTokens bool      `json:"add_special_tokens"`
 }
 
 // classifyResponse is vLLM's ClassificationResponse.

@@ -153,6 +153,50 @@ func (r *Reference) LogProbTokens(ctx context.Context, model string, msgs []Mess
 	return r.score(ctx, model, promptIDs, responseIDs)
 }
 
+// LogProbSample returns log p(y | msgs) under model for a sample from the
+// policy sampler, scoring what the policy conditioned on and produced as
+// closely as the sample allows: its prompt token ids when the server
+// returned them (vLLM's prompt_token_ids) instead of re-rendering the
+// prompt, and its token ids when present. Without token ids it tokenizes
+// the content and appends the end-of-turn token only when FinishReason is
+// "stop": a sample cut off by max_tokens ("length") has none.
+func (r *Reference) LogProbSample(ctx context.Context, model string, msgs []Message, s Sample) (float64, error) {
+	model = r.model(model)
+	if err := r.needModel(model); err != nil {
+		return 0, err
+	}
+	if err := validateMessages(msgs); err != nil {
+		return 0, &Error{Endpoint: r.t.ep.Name, Model: model, Path: "/tokenize", Reason: "invalid prompt: " + err.Error(), Permanent: true}
+	}
+	for i, id := range slices.Concat(s.PromptTokenIDs, s.TokenIDs) {
+		if id < 0 {
+			return 0, &Error{Endpoint: r.t.ep.Name, Model: model, Path: "/v1/completions", Permanent: true,
+				Reason: fmt.Sprintf("invalid token id %d at position %d of prompt and response", id, i)}
+		}
+	}
+	promptIDs, respIDs := s.PromptTokenIDs, s.TokenIDs
+	var eot eotInfo
+	err := parallel(ctx, 3, func(ctx context.Context, i int) error {
+		var err error
+		switch {
+		case i == 0 && promptIDs == nil:
+			promptIDs, err = r.tokenizeChat(ctx, model, msgs, true)
+		case i == 1 && respIDs == nil && s.Content != "":
+			respIDs, err = r.tokenizeText(ctx, model, s.Content)
+		case i == 2 && s.TokenIDs == nil && s.FinishReason == "stop":
+			eot, err = r.endOfTurn(ctx, model)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if eot.found {
+		respIDs = append(slices.Clip(respIDs), eot.id)
+	}
+	return r.score(ctx, model, promptIDs, respIDs)
+}
+
 func (r *Reference) model(m string) string {
 	if m == "" {
 		return r.t.ep.Model

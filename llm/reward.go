@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Reward scores responses with a reward model. The protocol follows
@@ -157,8 +158,19 @@ func renderReplies(t ChatTemplate, msgs []Message, replies []string) []string {
 
 // newGetRewardRequest builds the OpenRLHF request: each query is prompt and
 // reply rendered; prompts repeat the prompt with the generation prompt.
+//
+// A query ends at the reply's end-of-turn token, without the whitespace a
+// template writes after it. OpenRLHF's reward server (openrlhf/cli/
+// serve_rm.py, get_reward; read at commit 080b54f) strips the EOS token
+// from the end of each query and appends exactly one
+// (query.strip(pad).strip(eos) + eos; later versions do the same with a
+// regex, strip_sequence). Trailing whitespace defeats the strip, so the
+// model would score "…<|im_end|>\n" followed by a second end token.
 func newGetRewardRequest(t ChatTemplate, msgs []Message, replies []string) getRewardRequest {
 	req := getRewardRequest{Query: renderReplies(t, msgs, replies), Prompts: make([]string, len(replies))}
+	for i, q := range req.Query {
+		req.Query[i] = strings.TrimRightFunc(q, unicode.IsSpace)
+	}
 	prompt := t.Render(msgs, true)
 	for i := range req.Prompts {
 		req.Prompts[i] = prompt

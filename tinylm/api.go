@@ -74,6 +74,7 @@ type chatRequest struct {
 	AddGenerationPrompt *bool           `json:"add_generation_prompt"`
 	Stream              bool            `json:"stream"`
 	Stop                json.RawMessage `json:"stop"`
+	samplingKnobs
 }
 
 type usageInfo struct {
@@ -147,6 +148,7 @@ type completionRequest struct {
 	ReturnTokenIDs bool            `json:"return_token_ids"`
 	Stream         bool            `json:"stream"`
 	Stop           json.RawMessage `json:"stop"`
+	samplingKnobs
 }
 
 type completionLogprobs struct {
@@ -206,7 +208,6 @@ type classifyRequest struct {
 	Input         json.RawMessage `json:"input"`
 	Messages      []chatMessageIn `json:"messages"`
 	UseActivation *bool           `json:"use_activation"`
-	Activation    *bool           `json:"activation"` // older vLLM name of use_activation
 }
 
 type classifyData struct {

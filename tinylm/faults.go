@@ -100,8 +100,18 @@ const (
 	// BadReplyNaNLogprobs writes every log-prob as the bare token NaN, as
 	// Python's json module does (not valid JSON).
 	BadReplyNaNLogprobs = "nan_logprobs"
-	// BadReplyInfLogprobs writes every log-prob as -Infinity.
+	// BadReplyInfLogprobs writes every log-prob as -9999.0, what vLLM sends
+	// for a log-prob of -inf: it clamps them (max(logprob, -9999.0) in
+	// vllm/entrypoints/openai/chat_completion/serving.py, and
+	// clamp_prompt_logprobs in vllm/entrypoints/generate/base/serving.py),
+	// so its replies stay valid JSON.
 	BadReplyInfLogprobs = "inf_logprobs"
+	// BadReplyReasoning answers chat as vLLM does with a --reasoning-parser:
+	// the first word of each choice's content moves into message.reasoning
+	// while the log-probs and token_ids still cover every generated token
+	// (vllm/entrypoints/openai/chat_completion/serving.py builds them from
+	// all output tokens; ChatMessage.reasoning in protocol.py).
+	BadReplyReasoning = "reasoning"
 	// BadReplyStringReward writes each /classify score as a JSON string.
 	BadReplyStringReward = "string_reward"
 	// BadReplyMissingReward drops the last /classify result.
@@ -118,7 +128,7 @@ const (
 // BadReplyKinds lists the accepted values of Faults.BadReply.
 var BadReplyKinds = []string{
 	BadReplyNoChoices, BadReplyFewerChoices, BadReplyNoLogprobs, BadReplyNaNLogprobs, BadReplyInfLogprobs,
-	BadReplyStringReward, BadReplyMissingReward, BadReplyExtraReward, BadReplyHTML, BadReplyTruncated,
+	BadReplyReasoning, BadReplyStringReward, BadReplyMissingReward, BadReplyExtraReward, BadReplyHTML, BadReplyTruncated,
 }
 
 func (f Faults) validate() error {
@@ -306,6 +316,8 @@ func badReplyRoute(kind, path string) bool {
 		return true
 	case BadReplyStringReward, BadReplyMissingReward, BadReplyExtraReward:
 		return path == "/classify"
+	case BadReplyReasoning:
+		return path == "/v1/chat/completions"
 	}
 	return path == "/v1/chat/completions" || path == "/v1/completions"
 }
@@ -384,6 +396,15 @@ func spoil(kind string, body []byte) ([]byte, error) {
 		}
 	case BadReplyNaNLogprobs, BadReplyInfLogprobs:
 		markLogprobs(obj)
+	case BadReplyReasoning:
+		for _, c := range choices {
+			cm, _ := c.(map[string]any)
+			msg, _ := cm["message"].(map[string]any)
+			if content, ok := msg["content"].(string); ok {
+				first, rest, _ := strings.Cut(content, " ")
+				msg["reasoning"], msg["content"] = first, rest
+			}
+		}
 	case BadReplyStringReward:
 		for _, d := range data {
 			if dm, ok := d.(map[string]any); ok {
@@ -418,7 +439,7 @@ func spoil(kind string, body []byte) ([]byte, error) {
 	case BadReplyNaNLogprobs:
 		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("NaN"))
 	case BadReplyInfLogprobs:
-		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("-Infinity"))
+		out = bytes.ReplaceAll(out, []byte(`"`+badNumber+`"`), []byte("-9999.0"))
 	}
 	return out, nil
 }

@@ -38,7 +38,7 @@ func (s *Server) chat(req *chatRequest) (*chatResponse, error) {
 	if req.MaxCompletionTokens != nil {
 		maxTokens = req.MaxCompletionTokens
 	}
-	sp, err := parseSampling(req.N, req.Temperature, req.TopP, maxTokens, req.Seed)
+	sp, err := parseSampling(req.N, req.Temperature, req.TopP, maxTokens, req.Seed, req.samplingKnobs)
 	if err != nil {
 		return nil, err
 	}

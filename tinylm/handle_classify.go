@@ -28,10 +28,10 @@ func (s *Server) classify(req *classifyRequest) (*classifyResponse, error) {
 		}
 		return nil, notFound("model", "The model `%s` does not exist. The reward model is `%s`.", req.Model, s.reward)
 	}
+	// Current vLLM reads use_activation only (ClassifyRequestMixin in
+	// vllm/entrypoints/pooling/base/protocol.py); the older activation is
+	// an unknown field it ignores.
 	activation := true
-	if req.Activation != nil {
-		activation = *req.Activation
-	}
 	if req.UseActivation != nil {
 		activation = *req.UseActivation
 	}

@@ -73,7 +73,9 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp, err := parseSampling(req.N, req.Temperature, req.TopP, req.MaxTokens, req.Seed)
+	knobs := req.samplingKnobs
+	knobs.echo = req.Echo
+	sp, err := parseSampling(req.N, req.Temperature, req.TopP, req.MaxTokens, req.Seed, knobs)
 	if err != nil {
 		return nil, err
 	}

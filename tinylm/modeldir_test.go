@@ -57,7 +57,7 @@ func scoredLogProb(t *testing.T, base, model string) float64 {
 	require.NoError(t, err)
 	reply := append(tok.Encode("rice is good ."), tinylm.EndID)
 	var r completionResp
-	ok(t, base, "/v1/completions", map[string]any{"model": model, "prompt": append(slices.Clone(prompt), reply...), "max_tokens": 0, "prompt_logprobs": 0}, &r)
+	ok(t, base, "/v1/completions", map[string]any{"model": model, "prompt": append(slices.Clone(prompt), reply...), "max_tokens": 1, "prompt_logprobs": 0}, &r)
 	var sum float64
 	for i, id := range reply {
 		sum += r.Choices[0].PromptLogprobs[len(prompt)+i][fmt.Sprint(id)].Logprob

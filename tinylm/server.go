@@ -227,7 +227,7 @@ type samplingParams struct {
 	seed        *int64
 }
 
-func parseSampling(n *int, temperature, topP *float64, maxTokens *int, seed *int64) (samplingParams, error) {
+func parseSampling(n *int, temperature, topP *float64, maxTokens *int, seed *int64, knobs samplingKnobs) (samplingParams, error) {
 	p := samplingParams{n: 1, temperature: 1, topP: 1, maxTokens: DefaultMaxTokens, seed: seed}
 	if n != nil {
 		p.n = *n
@@ -238,21 +238,15 @@ func parseSampling(n *int, temperature, topP *float64, maxTokens *int, seed *int
 	if temperature != nil {
 		p.temperature = *temperature
 	}
-	if p.temperature < 0 || p.temperature > 100 {
-		return p, badRequest("temperature", "temperature must be in [0, 100], got %v", p.temperature)
-	}
 	if topP != nil {
 		p.topP = *topP
-	}
-	if p.topP <= 0 || p.topP > 1 {
-		return p, badRequest("top_p", "top_p must be in (0, 1], got %v", p.topP)
 	}
 	if maxTokens != nil {
 		p.maxTokens = *maxTokens
 		p.maxExplicit = true
 	}
-	if p.maxTokens < 0 {
-		return p, badRequest("max_tokens", "max_tokens must be at least 0, got %d", p.maxTokens)
+	if err := p.checkLikeVLLM(knobs); err != nil {
+		return p, err
 	}
 	return p, nil
 }

@@ -308,9 +308,11 @@ func TestChatTemperatureZeroAndTopP(t *testing.T) {
 	require.NoError(t, err)
 	want := greedy(m, prompt, 30)
 
-	g := chatSample(t, base, map[string]any{"messages": msgs, "n": 2, "temperature": 0, "max_tokens": 30, "return_token_ids": true})
-	for _, c := range g.Choices {
-		require.Equal(t, want, c.TokenIDs, "temperature 0 is greedy, whatever the seed")
+	// Greedy sampling takes n = 1, as in vLLM (vllm/sampling_params.py
+	// _verify_greedy_sampling).
+	for _, seed := range []int{1, 2} {
+		g := chatSample(t, base, map[string]any{"messages": msgs, "seed": seed, "temperature": 0, "max_tokens": 30, "return_token_ids": true})
+		require.Equal(t, want, g.Choices[0].TokenIDs, "temperature 0 is greedy, whatever the seed")
 	}
 	// A tiny top_p keeps only the most likely token: greedy at any temperature.
 	p := chatSample(t, base, map[string]any{"messages": msgs, "n": 3, "temperature": 1.5, "top_p": 1e-9, "max_tokens": 30, "return_token_ids": true})
@@ -367,7 +369,7 @@ func TestSampledAndTeacherForcedLogProbsAgree(t *testing.T) {
 		}
 		seq := append(append([]int(nil), r.PromptTokenIDs...), c.TokenIDs...)
 		var cr completionResp
-		ok(t, base, "/v1/completions", map[string]any{"prompt": seq, "max_tokens": 0, "prompt_logprobs": 0}, &cr)
+		ok(t, base, "/v1/completions", map[string]any{"prompt": seq, "max_tokens": 1, "prompt_logprobs": 0}, &cr)
 		plp := cr.Choices[0].PromptLogprobs
 		require.Len(t, plp, len(seq))
 		require.Nil(t, plp[0], "the first prompt position is null")
@@ -514,9 +516,15 @@ func TestClassify(t *testing.T) {
 	var act classifyResp
 	ok(t, base, "/classify", map[string]any{"input": good}, &act)
 	require.InDelta(t, 1/(1+math.Exp(-3)), act.Data[0].Probs[0], 1e-12, "use_activation defaults to true: sigmoid")
+	// Current vLLM reads only use_activation (ClassifyRequestMixin in
+	// vllm/entrypoints/pooling/base/protocol.py): the older activation alone
+	// is ignored and the score squashed; the client sends both.
 	var old classifyResp
 	ok(t, base, "/classify", map[string]any{"input": good, "activation": false}, &old)
-	require.InDelta(t, 3.0, old.Data[0].Probs[0], 1e-12, "older vLLM name of use_activation")
+	require.InDelta(t, 1/(1+math.Exp(-3)), old.Data[0].Probs[0], 1e-12, "activation alone is ignored")
+	var both classifyResp
+	ok(t, base, "/classify", map[string]any{"input": good, "activation": false, "use_activation": false, "add_special_tokens": false}, &both)
+	require.InDelta(t, 3.0, both.Data[0].Probs[0], 1e-12, "what the client sends: the raw score")
 
 	var chat classifyResp
 	ok(t, base, "/classify", map[string]any{"use_activation": false, "messages": []map[string]string{

@@ -26,6 +26,8 @@ func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskK
 	samples, err := w.clients.Policy.Sample(ctx, msgs, llm.SampleParams{
 		Model: it.Settings.PolicyModel, N: gen.Samples, Temperature: gen.Temperature,
 		TopP: gen.TopP, MaxTokens: gen.MaxTokens, Seed: &seed,
+		TopK: gen.TopK, MinP: gen.MinP, RepetitionPenalty: gen.RepetitionPenalty,
+		PresencePenalty: gen.PresencePenalty, FrequencyPenalty: gen.FrequencyPenalty,
 	})
 	if err != nil {
 		return classify("sample", err)
@@ -51,12 +53,7 @@ func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskK
 		}
 		refs = make([]*float64, len(samples))
 		for i, s := range samples {
-			var lp float64
-			if len(s.TokenIDs) > 0 {
-				lp, err = w.clients.Reference.LogProbTokens(ctx, it.Settings.ReferenceModel, msgs, s.TokenIDs)
-			} else {
-				lp, err = w.clients.Reference.LogProb(ctx, it.Settings.ReferenceModel, msgs, s.Content)
-			}
+			lp, err := w.clients.Reference.LogProbSample(ctx, it.Settings.ReferenceModel, msgs, s)
 			if err != nil {
 				return classify("reference", err)
 			}

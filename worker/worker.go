@@ -35,8 +35,7 @@ type Rewarder interface {
 // ReferenceScorer computes teacher-forced log-probs; *llm.Reference
 // satisfies it.
 type ReferenceScorer interface {
-	LogProb(ctx context.Context, model string, msgs []llm.Message, response string) (float64, error)
-	LogProbTokens(ctx context.Context, model string, msgs []llm.Message, responseIDs []int) (float64, error)
+	LogProbSample(ctx context.Context, model string, msgs []llm.Message, s llm.Sample) (float64, error)
 }
 
 // Clients are the servers a worker talks to. Reference is nil when no
