@@ -221,3 +221,18 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ExhaustedSubject is where the server announces that a message of the
+// deployment's consumer ran out of deliveries.
+func ExhaustedSubject(stream, deployment string) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + "." + ConsumerName(deployment)
+}
+
+// Exhausted is the part of the server's max-deliveries advisory we use
+// (nats-server server/jetstream_events.go, JSConsumerDeliveryExceededAdvisory).
+type Exhausted struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}

@@ -18,14 +18,17 @@ type Task struct {
 	IterationID int64  `json:"iteration_id"`
 	PromptID    int64  `json:"prompt_id"`
 	Kind        string `json:"kind"`
-	// Publication counts re-publications of the task after it was lost;
-	// it is part of the message id so a deliberate re-publish is not
-	// dropped as a duplicate, while a restart's re-publish is.
+	// Publication is the generation of the task's message (tasks.
+	// publications): it grows when the task is found lost and when a failed
+	// task is retried, and is part of the message id, so a deliberate
+	// re-publish is never dropped as a duplicate while a retried publish of
+	// the same generation is.
 	Publication int `json:"publication"`
 	// Run is the run's nonce (store.Run.Nonce): ids restart with a new
 	// database, so without it a stream that outlived its database would drop
 	// the new run's tasks as duplicates of old ones, and a worker could act
-	// on an old database's message. Workers ignore messages of another run.
+	// on an old database's message. Workers leave messages of another run
+	// alone: nak'ed, never terminated.
 	Run string `json:"run,omitempty"`
 }
 

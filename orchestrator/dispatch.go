@@ -17,6 +17,10 @@ import (
 // a task whose every delivery crashes its worker must end some time.
 const maxLosses = 5
 
+// lostReason is the failure of a task lost more than maxLosses times.
+var lostReason = fmt.Sprintf("lost %d times: JetStream held no deliverable message for it (its deliveries ran out "+
+	"without a worker recording an outcome, or the stream lost it)", maxLosses+1)
+
 // batchSize is how many tasks are read, published or bumped at a time, so
 // a stage of millions of tasks never sits in the orchestrator's memory.
 const batchSize = 1000
@@ -50,12 +54,17 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 	}
 	s.o.log.InfoContext(ctx, "tasks published", "iteration", s.it.Name, "kind", kind, "new", made, "published", published)
 
+	exhausted, unsubscribe := s.watchExhausted(ctx)
+	defer unsubscribe()
 	prog := newProgress(s.o.log, s.it.Name, kind, s.o.cfg.Orchestrator.ProgressInterval)
 	poll := s.o.cfg.Orchestrator.PollInterval
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
 	for {
 		start := time.Now()
+		if err := s.drainExhausted(ctx, kind, exhausted); err != nil {
+			return err
+		}
 		info, err := s.o.cons.Info(ctx) // one CONSUMER.INFO per poll, never per task
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			// The broker lost the consumer (or the whole stream): make them
@@ -98,6 +107,21 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-timer.C:
+		}
+	}
+}
+
+// drainExhausted settles the messages announced exhausted since the last
+// poll.
+func (s *iterationState) drainExhausted(ctx context.Context, kind string, seqs <-chan uint64) error {
+	for {
+		select {
+		case seq := <-seqs:
+			if err := s.settleExhausted(ctx, kind, seq); err != nil {
+				return err
+			}
+		default:
+			return nil
 		}
 	}
 }
@@ -174,9 +198,7 @@ func (s *iterationState) recoverLost(ctx context.Context, kind string) error {
 		for _, t := range lost {
 			if t.Losses > maxLosses {
 				key := store.TaskKey{IterationID: s.it.ID, PromptID: t.PromptID, Kind: kind}
-				reason := fmt.Sprintf("lost %d times: JetStream held no deliverable message for it (its deliveries ran out "+
-					"without a worker recording an outcome, or the stream lost it)", maxLosses)
-				if err := store.FailTask(ctx, s.o.pool, key, store.Failure{Reason: reason}, 0); err != nil {
+				if err := store.FailTask(ctx, s.o.pool, key, store.Failure{Reason: lostReason}, 0); err != nil {
 					return err
 				}
 				failed++

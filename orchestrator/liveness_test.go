@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,4 +208,55 @@ func TestTwoDeploymentsShareAStream(t *testing.T) {
 	t.Logf("TWO DEPLOYMENTS alone=%s together=%s and %s (%.2f× and %.2f× alone)",
 		tAlone.Round(10*time.Millisecond), tA.Round(10*time.Millisecond), tC.Round(10*time.Millisecond),
 		tA.Seconds()/tAlone.Seconds(), tC.Seconds()/tAlone.Seconds())
+}
+
+// TestExhaustedMessageIsRepublishedAtOnce: with max_deliver 1, a worker
+// SIGKILLed while it holds tasks leaves their messages without deliveries
+// left (a work queue keeps them). When the next worker pulls, the server
+// announces them exhausted, and the orchestrator removes each and
+// publishes its task again at once, while the rest of the stage is still
+// pending (so this is not the idle-consumer backstop). The stage ends with
+// no task failed or done twice, and never two messages for one task.
+func TestExhaustedMessageIsRepublishedAtOnce(t *testing.T) {
+	t.Parallel()
+	const prompts = 16
+	l := startLoop(t, loopOptions{prompts: prompts, samples: 2, ackWait: "1s", maxDeliver: 1, workerCon: 2, single: true,
+		lmArgs: []string{"--response-time", "1s"}})
+	js := l.jetStream(t)
+	run := l.orchestrator(t, "orchestrator")
+	require.Eventually(t, func() bool {
+		return l.count(t, `SELECT count(*) FROM tasks WHERE published_at IS NOT NULL`) == prompts
+	}, time.Minute, 50*time.Millisecond)
+	dep, err := store.DeploymentToken(context.Background(), l.pool)
+	require.NoError(t, err)
+	cons, err := js.Consumer(context.Background(), l.stream, bus.ConsumerName(dep))
+	require.NoError(t, err)
+	stop := l.watchStream(t, js)
+
+	w := l.worker(t, "worker-killed")
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 2
+	}, time.Minute, 20*time.Millisecond, "the worker never took two tasks")
+	require.NoError(t, w.Signal(syscall.SIGKILL))
+	w.Kill()
+	held := l.count(t, `SELECT count(*) FROM tasks WHERE status = 'pending'`)
+
+	l.worker(t, "worker-2")
+	require.Eventually(t, func() bool {
+		return l.count(t, `SELECT count(*) FROM tasks WHERE losses = 1 AND publications = 1`) == 2
+	}, time.Minute, 50*time.Millisecond, "the two held tasks were not re-published:\n%s", run.Tail(20))
+	require.Greater(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'pending'`), int64(2),
+		"re-published while the stage still had work queued")
+	require.Contains(t, run.Output(), "ran out of deliveries with no outcome recorded; re-published")
+
+	require.NoError(t, run.Wait(2*time.Minute), run.Tail(30))
+	most := stop()
+	require.LessOrEqual(t, most, uint64(prompts), "never two messages for one task")
+	require.EqualValues(t, prompts, held, "the killed worker had finished nothing")
+	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done'`))
+	require.EqualValues(t, 2, l.count(t, `SELECT coalesce(sum(losses), 0) FROM tasks`))
+	require.Zero(t, l.count(t, `SELECT count(*) - count(DISTINCT (iteration_id, prompt_id, sample_index)) FROM responses`))
+	require.EqualValues(t, prompts*2, l.count(t, `SELECT count(*) FROM responses`))
+	require.Zero(t, l.deploymentMessages(t, js))
 }

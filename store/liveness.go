@@ -109,3 +109,22 @@ func RetryFailedTasks(ctx context.Context, db DBTX, iterationID int64) (int64, e
 	}
 	return tag.RowsAffected(), nil
 }
+
+// BumpLostTask counts a loss for one pending task whose message of
+// publication pub ran out of deliveries, and moves it to its next
+// publication. ok is false when the task is no longer pending or has moved
+// past that publication already (the news came late, or twice).
+func BumpLostTask(ctx context.Context, db DBTX, k TaskKey, pub int) (ref TaskRef, ok bool, err error) {
+	rows, err := db.Query(ctx, `
+		UPDATE tasks SET publications = publications + 1, losses = losses + 1, published_at = now()
+		WHERE iteration_id = $1 AND prompt_id = $2 AND kind = $3 AND status = 'pending' AND publications = $4
+		RETURNING prompt_id, publications, losses`, k.IterationID, k.PromptID, k.Kind, pub)
+	if err != nil {
+		return TaskRef{}, false, fmt.Errorf("lost %s: %w", k, err)
+	}
+	refs, err := pgx.CollectRows(rows, pgx.RowToStructByName[TaskRef])
+	if err != nil || len(refs) == 0 {
+		return TaskRef{}, false, err
+	}
+	return refs[0], true, nil
+}

@@ -76,7 +76,7 @@ type Options struct {
 	OnInFlight func(delta int)
 }
 
-// Worker runs tasks from the shared consumer.
+// Worker runs tasks from its deployment's consumer.
 type Worker struct {
 	pool    *pgxpool.Pool
 	cons    jetstream.Consumer
