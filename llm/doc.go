@@ -56,6 +56,19 @@
 // ended by the caller's context returns an error wrapping the context's
 // error that is neither permanent nor transient.
 //
+// # Replicas
+//
+// An endpoint may name several servers (Endpoint.BaseURL and BaseURLs),
+// e.g. vLLM instances serving the same models. Each attempt goes to the
+// healthy replica with the fewest attempts in flight (ties in turn), each
+// replica taking at most MaxConcurrency at once. An attempt that got no
+// HTTP response or a 5xx ejects its replica, so the retry goes elsewhere;
+// an ejected replica is probed at GET /health every WithProbeInterval and
+// re-admitted when it answers below 500 or when a request through it
+// succeeds. With every replica ejected, all are used as if none were.
+// The decision reads the attempt's status and whether a response arrived,
+// never error text.
+//
 // API keys are taken from Endpoint.APIKey (read from the environment by the
 // caller), sent as bearer tokens and never logged or put into errors.
 // Retries are logged at debug level and calls that fail after retries at

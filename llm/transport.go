@@ -168,7 +168,7 @@ func (t *transport) call(ctx context.Context, model, path string, attempt func(c
 		if !f.transient || n > t.ep.MaxRetries {
 			if n > 1 || f.transient {
 				t.opts.logger.WarnContext(ctx, "llm request failed",
-					"endpoint", t.ep.Name, "model", model, "path", path, "status", f.status,
+					"endpoint", t.ep.Name, "replica", rep.root, "model", model, "path", path, "status", f.status,
 					"attempts", n, "reason", f.reason)
 			}
 			return t.toError(model, path, f, n)
@@ -186,7 +186,7 @@ func (t *transport) call(ctx context.Context, model, path string, attempt func(c
 			return t.toError(model, path, f, n)
 		}
 		t.opts.logger.DebugContext(ctx, "llm request retry",
-			"endpoint", t.ep.Name, "model", model, "path", path, "status", f.status,
+			"endpoint", t.ep.Name, "replica", rep.root, "model", model, "path", path, "status", f.status,
 			"attempt", n, "delay", delay, "reason", f.reason)
 		if h := t.opts.hooks.OnRetry; h != nil {
 			h(RetryInfo{Endpoint: t.ep.Name, Model: model, Path: path, Attempt: n, Delay: delay, Err: t.toError(model, path, f, n)})

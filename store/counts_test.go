@@ -81,6 +81,13 @@ func TestTaskCountsFollowTasks(t *testing.T) {
 	}, groups)
 	require.Equal(t, countedByHand(t, pool), groups)
 
+	c, err := store.CountTasks(ctx, pool, it, "generate")
+	require.NoError(t, err)
+	require.Equal(t, store.TaskCounts{Pending: 11, Done: 19, Failed: 9}, c)
+	c, err = store.CountTasks(ctx, pool, it, "evolve")
+	require.NoError(t, err)
+	require.Equal(t, store.TaskCounts{}, c)
+
 	var deltas int64
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM task_count_deltas`).Scan(&deltas))
 	require.Zero(t, deltas, "folded")

@@ -10,14 +10,25 @@ import (
 	"github.com/selfplay/selfplay/prompt"
 )
 
+// copyThreshold is the number of prompts from which InsertPrompts copies
+// them into a temporary table instead of sending them as arrays in one
+// statement. Below it (an evolve task's handful of rewrites) no table is
+// created: a temporary table per call would add and remove catalog rows
+// for every task.
+const copyThreshold = 1000
+
 // InsertPrompts stores prompts, de-duplicated by hash against each other
 // and against every prompt already stored, and returns the id of each
 // input prompt in input order (an existing prompt's id when it was known).
-// It runs a COPY into a temporary table and one INSERT … ON CONFLICT, so
-// it takes a transaction (pass a pgx.Tx, or a pool to get one here).
+// Up to copyThreshold prompts go in one INSERT … SELECT FROM unnest(…) ON
+// CONFLICT; more are COPYed into a temporary table first, which takes a
+// transaction (pass a pgx.Tx, or a pool to get one here).
 func InsertPrompts(ctx context.Context, db DBTX, ps []prompt.Prompt) ([]int64, error) {
 	if len(ps) == 0 {
 		return nil, nil
+	}
+	if len(ps) < copyThreshold {
+		return insertPromptsUnnest(ctx, db, ps)
 	}
 	tx, ok := db.(pgx.Tx)
 	if !ok {
@@ -75,6 +86,78 @@ func InsertPrompts(ctx context.Context, db DBTX, ps []prompt.Prompt) ([]int64, e
 	})
 	if err != nil {
 		return nil, fmt.Errorf("insert prompts: %w", err)
+	}
+	return ids, nil
+}
+
+// insertPromptsUnnest is InsertPrompts for a few prompts: one statement
+// with the prompts as array parameters. A prompt a concurrent transaction
+// committed after the statement's snapshot was skipped by ON CONFLICT and
+// is invisible to the statement's own read, so its id is read afterwards.
+func insertPromptsUnnest(ctx context.Context, db DBTX, ps []prompt.Prompt) ([]int64, error) {
+	n := len(ps)
+	hashes, messages, sources := make([]string, n), make([]string, n), make([]string, n)
+	sourceIDs, strategies := make([]*string, n), make([]*string, n)
+	parents := make([]*int64, n)
+	for i := range ps {
+		hashes[i], sources[i] = ps[i].Hash, ps[i].Source
+		messages[i] = string(prompt.Canonical(ps[i].Messages))
+		if ps[i].SourceID != "" {
+			sourceIDs[i] = &ps[i].SourceID
+		}
+		if ps[i].ParentID != 0 {
+			parents[i] = &ps[i].ParentID
+		}
+		if ps[i].Strategy != "" {
+			strategies[i] = &ps[i].Strategy
+		}
+	}
+	rows, err := db.Query(ctx, `
+		WITH input AS (
+		    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+		        WITH ORDINALITY AS t(hash, messages, source, source_id, parent_prompt_id, strategy, ord)
+		), ins AS (
+		    INSERT INTO prompts (hash, messages, source, source_id, parent_prompt_id, strategy)
+		    SELECT hash, messages::jsonb, source, source_id, parent_prompt_id, strategy FROM input ORDER BY ord
+		    ON CONFLICT (hash) DO NOTHING
+		    RETURNING id, hash
+		)
+		SELECT i.ord - 1, coalesce(ins.id, p.id, 0) FROM input i
+		LEFT JOIN ins ON ins.hash = i.hash LEFT JOIN prompts p ON p.hash = i.hash`,
+		hashes, messages, sources, sourceIDs, parents, strategies)
+	if err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", translate(err))
+	}
+	ids := make([]int64, n)
+	var ord int
+	var id int64
+	missing := false
+	_, err = pgx.ForEachRow(rows, []any{&ord, &id}, func() error {
+		ids[ord] = id
+		missing = missing || id == 0
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", translate(err))
+	}
+	if !missing {
+		return ids, nil
+	}
+	rows, err = db.Query(ctx, `SELECT hash, id FROM prompts WHERE hash = ANY($1)`, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", err)
+	}
+	byHash := map[string]int64{}
+	var h string
+	if _, err = pgx.ForEachRow(rows, []any{&h, &id}, func() error { byHash[h] = id; return nil }); err != nil {
+		return nil, fmt.Errorf("insert prompts: %w", err)
+	}
+	for i := range ids {
+		if ids[i] == 0 {
+			if ids[i] = byHash[hashes[i]]; ids[i] == 0 {
+				return nil, fmt.Errorf("insert prompts: prompt %s neither inserted nor found", hashes[i])
+			}
+		}
 	}
 	return ids, nil
 }

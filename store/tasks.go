@@ -93,14 +93,21 @@ type TaskCounts struct {
 // Total is the number of tasks.
 func (c TaskCounts) Total() int64 { return c.Pending + c.Done + c.Failed }
 
-// CountTasks tallies an iteration's tasks of a kind.
+// CountTasks tallies an iteration's tasks of a kind from the counts the
+// tasks table's triggers keep, after folding the changes since the last
+// fold (CompactTaskCounts): its cost follows the tasks settled since the
+// last call, not the size of the iteration. The counts are those of the
+// tasks committed when the fold ran.
 func CountTasks(ctx context.Context, db DBTX, iterationID int64, kind string) (TaskCounts, error) {
 	var c TaskCounts
+	if err := CompactTaskCounts(ctx, db); err != nil {
+		return c, fmt.Errorf("count %s tasks of iteration %d: %w", kind, iterationID, err)
+	}
 	err := db.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE status = 'pending'),
-		       count(*) FILTER (WHERE status = 'done'),
-		       count(*) FILTER (WHERE status = 'failed')
-		FROM tasks WHERE iteration_id = $1 AND kind = $2`, iterationID, kind).Scan(&c.Pending, &c.Done, &c.Failed)
+		SELECT coalesce(sum(n) FILTER (WHERE status = 'pending'), 0),
+		       coalesce(sum(n) FILTER (WHERE status = 'done'), 0),
+		       coalesce(sum(n) FILTER (WHERE status = 'failed'), 0)
+		FROM task_counts WHERE iteration_id = $1 AND kind = $2`, iterationID, kind).Scan(&c.Pending, &c.Done, &c.Failed)
 	if err != nil {
 		return c, fmt.Errorf("count %s tasks of iteration %d: %w", kind, iterationID, err)
 	}
