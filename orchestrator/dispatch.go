@@ -17,6 +17,9 @@ const maxPublications = 5
 // waits until every task is done or failed, re-publishing tasks whose
 // messages were lost. Too many failures fail the stage with a summary.
 func (s *iterationState) dispatch(ctx context.Context, kind string) error {
+	if err := s.checkModelsServed(ctx, kind); err != nil {
+		return err
+	}
 	var made int64
 	var err error
 	if kind == bus.KindGenerate {
