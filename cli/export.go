@@ -23,15 +23,17 @@ func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Re-export an iteration's selected pairs, optionally selected by another metric or ratio",
-		Long: "Writes train.jsonl and manifest.json for one iteration. With --metric, --ratio or --count the\n" +
-			"selection is recomputed over the stored margins for this export only; the stored selection\n" +
-			"is left alone. Only the database is needed (SELFPLAY_DATABASE_URL or database.url): the export\n" +
-			"folder and formats are the run's, from its stored schedule.",
+		Long: "Writes train.jsonl and manifest.json for one iteration whose selection is final (stage exporting,\n" +
+			"training or done). With --metric, --ratio or --count the selection is recomputed over the stored\n" +
+			"margins for this export only, into its own folder (by-METRIC-RATIO inside the iteration's) in its own\n" +
+			"rank order; the stored selection and the orchestrator's export are left alone. Only the database is\n" +
+			"needed (SELFPLAY_DATABASE_URL or database.url): the export folder and formats are the run's, from its\n" +
+			"stored schedule.",
 		Args: cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
 	runIterationFlags(cmd, &run, &iteration)
-	cmd.Flags().StringVar(&out, "out", "", "folder for the files (default: export.dir/RUN/ITERATION)")
+	cmd.Flags().StringVar(&out, "out", "", "folder for the files (default: export.dir/RUN/ITERATION, and for a reselection its own by-METRIC-RATIO folder inside it)")
 	cmd.Flags().StringVar(&metricName, "metric", "", "reselect by this metric: alignment_potential, explicit_margin, implicit_margin, random")
 	cmd.Flags().Float64Var(&ratio, "ratio", 0, "reselect this fraction of pairs")
 	cmd.Flags().IntVar(&count, "count", 0, "reselect this many pairs")
@@ -123,6 +125,11 @@ func newExportCmd() *cobra.Command {
 			}
 		} else if save {
 			return fmt.Errorf("--save-selection needs --metric, --ratio or --count")
+		}
+		if spec.Reselect == nil && out == "" {
+			// The stored selection into the orchestrator's own folder: its
+			// exports rows follow the files they describe.
+			spec.Record = true
 		}
 		res, err := orchestrator.Export(ctx, pool, spec)
 		if err != nil {

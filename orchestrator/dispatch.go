@@ -36,6 +36,9 @@ const batchSize = 1000
 // acks the message), and no clock is involved. A task waiting in a backlog,
 // for however long, is never lost.
 func (s *iterationState) dispatch(ctx context.Context, kind string) error {
+	if err := s.checkModelsServed(ctx, kind); err != nil {
+		return err
+	}
 	var made int64
 	var err error
 	if kind == bus.KindGenerate {

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"testing"
 
@@ -27,10 +28,13 @@ func TestEmptyPoolNamesTheFilters(t *testing.T) {
 	}
 	run, err := store.EnsureRun(ctx, pool, "r", []byte(`{}`))
 	require.NoError(t, err)
-	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{
-		{Ordinal: 0, Name: "iter0", PolicyModel: "m", Config: []byte(`{}`)},
-		{Ordinal: 1, Name: "iter1", PolicyModel: "m", Config: []byte(`{}`)},
-	})
+	var specs []store.IterationSpec
+	for i, it := range cfg.Iterations {
+		settings, err := json.Marshal(it.Settings())
+		require.NoError(t, err)
+		specs = append(specs, store.IterationSpec{Ordinal: i, Name: it.Name, PolicyModel: "m", Config: settings})
+	}
+	its, err := store.EnsureIterations(ctx, pool, run.ID, specs)
 	require.NoError(t, err)
 	o := &Orchestrator{cfg: &cfg, pool: pool, log: slog.New(slog.DiscardHandler)}
 	st := &iterationState{o: o, run: run, it: its[1], cfg: cfg.Iterations[1]}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -125,16 +126,22 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	if err != nil {
 		return ExportResult{}, err
 	}
+	if err := exportable(it); err != nil {
+		return ExportResult{}, err
+	}
 	dir := spec.OutDir
 	if dir == "" {
 		dir = filepath.Join(spec.Dir, spec.Run, spec.Iteration)
+		if spec.Reselect != nil {
+			dir = filepath.Join(dir, ReselectFolder(*spec.Reselect))
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return ExportResult{}, fmt.Errorf("export folder: %w", err)
 	}
 	res := ExportResult{Dir: dir, Dataset: filepath.Join(dir, "train.jsonl"), Manifest: filepath.Join(dir, "manifest.json")}
 
-	var sel map[int64]bool // pair id → selected, when reselecting
+	var sel []int64 // the selected pair ids in rank order, when reselecting
 	if spec.Reselect != nil {
 		if sel, err = reselect(ctx, pool, spec.IterationID, *spec.Reselect, spec.Implicit); err != nil {
 			return res, err
@@ -207,6 +214,38 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	return res, nil
 }
 
+// exportable refuses an iteration whose selection is not final: one that
+// has not reached the exporting stage, or that failed (its stages after the
+// failure never ran; --retry-failed finishes it).
+func exportable(it store.Iteration) error {
+	switch it.Stage {
+	case store.StageExporting, store.StageTraining, store.StageDone:
+		return nil
+	case store.StageFailed:
+		return fmt.Errorf("iteration %s failed (%s): its selection may be incomplete, so it is not exported; fix the cause and run again with --retry-failed", it.Name, deref(it.Error))
+	}
+	return fmt.Errorf("iteration %s is still %s: it can be exported once its selection is final (stage exporting, training or done)", it.Name, it.Stage)
+}
+
+// ReselectFolder names the folder a reselection is exported to, inside the
+// iteration's export folder, when no --out is given: by-METRIC-RATIO (or
+// by-METRIC-nCOUNT), with the weight of alignment_potential (-wW) and the
+// seed of random (-seedS), e.g. by-alignment_potential-0.4-w2.5. The
+// orchestrator's own export beside it is never overwritten.
+func ReselectFolder(spec metric.Spec) string {
+	name := "by-" + string(spec.Metric) + "-" + strconv.FormatFloat(spec.Ratio, 'g', -1, 64)
+	if spec.Count > 0 {
+		name = "by-" + string(spec.Metric) + "-n" + strconv.Itoa(spec.Count)
+	}
+	switch spec.Metric {
+	case metric.AlignmentPotential:
+		name += "-w" + strconv.FormatFloat(spec.ImplicitWeight, 'g', -1, 64)
+	case metric.Random:
+		name += "-seed" + strconv.FormatInt(spec.Seed, 10)
+	}
+	return name
+}
+
 // writeAtomic writes a file atomically (internal/atomicfile) and returns
 // the content's sha256.
 func writeAtomic(path string, fill func(io.Writer) error) (string, error) {
@@ -228,13 +267,30 @@ FROM pairs p
 JOIN prompts pr ON pr.id = p.prompt_id
 JOIN responses c ON c.id = p.chosen_id
 JOIN responses x ON x.id = p.rejected_id
-WHERE p.iteration_id = $1 AND ($2 OR p.selected)
+WHERE p.iteration_id = $1 AND p.selected
 ORDER BY p.rank NULLS LAST, p.id`
 
-// writeRows streams the selected pairs as JSON lines. With sel, the
-// selection comes from sel instead of the stored flags.
-func writeRows(ctx context.Context, pool *pgxpool.Pool, iterationID int64, sel map[int64]bool, w io.Writer) (int64, error) {
-	rows, err := pool.Query(ctx, exportQuery, iterationID, sel != nil)
+// reselectQuery reads the pairs of a reselection, in its own rank order.
+const reselectQuery = `
+SELECT p.id, p.prompt_id, pr.messages, c.content, x.content, c.reward, x.reward,
+       p.explicit_margin, p.implicit_margin, coalesce(p.alignment_potential, 'NaN'),
+       c.ref_logprob_sum, x.ref_logprob_sum, true
+FROM unnest($2::bigint[]) WITH ORDINALITY AS s(id, rnk)
+JOIN pairs p ON p.id = s.id AND p.iteration_id = $1
+JOIN prompts pr ON pr.id = p.prompt_id
+JOIN responses c ON c.id = p.chosen_id
+JOIN responses x ON x.id = p.rejected_id
+ORDER BY s.rnk`
+
+// writeRows streams the selected pairs as JSON lines, best first. With sel
+// (a reselection's pair ids in its rank order), the rows are those, in that
+// order, instead of the stored selection.
+func writeRows(ctx context.Context, pool *pgxpool.Pool, iterationID int64, sel []int64, w io.Writer) (int64, error) {
+	query, args := exportQuery, []any{iterationID}
+	if sel != nil {
+		query, args = reselectQuery, append(args, sel)
+	}
+	rows, err := pool.Query(ctx, query, args...)
 	if err != nil {
 		return 0, fmt.Errorf("read selected pairs: %w", err)
 	}
@@ -253,9 +309,6 @@ func writeRows(ctx context.Context, pool *pgxpool.Pool, iterationID int64, sel m
 		if err := rows.Scan(&pairID, &r.PromptID, &r.Prompt, &chosen, &rejected, &cr, &xr,
 			&r.ExplicitMargin, &r.ImplicitMargin, &r.AlignmentPotential, &r.RefChosenLogps, &r.RefRejectedLogps, &selected); err != nil {
 			return n, err
-		}
-		if sel != nil && !sel[pairID] {
-			continue
 		}
 		r.Chosen = []prompt.Message{{Role: "assistant", Content: chosen}}
 		r.Rejected = []prompt.Message{{Role: "assistant", Content: rejected}}
@@ -298,17 +351,11 @@ func countOutcomes(ctx context.Context, pool *pgxpool.Pool, iterationID int64) (
 
 // pairStats summarises all pairs, or only the selected ones: the stored
 // selection, or sel when it is given.
-func pairStats(ctx context.Context, pool *pgxpool.Pool, iterationID int64, onlySelected bool, sel map[int64]bool) (Stats, error) {
+func pairStats(ctx context.Context, pool *pgxpool.Pool, iterationID int64, onlySelected bool, sel []int64) (Stats, error) {
 	filter, args := "true", []any{iterationID}
 	switch {
 	case onlySelected && sel != nil:
-		var ids []int64
-		for id, ok := range sel {
-			if ok {
-				ids = append(ids, id)
-			}
-		}
-		filter, args = "p.id = ANY($2)", append(args, ids)
+		filter, args = "p.id = ANY($2)", append(args, sel)
 	case onlySelected:
 		filter = "p.selected"
 	}
@@ -322,8 +369,9 @@ func pairStats(ctx context.Context, pool *pgxpool.Pool, iterationID int64, onlyS
 }
 
 // reselect computes in Go which pairs spec would select over the stored
-// margins, leaving the stored selection alone.
-func reselect(ctx context.Context, pool *pgxpool.Pool, iterationID int64, spec metric.Spec, implicit string) (map[int64]bool, error) {
+// margins, leaving the stored selection alone, and returns their ids in the
+// reselection's rank order.
+func reselect(ctx context.Context, pool *pgxpool.Pool, iterationID int64, spec metric.Spec, implicit string) ([]int64, error) {
 	col := "implicit_margin"
 	if implicit == "dpo" {
 		col = "dpo_margin"
@@ -348,9 +396,16 @@ func reselect(ctx context.Context, pool *pgxpool.Pool, iterationID int64, spec m
 	if err := metric.Select(scored, spec); err != nil {
 		return nil, err
 	}
-	sel := make(map[int64]bool, len(scored))
+	rankOf := make(map[int64]int, len(scored))
 	for _, s := range scored {
-		sel[s.ID] = s.Selected
+		rankOf[s.ID] = s.Rank
 	}
+	sel := make([]int64, 0, len(scored))
+	for _, s := range scored {
+		if s.Selected {
+			sel = append(sel, s.ID)
+		}
+	}
+	slices.SortFunc(sel, func(a, b int64) int { return rankOf[a] - rankOf[b] })
 	return sel, nil
 }

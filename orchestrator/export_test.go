@@ -48,6 +48,7 @@ func TestExportStoredAndReselected(t *testing.T) {
 	storetest.SeedPairs(t, pool, it, mex, mim)
 	_, err = store.ScorePairs(ctx, pool, it, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}, store.TrainSelection)
 	require.NoError(t, err)
+	require.NoError(t, store.SetStage(ctx, pool, it, store.StageDone, ""))
 
 	dir := t.TempDir()
 	res, err := orchestrator.Export(ctx, pool, orchestrator.ExportSpec{Dir: dir, Run: "r", Iteration: "it", IterationID: it, Record: true})

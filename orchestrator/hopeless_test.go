@@ -14,6 +14,7 @@ import (
 	"github.com/selfplay/selfplay/bus/bustest"
 	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/selfplaytest"
 	"github.com/selfplay/selfplay/store"
 	"github.com/selfplay/selfplay/store/storetest"
 )
@@ -53,9 +54,11 @@ func TestStageFailsOnceItCannotSucceed(t *testing.T) {
 	cfg.Orchestrator.PollInterval = 50 * time.Millisecond
 	cfg.NATS.Stream = natsCfg.Stream
 	cfg.Worker.AckWait, cfg.Worker.MaxDeliver = 30*time.Second, 3
-	o := &Orchestrator{cfg: &cfg, pool: pool, js: js, log: log}
+	// No model server: the check of served models leaves it to the workers.
+	cfg.Endpoints["policy"] = config.Endpoint{BaseURL: "http://" + selfplaytest.FreeAddr(t) + "/v1"}
+	o := New(&cfg, pool, js, Options{}, log)
 	require.NoError(t, o.bindQueue(ctx))
-	st := &iterationState{o: o, run: run, it: its[0]}
+	st := &iterationState{o: o, run: run, it: its[0], cfg: config.Iteration{Name: "iter0", PolicyModel: "m"}}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute) // only the unfixed code waits this long
 	defer cancel()
 	err = st.dispatch(dctx, bus.KindGenerate)

@@ -133,8 +133,12 @@ func (s *iterationState) emptyPool(ctx context.Context) error {
 		return err
 	}
 	if len(outcomes) == 0 {
+		ps, err := storedSettings(prev)
+		if err != nil {
+			return err
+		}
 		return fmt.Errorf("the prompt pool is empty: iteration %s selected no prompts to evolve (evolve.ratio %g of its pairs); add prompts.files or raise evolve.ratio",
-			prev.Name, s.o.cfg.Iterations[prev.Ordinal].Evolve.Ratio)
+			prev.Name, ps.Evolve.Ratio)
 	}
 	var tasks int64
 	var parts []string

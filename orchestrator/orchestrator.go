@@ -154,6 +154,18 @@ func (o *Orchestrator) runLocked(ctx context.Context) error {
 	if len(its) > len(specs) {
 		return fmt.Errorf("run %q has %d iterations stored but the schedule has %d: use a new run name for a shorter schedule", o.cfg.Run, len(its), len(specs))
 	}
+	if its, err = o.checkSchedule(ctx, its, specs); err != nil {
+		return err
+	}
+	// Every iteration runs with its stored settings (see checkSchedule).
+	sched := make([]config.Iteration, len(its))
+	for i, it := range its {
+		s, err := storedSettings(it)
+		if err != nil {
+			return err
+		}
+		sched[i] = iterationOf(s)
+	}
 	o.log.InfoContext(ctx, "run started", "run", o.cfg.Run, "iterations", len(its))
 	for i := range its {
 		it := its[i]
@@ -169,10 +181,9 @@ func (o *Orchestrator) runLocked(ctx context.Context) error {
 			}
 			it.Stage = store.StagePending
 		}
-		st := &iterationState{o: o, run: run, it: it, cfg: o.cfg.Iterations[i], last: i == len(its)-1}
-		if i+1 < len(o.cfg.Iterations) {
-			next := o.cfg.Iterations[i+1]
-			st.next = &next
+		st := &iterationState{o: o, run: run, it: it, cfg: sched[i], last: i == len(its)-1}
+		if i+1 < len(sched) {
+			st.next = &sched[i+1]
 		}
 		if err := st.drive(ctx); err != nil {
 			var ll *lockLostError

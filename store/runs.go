@@ -160,3 +160,25 @@ func RunNonce(ctx context.Context, db DBTX, runID int64) (string, error) {
 	}
 	return n, nil
 }
+
+// IterationHasWork reports whether any task of the iteration is done.
+func IterationHasWork(ctx context.Context, db DBTX, iterationID int64) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tasks WHERE iteration_id = $1 AND status = 'done')`, iterationID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("work of iteration %d: %w", iterationID, err)
+	}
+	return ok, nil
+}
+
+// ReplaceIterationSettings stores the schedule's name, models and settings
+// for an iteration whatever its stage (EnsureIterations updates only
+// iterations not yet started).
+func ReplaceIterationSettings(ctx context.Context, db DBTX, iterationID int64, s IterationSpec) error {
+	_, err := db.Exec(ctx, `UPDATE iterations SET name = $2, policy_model = $3, reference_model = $4, config = $5 WHERE id = $1`,
+		iterationID, s.Name, s.PolicyModel, s.ReferenceModel, s.Config)
+	if err != nil {
+		return fmt.Errorf("replace settings of iteration %d: %w", iterationID, translate(err))
+	}
+	return nil
+}
