@@ -139,3 +139,58 @@ iterations:
 		require.Contains(t, reason, `bad.parquet:4: "prompt" is null`)
 	})
 }
+
+// TestSIGINTWhileLoadingPrompts: the prompts "file" is a pipe that never
+// ends. SIGINT stops the orchestrator while it reads, and nothing is
+// inserted.
+func TestSIGINTWhileLoadingPrompts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "endless.jsonl")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	written := make(chan int, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		for i := 1; ; i++ {
+			if _, err := fmt.Fprintf(f, "{\"prompt\": \"endless question %d?\"}\n", i); err != nil {
+				return // the reader is gone
+			}
+			if i == 20000 {
+				written <- i
+			}
+		}
+	}()
+	dbURL := storetest.NewDatabase(t)
+	nats := bustest.NewStream(t)
+	cfgPath := filepath.Join(dir, "selfplay.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, `
+run: endless
+database: {url: %q}
+nats: {url: %q, stream: %s}
+endpoints:
+  policy: {base_url: "http://%s/v1"}
+  reward: {base_url: "http://%s", kind: classify, model: reward}
+iterations:
+  - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
+`, dbURL, nats.URL, nats.Stream, selfplaytest.FreeAddr(t), selfplaytest.FreeAddr(t), fifo), 0o600))
+	proc := selfplaytest.Start(t, "orchestrator", nil, "run", "-c", cfgPath)
+	select {
+	case <-written:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the orchestrator did not read the pipe:\n%s", proc.Tail(20))
+	}
+	require.NoError(t, proc.Signal(syscall.SIGINT))
+	require.Error(t, proc.Wait(30*time.Second), "interrupted:\n%s", proc.Tail(20))
+	require.True(t, proc.Exited(), "SIGINT stops the read")
+
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	var prompts int
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM prompts`).Scan(&prompts))
+	require.Zero(t, prompts)
+}
