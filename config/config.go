@@ -266,10 +266,28 @@ type Iteration struct {
 
 // Prompts says where an iteration's prompt pool comes from.
 type Prompts struct {
-	// Files are JSONL prompt files (relative to the working directory).
+	// Files are prompt files (relative to the working directory): JSON
+	// Lines, gzip-compressed JSON Lines (.jsonl.gz) or Parquet (.parquet,
+	// as Hugging Face datasets publish them).
 	Files []string `mapstructure:"files" json:"files"`
 	// Evolved adds the prompts evolved by the previous iteration.
 	Evolved bool `mapstructure:"evolved" json:"evolved"`
+	// Column names the column (or JSON field) holding the prompt: a text,
+	// read as one user message, or a list of {role, content} messages.
+	// "" (default): "prompt" or "messages" (in JSON Lines, each line holds
+	// one of them and nothing but an optional "id").
+	Column string `mapstructure:"column" json:"column,omitempty"`
+	// IDColumn names the column kept as the prompt's source id; ""
+	// (default): "id", else "prompt_id", when the file has one.
+	IDColumn string `mapstructure:"id_column" json:"id_column,omitempty"`
+	// Limit > 0 reads only the first Limit rows of the files, in order;
+	// 0 (default) reads them all.
+	Limit int `mapstructure:"limit" json:"limit,omitempty"`
+	// Sample > 0 keeps Sample of the prompts read, drawn at random with
+	// Seed; 0 (default) keeps them all.
+	Sample int `mapstructure:"sample" json:"sample,omitempty"`
+	// Seed of Sample; default 0.
+	Seed int64 `mapstructure:"seed" json:"seed,omitempty"`
 }
 
 // Defaults returns the configuration used for every key the file leaves out.

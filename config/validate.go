@@ -194,6 +194,15 @@ func (c *Config) validate() []Problem {
 		if len(it.Prompts.Files) == 0 && !it.Prompts.Evolved {
 			ch.add(key+".prompts", "expected files, evolved: true, or both")
 		}
+		if it.Prompts.Limit < 0 {
+			ch.add(key+".prompts.limit", "expected 0 (all rows) or more, got %d", it.Prompts.Limit)
+		}
+		if it.Prompts.Sample < 0 {
+			ch.add(key+".prompts.sample", "expected 0 (every prompt) or more, got %d", it.Prompts.Sample)
+		}
+		if len(it.Prompts.Files) == 0 && (it.Prompts.Column != "" || it.Prompts.IDColumn != "" || it.Prompts.Limit != 0 || it.Prompts.Sample != 0) {
+			ch.add(key+".prompts", "column, id_column, limit and sample apply to files; this iteration has none")
+		}
 		if i == 0 && it.Prompts.Evolved {
 			ch.add(key+".prompts.evolved", "the first iteration has no previous iteration to evolve from")
 		}

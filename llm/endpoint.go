@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/selfplay/selfplay/config"
 )
 
 // Defaults applied by the constructors to zero Endpoint fields.
@@ -113,24 +115,25 @@ func (ep Endpoint) withDefaults() (Endpoint, error) {
 // baseURLs splits an endpoint address into the server root (no /v1, no
 // trailing slash) and the OpenAI API base (root + /v1).
 func baseURLs(name, raw string) (root, v1 string, err error) {
+	shown := config.RedactURL(strings.TrimSpace(raw)) // errors never echo a secret
 	if strings.TrimSpace(raw) == "" {
 		return "", "", fmt.Errorf("llm: %s endpoint: base URL is empty (e.g. http://127.0.0.1:8000/v1)", name)
 	}
 	if !strings.Contains(raw, "://") {
-		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q must start with http:// or https://", name, raw)
+		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q must start with http:// or https://", name, shown)
 	}
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
-		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q: %w", name, raw, err)
+		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q does not parse as a URL", name, shown)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q must start with http:// or https://", name, raw)
+		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q must start with http:// or https://", name, shown)
 	}
 	if u.Host == "" {
-		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q has no host", name, raw)
+		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q has no host", name, shown)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q must not carry a query or fragment", name, raw)
+		return "", "", fmt.Errorf("llm: %s endpoint: base URL %q must not carry a query or fragment", name, shown)
 	}
 	if u.User != nil {
 		return "", "", fmt.Errorf("llm: %s endpoint: base URL must not carry credentials; pass the key as the endpoint's API key", name)

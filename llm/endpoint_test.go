@@ -23,6 +23,10 @@ func TestBaseURLs(t *testing.T) {
 		{name: "no host", raw: "http:///v1", errPart: "has no host"},
 		{name: "credentials", raw: "http://u:secret@h:1/v1", errPart: "must not carry credentials"},
 		{name: "query", raw: "http://h:1/v1?x=1", errPart: "query"},
+		{name: "key in the query", raw: "http://h:1/v1?api-key=secret", errPart: `"http://h:1/v1?api-key=xxxxx" must not carry a query`},
+		{name: "key in a key=value string", raw: "host=h password=secret", errPart: `"xxxxx" must start with http`},
+		{name: "key in a user name, bad scheme", raw: "ftp://secret@h/v1", errPart: "must start with http"},
+		{name: "key in a user name, no host", raw: "http://secret@/v1", errPart: "has no host"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -99,7 +99,12 @@ func (s *iterationState) evolves() bool {
 // there).
 func (s *iterationState) load(ctx context.Context) error {
 	if len(s.cfg.Prompts.Files) > 0 {
-		ps, err := prompt.ReadFiles(s.cfg.Prompts.Files, s.cfg.Evolve.MaxPromptChars)
+		src := s.cfg.Prompts
+		ps, err := prompt.ReadSource(ctx, prompt.Source{Files: src.Files, Column: src.Column, IDColumn: src.IDColumn,
+			Limit: src.Limit, Sample: src.Sample, Seed: src.Seed, MaxChars: s.cfg.Evolve.MaxPromptChars})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			return &permanentError{err}
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -37,12 +36,7 @@ type line struct {
 // with a *LineError ("FILE:LINE: reason"); maxChars > 0 caps a prompt's
 // length in characters. Duplicates within the file are kept once.
 func ReadFile(path string, maxChars int) ([]Prompt, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read prompts: %w", err)
-	}
-	defer f.Close()
-	return Read(f, path, maxChars)
+	return ReadFiles([]string{path}, maxChars)
 }
 
 // Read parses JSONL prompts from r; name is used in errors and as Source.
@@ -151,23 +145,10 @@ func Validate(msgs []Message, maxChars int) string {
 	return ""
 }
 
-// ReadFiles reads several prompt files; the first bad line of any file
-// fails the whole read, so a caller inserts all of them or nothing.
-// Prompts repeated across files are kept once.
+// ReadFiles reads several prompt files (JSON Lines, gzip-compressed JSON
+// Lines or Parquet, see Source); the first bad line of any file fails the
+// whole read, so a caller inserts all of them or nothing. Prompts
+// repeated across files are kept once.
 func ReadFiles(paths []string, maxChars int) ([]Prompt, error) {
-	var out []Prompt
-	seen := map[string]bool{}
-	for _, path := range paths {
-		ps, err := ReadFile(path, maxChars)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range ps {
-			if !seen[p.Hash] {
-				seen[p.Hash] = true
-				out = append(out, p)
-			}
-		}
-	}
-	return out, nil
+	return ReadSource(context.Background(), Source{Files: paths, MaxChars: maxChars})
 }
