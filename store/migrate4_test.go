@@ -90,11 +90,24 @@ func TestMigration4KeepsPairDetails(t *testing.T) {
 	// user message and h6's last user message has no content.
 	require.Equal(t, []any{"after a system message", "second", nil, nil, "evolved"}, want)
 
+	// A pair inserted now gets its responses' rewards from the database.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO pairs (iteration_id, prompt_id, chosen_id, rejected_id, explicit_margin, implicit_margin)
+		SELECT c.iteration_id, c.prompt_id, c.id, x.id, c.reward - x.reward, 0
+		FROM responses c JOIN responses x USING (iteration_id, prompt_id)
+		WHERE c.prompt_id = 1 AND c.sample_index = 1 AND x.sample_index = 0`)
+	require.NoError(t, err)
+	fresh := queryMaps(t, pool, `SELECT d.chosen_reward = c.reward AND d.rejected_reward = x.reward AS same, count(*) AS n
+		FROM pair_details d JOIN pairs p ON p.id = d.pair_id
+		JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
+		WHERE d.prompt_id = 1 GROUP BY 1`)
+	require.Equal(t, []map[string]any{{"same": true, "n": int64(4)}}, fresh)
+
 	// The new columns are the ids behind the names.
 	ids := queryMaps(t, pool, `SELECT d.run_id = r.id AND d.iteration_id = i.id AS same, count(*) AS n
 		FROM pair_details d JOIN runs r ON r.name = d.run JOIN iterations i ON i.run_id = r.id AND i.name = d.iteration
 		GROUP BY 1`)
-	require.Equal(t, []map[string]any{{"same": true, "n": int64(20)}}, ids)
+	require.Equal(t, []map[string]any{{"same": true, "n": int64(24)}}, ids)
 }
 
 // TestPairDetailsReadsOnlyTheTablesItNeeds: a query of pair columns plans

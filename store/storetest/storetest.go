@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/selfplay/selfplay/migrations"
@@ -41,7 +43,7 @@ func ServerURL() string {
 }
 
 var (
-	templateOnce sync.Once
+	templateMu   sync.Mutex
 	templateName string
 	templateErr  error
 )
@@ -93,7 +95,30 @@ func migrationsHash() string {
 // ensureTemplate creates (once per server and migration set) a migrated
 // template database. It is a cache shared by test processes and kept.
 func ensureTemplate(ctx context.Context, t testing.TB) string {
-	templateOnce.Do(func() {
+	templateMu.Lock()
+	defer templateMu.Unlock()
+	if templateName == "" && templateErr == nil {
+		buildTemplate(ctx, t)
+	}
+	if templateErr != nil {
+		t.Fatalf("prepare migrated template database: %v", templateErr)
+	}
+	return templateName
+}
+
+// forgetTemplate makes the next ensureTemplate look for (and, when
+// missing, build) the template again: a test process of another checkout
+// drops templates of other migration sets that nobody is connected to.
+func forgetTemplate(name string) {
+	templateMu.Lock()
+	defer templateMu.Unlock()
+	if templateName == name {
+		templateName = ""
+	}
+}
+
+func buildTemplate(ctx context.Context, t testing.TB) {
+	func() {
 		name := "selfplay_tmpl_" + migrationsHash()
 		conn := adminConn(ctx, t)
 		defer conn.Close(ctx)
@@ -137,11 +162,7 @@ func ensureTemplate(ctx context.Context, t testing.TB) string {
 			dropStaleTemplates(ctx, conn, name)
 		}
 		templateName = name
-	})
-	if templateErr != nil {
-		t.Fatalf("prepare migrated template database: %v", templateErr)
-	}
-	return templateName
+	}()
 }
 
 // NewDatabase creates a fresh, migrated database for this test and returns
@@ -150,19 +171,27 @@ func NewDatabase(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tmpl := ensureTemplate(ctx, t)
 	name := "selfplay_test_" + randomSuffix()
 	conn := adminConn(ctx, t)
 	defer conn.Close(ctx)
-	// Copies from one template are serialised: PostgreSQL refuses to copy a
-	// template another session is connected to.
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4242002)`); err != nil {
-		t.Fatal(err)
-	}
-	_, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
-	_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock(4242002)`)
-	if err != nil {
-		t.Fatalf("create test database: %v", err)
+	for try := 0; ; try++ {
+		tmpl := ensureTemplate(ctx, t)
+		// Copies from one template are serialised: PostgreSQL refuses to copy a
+		// template another session is connected to.
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4242002)`); err != nil {
+			t.Fatal(err)
+		}
+		_, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
+		_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock(4242002)`)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "3D000" && try == 0 { // invalid_catalog_name: the template was dropped
+			forgetTemplate(tmpl)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("create test database: %v", err)
+		}
+		break
 	}
 	t.Cleanup(func() { DropDatabase(t, name) })
 	return withDatabase(name)
