@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -146,4 +147,23 @@ func TestPairDetailsReadsOnlyTheTablesItNeeds(t *testing.T) {
 	var word string // the md5 word of one prompt
 	require.NoError(t, conn.QueryRow(ctx, `SELECT substring(prompt_text FROM '[0-9a-f]{32}') FROM pair_details LIMIT 1`).Scan(&word))
 	require.Contains(t, plan(`SELECT pair_id FROM pair_details WHERE prompt_text ILIKE '%`+word[3:15]+`%'`), "prompts_text_trgm_idx")
+}
+
+// TestCompleteGenerateStoresThePairsRewards: the pair a worker stores, in
+// the statement that stores its responses, carries their rewards.
+func TestCompleteGenerateStoresThePairsRewards(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	it, ids := newTasks(t, pool, 1)
+	r := []float64{0.25, 2.5, -1.125}
+	var rs []store.Response
+	for i := range r {
+		rs = append(rs, store.Response{SampleIndex: i, Content: fmt.Sprintf("answer %d", i), TokenCount: 2, LogProbSum: -1, Reward: &r[i]})
+	}
+	k := store.TaskKey{IterationID: it, PromptID: ids[0], Kind: "generate"}
+	require.NoError(t, store.CompleteGenerate(ctx, pool, k, "paired", 1, rs,
+		&store.PairChoice{Chosen: 1, Rejected: 2, ExplicitMargin: 3.625, ImplicitMargin: 0}))
+	got := queryMaps(t, pool, `SELECT chosen, chosen_reward, rejected, rejected_reward FROM pair_details`)
+	require.Equal(t, []map[string]any{{"chosen": "answer 1", "chosen_reward": 2.5, "rejected": "answer 2", "rejected_reward": -1.125}}, got)
 }
