@@ -263,16 +263,16 @@ func (d *Data) loadSummary(ctx context.Context, db store.DBTX, id int64) error {
 		       (SELECT count(*) FILTER (WHERE status = 'failed') FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
 		       (SELECT count(*) FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
 		       count(*), count(*) FILTER (WHERE p.selected),
-		       avg(c.reward), avg(x.reward), avg(p.explicit_margin), avg(abs(p.implicit_margin)), avg(p.alignment_potential),
-		       avg(c.reward) FILTER (WHERE p.selected), avg(x.reward) FILTER (WHERE p.selected),
+		       avg(p.chosen_reward), avg(p.rejected_reward), avg(p.explicit_margin), avg(abs(p.implicit_margin)), avg(p.alignment_potential),
+		       avg(p.chosen_reward) FILTER (WHERE p.selected), avg(p.rejected_reward) FILTER (WHERE p.selected),
 		       avg(p.explicit_margin) FILTER (WHERE p.selected), avg(abs(p.implicit_margin)) FILTER (WHERE p.selected),
 		       avg(p.alignment_potential) FILTER (WHERE p.selected),
-		       least(min(c.reward) FILTER (WHERE c.reward <> 'NaN'), min(x.reward) FILTER (WHERE x.reward <> 'NaN')),
-		       greatest(max(c.reward) FILTER (WHERE c.reward <> 'NaN'), max(x.reward) FILTER (WHERE x.reward <> 'NaN')),
+		       least(min(p.chosen_reward) FILTER (WHERE p.chosen_reward <> 'NaN'), min(p.rejected_reward) FILTER (WHERE p.rejected_reward <> 'NaN')),
+		       greatest(max(p.chosen_reward) FILTER (WHERE p.chosen_reward <> 'NaN'), max(p.rejected_reward) FILTER (WHERE p.rejected_reward <> 'NaN')),
 		       min(p.alignment_potential) FILTER (WHERE p.alignment_potential <> 'NaN'),
 		       max(p.alignment_potential) FILTER (WHERE p.alignment_potential <> 'NaN'),
 		       min(p.alignment_potential) FILTER (WHERE p.selected)
-		FROM pairs p JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
+		FROM pairs p
 		WHERE p.iteration_id = $1`, id).Scan(
 		&s.Prompts, &s.TasksDone, &s.TasksFailed, &s.TasksTotal, &s.Pairs, &s.Selected,
 		&s.All.ChosenReward, &s.All.RejectedReward, &s.All.ExplicitMargin, &s.All.AbsImplicitMargin, &s.All.AlignmentPotential,
@@ -346,8 +346,7 @@ func (d *Data) loadHistograms(ctx context.Context, db store.DBTX, id int64) erro
 	n := int(d.Summary.Pairs)
 	err := count(&d.Rewards, d.ranges.rewardLo, d.ranges.rewardHi, 2*n, `
 		SELECT v.series, `+binSQL("v.reward", 2)+`, count(*)
-		FROM pairs p JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
-		CROSS JOIN LATERAL (VALUES (0, x.reward), (1, c.reward)) AS v(series, reward)
+		FROM pairs p CROSS JOIN LATERAL (VALUES (0, p.rejected_reward), (1, p.chosen_reward)) AS v(series, reward)
 		WHERE p.iteration_id = $1 AND v.reward <> 'NaN'
 		GROUP BY 1, 2`)
 	if err != nil {
@@ -368,12 +367,11 @@ func (d *Data) loadPairs(ctx context.Context, db store.DBTX, id int64) error {
 	}
 	d.ScatterStride = max(1, int((d.Summary.Pairs+maxScatterPoints-1)/maxScatterPoints))
 	rows, err := db.Query(ctx, `
-		SELECT p.id, coalesce(c.reward, 'NaN'), coalesce(x.reward, 'NaN'), p.explicit_margin,
+		SELECT p.id, coalesce(p.chosen_reward, 'NaN'), coalesce(p.rejected_reward, 'NaN'), p.explicit_margin,
 		       coalesce(p.implicit, 'NaN'), coalesce(p.alignment_potential, 'NaN'), p.selected
-		FROM (SELECT id, chosen_id, rejected_id, explicit_margin, `+implicit+` AS implicit, alignment_potential, selected,
+		FROM (SELECT id, chosen_reward, rejected_reward, explicit_margin, `+implicit+` AS implicit, alignment_potential, selected,
 		             row_number() OVER (ORDER BY id) - 1 AS i
 		      FROM pairs WHERE iteration_id = $1) p
-		JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
 		WHERE p.i % $2 = 0
 		ORDER BY p.id`, id, d.ScatterStride)
 	if err != nil {
@@ -461,12 +459,11 @@ func (d *Data) loadEvolution(ctx context.Context, db store.DBTX, id int64) error
 func (d *Data) loadTrend(ctx context.Context, db store.DBTX, id int64) error {
 	rows, err := db.Query(ctx, `
 		SELECT i.name, i.ordinal, count(*), count(*) FILTER (WHERE p.selected),
-		       coalesce(avg(c.reward), 'NaN'), coalesce(avg(c.reward) FILTER (WHERE p.selected), 'NaN'),
+		       coalesce(avg(p.chosen_reward), 'NaN'), coalesce(avg(p.chosen_reward) FILTER (WHERE p.selected), 'NaN'),
 		       coalesce(avg(p.explicit_margin), 'NaN'), coalesce(avg(p.explicit_margin) FILTER (WHERE p.selected), 'NaN'),
 		       coalesce(avg(abs(p.implicit_margin)), 'NaN'), coalesce(avg(abs(p.implicit_margin)) FILTER (WHERE p.selected), 'NaN')
 		FROM iterations i
 		JOIN pairs p ON p.iteration_id = i.id
-		JOIN responses c ON c.id = p.chosen_id
 		WHERE i.run_id = (SELECT run_id FROM iterations WHERE id = $1)
 		GROUP BY i.id ORDER BY i.ordinal`, id)
 	if err != nil {
@@ -481,8 +478,10 @@ func (d *Data) loadTop(ctx context.Context, db store.DBTX, id int64) error {
 		SELECT rank, coalesce(prompt_text, ''), chosen, rejected, coalesce(chosen_reward, 'NaN'), coalesce(rejected_reward, 'NaN'),
 		       explicit_margin, implicit_margin, coalesce(alignment_potential, 'NaN')
 		FROM pair_details
-		WHERE iteration_id = $1 AND selected
-		ORDER BY rank LIMIT $2`, id, topPairs)
+		-- The top pairs first, then their texts: a plan made with
+		-- statistics from before scoring joins no more than these.
+		WHERE pair_id IN (SELECT id FROM pairs WHERE iteration_id = $1 AND selected ORDER BY rank LIMIT $2)
+		ORDER BY rank`, id, topPairs)
 	if err != nil {
 		return err
 	}

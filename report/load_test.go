@@ -34,6 +34,10 @@ func TestLoadCountsInSQLWhatGoWouldCount(t *testing.T) {
 		                                         WHEN 5 THEN 0.3 WHEN 6 THEN 0.5 WHEN 7 THEN 4.5 ELSE r.reward END
 		FROM c WHERE r.id = c.id AND c.n <= 7`, its[0])
 	require.NoError(t, err)
+	// Rewards are written once, with the pair; this test rewrites them, so
+	// it writes the pairs' copies too.
+	_, err = pool.Exec(ctx, `UPDATE pairs p SET chosen_reward = c.reward FROM responses c WHERE c.id = p.chosen_id`)
+	require.NoError(t, err)
 	_, err = pool.Exec(ctx, `UPDATE pairs SET alignment_potential = NULL
 		WHERE id = (SELECT max(id) FROM pairs WHERE iteration_id = $1 AND NOT selected)`, its[0])
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -90,11 +91,24 @@ func TestMigration4KeepsPairDetails(t *testing.T) {
 	// user message and h6's last user message has no content.
 	require.Equal(t, []any{"after a system message", "second", nil, nil, "evolved"}, want)
 
+	// A pair inserted now gets its responses' rewards from the database.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO pairs (iteration_id, prompt_id, chosen_id, rejected_id, explicit_margin, implicit_margin)
+		SELECT c.iteration_id, c.prompt_id, c.id, x.id, c.reward - x.reward, 0
+		FROM responses c JOIN responses x USING (iteration_id, prompt_id)
+		WHERE c.prompt_id = 1 AND c.sample_index = 1 AND x.sample_index = 0`)
+	require.NoError(t, err)
+	fresh := queryMaps(t, pool, `SELECT d.chosen_reward = c.reward AND d.rejected_reward = x.reward AS same, count(*) AS n
+		FROM pair_details d JOIN pairs p ON p.id = d.pair_id
+		JOIN responses c ON c.id = p.chosen_id JOIN responses x ON x.id = p.rejected_id
+		WHERE d.prompt_id = 1 GROUP BY 1`)
+	require.Equal(t, []map[string]any{{"same": true, "n": int64(4)}}, fresh)
+
 	// The new columns are the ids behind the names.
 	ids := queryMaps(t, pool, `SELECT d.run_id = r.id AND d.iteration_id = i.id AS same, count(*) AS n
 		FROM pair_details d JOIN runs r ON r.name = d.run JOIN iterations i ON i.run_id = r.id AND i.name = d.iteration
 		GROUP BY 1`)
-	require.Equal(t, []map[string]any{{"same": true, "n": int64(20)}}, ids)
+	require.Equal(t, []map[string]any{{"same": true, "n": int64(24)}}, ids)
 }
 
 // TestPairDetailsReadsOnlyTheTablesItNeeds: a query of pair columns plans
@@ -133,4 +147,23 @@ func TestPairDetailsReadsOnlyTheTablesItNeeds(t *testing.T) {
 	var word string // the md5 word of one prompt
 	require.NoError(t, conn.QueryRow(ctx, `SELECT substring(prompt_text FROM '[0-9a-f]{32}') FROM pair_details LIMIT 1`).Scan(&word))
 	require.Contains(t, plan(`SELECT pair_id FROM pair_details WHERE prompt_text ILIKE '%`+word[3:15]+`%'`), "prompts_text_trgm_idx")
+}
+
+// TestCompleteGenerateStoresThePairsRewards: the pair a worker stores, in
+// the statement that stores its responses, carries their rewards.
+func TestCompleteGenerateStoresThePairsRewards(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	it, ids := newTasks(t, pool, 1)
+	r := []float64{0.25, 2.5, -1.125}
+	var rs []store.Response
+	for i := range r {
+		rs = append(rs, store.Response{SampleIndex: i, Content: fmt.Sprintf("answer %d", i), TokenCount: 2, LogProbSum: -1, Reward: &r[i]})
+	}
+	k := store.TaskKey{IterationID: it, PromptID: ids[0], Kind: "generate"}
+	require.NoError(t, store.CompleteGenerate(ctx, pool, k, "paired", 1, rs,
+		&store.PairChoice{Chosen: 1, Rejected: 2, ExplicitMargin: 3.625, ImplicitMargin: 0}))
+	got := queryMaps(t, pool, `SELECT chosen, chosen_reward, rejected, rejected_reward FROM pair_details`)
+	require.Equal(t, []map[string]any{{"chosen": "answer 1", "chosen_reward": 2.5, "rejected": "answer 2", "rejected_reward": -1.125}}, got)
 }
