@@ -23,7 +23,16 @@ CMD ["go", "test", "-count=1", "-timeout", "15m", "./..."]
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
+# Not root: the image runs as selfplay (uid 1000). Compose runs its services
+# as the invoking user's uid (SELFPLAY_UID/SELFPLAY_GID, see the README), so
+# exports on the host belong to that user; any uid may write the models
+# directory, which a fresh `models` volume copies (owner and mode).
+RUN groupadd --gid 1000 selfplay \
+    && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /usr/sbin/nologin selfplay \
+    && mkdir -p /app/models /app/exports && chown selfplay:selfplay /app /app/models /app/exports \
+    && chmod 1777 /app/models
 COPY --from=build /out/selfplay /usr/local/bin/selfplay
 COPY examples /app/examples
 WORKDIR /app
+USER 1000:1000
 ENTRYPOINT ["selfplay"]
