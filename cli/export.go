@@ -27,8 +27,8 @@ func newExportCmd() *cobra.Command {
 			"training or done). With --metric, --ratio or --count the selection is recomputed over the stored\n" +
 			"margins for this export only, into its own folder (by-METRIC-RATIO inside the iteration's) in its own\n" +
 			"rank order; the stored selection and the orchestrator's export are left alone. Only the database is\n" +
-			"needed (SELFPLAY_DATABASE_URL or database.url): the export folder and formats are the run's, from its\n" +
-			"stored schedule.",
+			"needed (SELFPLAY_DATABASE_URL or database.url): without a schedule file the export folder and formats\n" +
+			"are the run's, from its stored schedule.",
 		Args: cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
@@ -52,8 +52,8 @@ func newExportCmd() *cobra.Command {
 			return err
 		}
 		run = r.Name
-		// The export folder, formats and config hash are the run's own,
-		// from its stored schedule: no schedule file is needed.
+		// The config hash is the run's own, from its stored schedule: no
+		// schedule file is needed.
 		stored, err := config.FromSnapshot(r.Config)
 		if err != nil {
 			return fmt.Errorf("run %q: %w", run, err)
@@ -71,8 +71,15 @@ func newExportCmd() *cobra.Command {
 		if it == nil {
 			return fmt.Errorf("run %q has no iteration %q", run, iteration)
 		}
-		spec := orchestrator.ExportSpec{Dir: stored.Export.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out,
-			ConfigHash: stored.Hash(), Formats: stored.Export.Formats}
+		// The export section is each process's own (README, "One schedule
+		// per run"): a schedule given on the command line decides the
+		// folder and formats; without one they are the stored schedule's.
+		exp := stored.Export
+		if cfg.Path != "" {
+			exp = cfg.Export
+		}
+		spec := orchestrator.ExportSpec{Dir: exp.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out,
+			ConfigHash: stored.Hash(), Formats: exp.Formats}
 		if metricName != "" || ratio > 0 || count > 0 {
 			var settings struct {
 				Scoring struct {

@@ -184,7 +184,7 @@ func TestLlamaServerTokenIDs(t *testing.T) {
 	p, err := llm.NewPolicy(llm.Endpoint{Name: "policy", BaseURL: srv.URL, Model: srv.Alias})
 	require.NoError(t, err)
 	seed := int64(21)
-	samples, err := p.Sample(context.Background(), llamaPrompt(), llm.SampleParams{N: 4, Temperature: 0.8, MaxTokens: 32, Seed: &seed})
+	samples, err := p.Sample(context.Background(), llamaPrompt(), llm.SampleParams{N: 4, Temperature: 0.8, MaxTokens: 16, Seed: &seed})
 	require.NoError(t, err)
 	var stopped int
 	for i, s := range samples {

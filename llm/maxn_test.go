@@ -26,11 +26,13 @@ func TestBadRequestNamingAnotherFieldIsNotN(t *testing.T) {
 	require.NoError(t, err)
 	msgs := []llm.Message{{Role: "user", Content: "hello"}}
 
-	_, err = p.Sample(context.Background(), msgs, llm.SampleParams{N: 3, Temperature: 150, MaxTokens: 4})
+	// top_k 5 is valid for vLLM and for the client, but tinylm implements
+	// no top-k and refuses it naming the field.
+	_, err = p.Sample(context.Background(), msgs, llm.SampleParams{N: 3, Temperature: 0.8, TopK: 5, MaxTokens: 4})
 	var e *llm.Error
 	require.ErrorAs(t, err, &e)
 	require.Equal(t, http.StatusBadRequest, e.Status)
-	require.Equal(t, "temperature", e.Param)
+	require.Equal(t, "top_k", e.Param)
 	require.True(t, e.Permanent)
 	require.Equal(t, map[int]int{http.StatusBadRequest: 1}, log.take())
 
