@@ -41,6 +41,17 @@ func newWorkerCmd() *cobra.Command {
 			return err
 		}
 		defer nc.Close()
+		reg := telemetry.NewRegistry()
+		metrics := telemetry.NewWorkerMetrics(reg)
+		clients, err := buildClients(cfg, log, metrics.LLMHooks())
+		if err != nil {
+			return err
+		}
+		if err := probeReference(ctx, cfg, clients, log); err != nil {
+			return err
+		}
+		// The reference is probed first: a worker that could never score
+		// refuses to start at once, without waiting for an orchestrator.
 		cons, err := bindConsumer(ctx, cfg.NATS.Stream, pool, js, log)
 		if err != nil && ctx.Err() != nil {
 			// Stopped (SIGTERM, SIGINT) while waiting for an orchestrator:
@@ -49,15 +60,6 @@ func newWorkerCmd() *cobra.Command {
 			return nil
 		}
 		if err != nil {
-			return err
-		}
-		reg := telemetry.NewRegistry()
-		metrics := telemetry.NewWorkerMetrics(reg)
-		clients, err := buildClients(cfg, log, metrics.LLMHooks())
-		if err != nil {
-			return err
-		}
-		if err := probeReference(ctx, cfg, clients, log); err != nil {
 			return err
 		}
 		clients.Policy = metrics.Sampler("generate", clients.Policy)
