@@ -45,6 +45,9 @@ func newWorkerCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		if err := checkRewardTemplate(ctx, clients.Reward, log); err != nil {
+			return err
+		}
 		clients.Policy = metrics.Sampler("generate", clients.Policy)
 		clients.Evolver = metrics.Sampler("evolve", clients.Evolver)
 		if metricsAddr != "" {
