@@ -137,7 +137,7 @@ func logProb(t *testing.T, m *tinylm.Model, promptIDs, ids []int) float64 {
 // reply after promptIDs, the way the reference scorer does.
 func servedLogProb(t *testing.T, base, model string, promptIDs, reply []int) float64 {
 	t.Helper()
-	body, err := json.Marshal(map[string]any{"model": model, "prompt": append(slices.Clone(promptIDs), reply...), "max_tokens": 0, "prompt_logprobs": 0})
+	body, err := json.Marshal(map[string]any{"model": model, "prompt": append(slices.Clone(promptIDs), reply...), "max_tokens": 1, "prompt_logprobs": 0})
 	require.NoError(t, err)
 	resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(string(body)))
 	require.NoError(t, err)
