@@ -111,3 +111,25 @@ func buildClients(cfg *config.Config, log *slog.Logger, hooks llm.Hooks) (worker
 	}
 	return c, nil
 }
+
+// checkRewardTemplate refuses to start a worker whose reward endpoint
+// batches rendered input with a chat template that does not tokenize like
+// the reward model's own (llm.Reward.CheckTemplate). A check that fails
+// only for now (the server is down or busy) is logged and skipped: tasks
+// then wait for the server as they would anyway.
+func checkRewardTemplate(ctx context.Context, reward worker.Rewarder, log *slog.Logger) error {
+	r, ok := reward.(*llm.Reward)
+	if !ok {
+		return nil
+	}
+	err := r.CheckTemplate(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case llm.IsPermanent(err):
+		return fmt.Errorf("reward endpoint: %w", err)
+	default:
+		log.WarnContext(ctx, "could not check the reward chat template; batching without the check", "err", err)
+		return nil
+	}
+}

@@ -47,6 +47,9 @@ func newWorkerCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		if err := checkRewardTemplate(ctx, clients.Reward, log); err != nil {
+			return err
+		}
 		if err := probeReference(ctx, cfg, clients, log); err != nil {
 			return err
 		}

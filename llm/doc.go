@@ -6,15 +6,18 @@
 //
 // # Policy
 //
-// Policy.Sample uses go-openai chat completions with n and logprobs and
+// Policy.Sample asks chat completions for n samples with logprobs and
 // returns per sample the text, token count, summed log-prob log π(y|x),
-// finish reason and, when the server gives them (vLLM return_token_ids),
-// the token ids. A server that returns fewer choices than n is remembered
-// per model and asked n times with n = 1 and seeds seed+i instead.
-// go-openai cannot send every field this needs, so the client's HTTPDoer
-// merges extra JSON fields into the request: temperature and top_p as exact
-// float64 (go-openai's float32 with omitempty drops temperature 0),
-// return_token_ids, and any ChatRequestExtras.
+// finish reason and, when the server gives them (vLLM return_token_ids,
+// llama.cpp's logprobs.content[].id), the token ids and the prompt's. A
+// server that returns fewer choices than n is remembered per model and
+// asked n times with n = 1 and seeds seed+i instead. go-openai's request
+// type builds the body, with extra JSON fields merged in: temperature,
+// top_p and vLLM's top_k, min_p and penalties as exact float64 (go-openai's
+// float32 with omitempty drops temperature 0), return_token_ids, and any
+// ChatRequestExtras. The reply is read in one pass (decodeChatReply) that
+// keeps only what is used. A log-prob of -9999 (vLLM's stand-in for -inf)
+// or a reasoning part split off the content fails the sample.
 //
 // # Reward
 //

@@ -69,6 +69,7 @@ var notReadHere = map[string][]string{
 	},
 	"vllm/tokenize_response.json": {".token_strs"},
 	"vllm/classify_response.json": {".usage.prompt_tokens_details"},
+	"vllm/pooling_response.json":  {".usage.prompt_tokens_details"},
 }
 
 func postRaw(t *testing.T, url string, body any) (int, []byte) {
@@ -118,6 +119,10 @@ func TestTinyLMCarriesFixtureFields(t *testing.T) {
 		},
 		{
 			name: "classify", fixture: "vllm/classify_response.json", route: "/classify", status: 200,
+			body: classifyRequest{Model: rewardModel, Input: renderReplies(TemplateTinyLM, questionPrompt, []string{"water them .", "no ."})},
+		},
+		{
+			name: "pooling", fixture: "vllm/pooling_response.json", route: "/pooling", status: 200,
 			body: classifyRequest{Model: rewardModel, Input: renderReplies(TemplateTinyLM, questionPrompt, []string{"water them .", "no ."})},
 		},
 		{

@@ -321,6 +321,9 @@ func decodeChoice(c *chatChoice) (Sample, *failure) {
 			"vLLM's --reasoning-parser): its log-probs and token ids cover both parts, so the content alone cannot be scored; "+
 			"serve the policy without a reasoning parser so the whole reply is the content", c.Index)
 	}
+	if !c.HasContent && len(c.LogProbs) > 0 {
+		return Sample{}, permanentf("choice %d has log-probs for %d tokens but no content (null): the tokens went somewhere the sampler does not read, such as tool calls", c.Index, len(c.LogProbs))
+	}
 	var sum float64
 	for j, lp := range c.LogProbs {
 		if math.IsNaN(lp) || lp > 1e-6 {

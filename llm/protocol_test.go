@@ -155,6 +155,11 @@ func TestChatDecodeRejectsIncompleteResponses(t *testing.T) {
 			reason: "choice 0 has a reasoning part apart from its content",
 		},
 		{
+			name:   "null content with log-probs",
+			edit:   func(m map[string]any) { choice(m, 0)["message"].(map[string]any)["content"] = nil },
+			reason: "choice 0 has log-probs for 3 tokens but no content (null)",
+		},
+		{
 			name:   "null logprobs content with text",
 			edit:   func(m map[string]any) { choice(m, 0)["logprobs"] = map[string]any{"content": nil} },
 			reason: "server returned no log-probs for choice 0",

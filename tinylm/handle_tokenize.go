@@ -4,12 +4,20 @@ import "net/http"
 
 func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 	var req tokenizeRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	var err error
+	if err = decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
-	_, m, err := s.model(req.Model)
-	if err != nil {
+	var m *Model
+	if req.Model != "" && req.Model == s.reward {
+		// Like a vLLM server running a reward model, use the reward
+		// model's tokenizer: the built-in one.
+		if m, err = builtinModel(); err != nil {
+			writeError(w, err)
+			return
+		}
+	} else if _, m, err = s.model(req.Model); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -57,12 +65,20 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleDetokenize(w http.ResponseWriter, r *http.Request) {
 	var req detokenizeRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	var err error
+	if err = decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
-	_, m, err := s.model(req.Model)
-	if err != nil {
+	var m *Model
+	if req.Model != "" && req.Model == s.reward {
+		// Like a vLLM server running a reward model, use the reward
+		// model's tokenizer: the built-in one.
+		if m, err = builtinModel(); err != nil {
+			writeError(w, err)
+			return
+		}
+	} else if _, m, err = s.model(req.Model); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -128,6 +128,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		"/tokenize":            {http.MethodPost, wrap(s.handleTokenize)},
 		"/detokenize":          {http.MethodPost, wrap(s.handleDetokenize)},
 		"/classify":            {http.MethodPost, wrap(s.handleClassify)},
+		"/pooling":             {http.MethodPost, wrap(s.handlePooling)},
 		"/v1/load":             {http.MethodPost, s.handleLoad},
 	}
 	return s, nil
