@@ -30,8 +30,9 @@ type WorkerMetrics struct {
 // NewWorkerMetrics registers the worker metrics with reg:
 //
 //   - selfplay_tasks_total{kind, outcome}: tasks settled, outcome one of
-//     done, failed, retry, interrupted (nak'ed on shutdown) or term (a
-//     message that is not a task);
+//     done, failed, retry, interrupted (nak'ed on shutdown), term (a
+//     message that is not a task) or foreign (a task this database cannot
+//     place, left alone);
 //   - selfplay_tasks_in_flight: tasks being worked on;
 //   - selfplay_endpoint_request_duration_seconds{endpoint}: latency of each
 //     HTTP attempt, body read included;
@@ -47,7 +48,7 @@ type WorkerMetrics struct {
 func NewWorkerMetrics(reg prometheus.Registerer) *WorkerMetrics {
 	m := &WorkerMetrics{
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "selfplay_tasks_total", Help: "Tasks settled by this worker, by kind and outcome (done, failed, retry, interrupted, term).",
+			Name: "selfplay_tasks_total", Help: "Tasks settled by this worker, by kind and outcome (done, failed, retry, interrupted, term, foreign).",
 		}, []string{"kind", "outcome"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "selfplay_tasks_in_flight", Help: "Tasks this worker is working on.",
