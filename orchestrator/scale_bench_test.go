@@ -34,9 +34,10 @@ type scaleSample struct {
 // (default 200,000; n = 4, two workers, no added latency) and samples every
 // two seconds the time of a Prometheus scrape of the orchestrator (its run
 // collector reads the database), the orchestrator's and the workers'
-// resident memory and Go heap in use. It reports them near 5%, 50% and 100%
-// of the generate tasks done: a cost that grows with the run shows as a
-// rising row. It also times, at the end, the run collector's former query
+// resident memory and Go heap in use. It reports them for the first 10%,
+// the middle 10% and the last 10% of the generate tasks (median scrape
+// time, largest memory of the window's samples): a cost that grows with
+// the run shows as a rising row. It also times, at the end, the run collector's former query
 // (a GROUP BY over every task of the run) against store.RunTaskCounts. Run
 // with -benchtime=1x; it takes minutes:
 //
@@ -98,24 +99,38 @@ func benchScale(b *testing.B, prompts int) {
 	if len(gen) < 3 {
 		b.Fatalf("only %d samples while generating", len(gen))
 	}
-	at := func(frac float64) scaleSample {
-		want := frac * float64(prompts)
-		best := gen[0]
+	// Each point is a window of the generating stage: the median scrape
+	// time and the largest memory figures of its samples.
+	window := func(lo, hi float64) (scaleSample, int) {
+		var in []scaleSample
 		for _, s := range gen {
-			if absf(s.done-want) < absf(best.done-want) {
-				best = s
+			if f := s.done / float64(prompts); f >= lo && f < hi {
+				in = append(in, s)
 			}
 		}
-		return best
+		if len(in) == 0 {
+			return scaleSample{}, 0
+		}
+		var w scaleSample
+		scrapes := make([]time.Duration, len(in))
+		for i, s := range in {
+			scrapes[i] = s.scrape
+			w.done = max(w.done, s.done)
+			w.orchRSS, w.orchHeap = max(w.orchRSS, s.orchRSS), max(w.orchHeap, s.orchHeap)
+			w.workerRSS, w.workerHeap = max(w.workerRSS, s.workerRSS), max(w.workerHeap, s.workerHeap)
+		}
+		slices.Sort(scrapes)
+		w.scrape = scrapes[len(scrapes)/2]
+		return w, len(in)
 	}
 	b.Logf("%d prompts in %s, %d samples while generating", prompts, elapsed.Round(time.Second), len(gen))
-	b.Logf("%-6s %9s %10s %11s %12s %13s %14s", "point", "done", "scrape_ms", "orch_rss_MB", "orch_heap_MB", "worker_rss_MB", "worker_heap_MB")
+	b.Logf("%-6s %8s %9s %10s %11s %12s %13s %14s", "point", "samples", "done<=", "scrape_ms", "orch_rss_MB", "orch_heap_MB", "worker_rss_MB", "worker_heap_MB")
 	for _, p := range []struct {
-		name string
-		frac float64
-	}{{"start", 0.05}, {"middle", 0.5}, {"end", 1}} {
-		s := at(p.frac)
-		b.Logf("%-6s %9.0f %10.1f %11.1f %12.1f %13.1f %14.1f", p.name, s.done, ms(s.scrape), s.orchRSS, s.orchHeap, s.workerRSS, s.workerHeap)
+		name   string
+		lo, hi float64
+	}{{"start", 0, 0.1}, {"middle", 0.45, 0.55}, {"end", 0.9, 1}} {
+		s, n := window(p.lo, p.hi)
+		b.Logf("%-6s %8d %9.0f %10.1f %11.1f %12.1f %13.1f %14.1f", p.name, n, s.done, ms(s.scrape), s.orchRSS, s.orchHeap, s.workerRSS, s.workerHeap)
 		b.ReportMetric(ms(s.scrape), "scrape_ms_"+p.name)
 		b.ReportMetric(s.orchRSS, "orch_rss_MB_"+p.name)
 		b.ReportMetric(s.workerRSS, "worker_rss_MB_"+p.name)
@@ -223,10 +238,3 @@ func medianOf(n int, f func()) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func absf(v float64) float64 {
-	if v < 0 {
-		return -v
-	}
-	return v
-}
