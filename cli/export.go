@@ -61,6 +61,10 @@ func newExportCmd() *cobra.Command {
 		if it == nil {
 			return fmt.Errorf("run %q has no iteration %q", run, iteration)
 		}
+		// Before --save-selection rewrites anything.
+		if err := orchestrator.Exportable(*it); err != nil {
+			return err
+		}
 		spec := orchestrator.ExportSpec{Dir: cfg.Export.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out,
 			ConfigHash: cfg.Hash(), Formats: cfg.Export.Formats}
 		if metricName != "" || ratio > 0 || count > 0 {
