@@ -71,6 +71,10 @@ func newExportCmd() *cobra.Command {
 		if it == nil {
 			return fmt.Errorf("run %q has no iteration %q", run, iteration)
 		}
+		// Before --save-selection rewrites anything.
+		if err := orchestrator.Exportable(*it); err != nil {
+			return err
+		}
 		// The export section is each process's own (README, "One schedule
 		// per run"): a schedule given on the command line decides the
 		// folder and formats; without one they are the stored schedule's.

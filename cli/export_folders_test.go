@@ -63,6 +63,11 @@ iterations:
 	require.ErrorContains(t, err, "iteration it is still generating")
 	_, statErr := os.Stat(own)
 	require.ErrorIs(t, statErr, os.ErrNotExist)
+	_, err = runCLI(t, "export", "-c", cfgPath, "--iteration", "it", "--metric", "explicit_margin", "--ratio", "0.5", "--save-selection")
+	require.ErrorContains(t, err, "iteration it is still generating")
+	var selected int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pairs WHERE iteration_id = $1 AND selected`, it).Scan(&selected))
+	require.Equal(t, 4, selected, "the stored selection is not rewritten")
 
 	require.NoError(t, store.SetStage(ctx, pool, it, store.StageDone, ""))
 	out, err := runCLI(t, "export", "-c", cfgPath, "--iteration", "it")

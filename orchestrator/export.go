@@ -126,7 +126,7 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	if err != nil {
 		return ExportResult{}, err
 	}
-	if err := exportable(it); err != nil {
+	if err := Exportable(it); err != nil {
 		return ExportResult{}, err
 	}
 	dir := spec.OutDir
@@ -214,10 +214,10 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	return res, nil
 }
 
-// exportable refuses an iteration whose selection is not final: one that
+// Exportable refuses an iteration whose selection is not final: one that
 // has not reached the exporting stage, or that failed (its stages after the
-// failure never ran; --retry-failed finishes it).
-func exportable(it store.Iteration) error {
+// failure never ran; --retry-failed finishes it). Export checks it.
+func Exportable(it store.Iteration) error {
 	switch it.Stage {
 	case store.StageExporting, store.StageTraining, store.StageDone:
 		return nil

@@ -126,14 +126,6 @@ func (o *Orchestrator) runLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var run store.Run
-	err = o.riding(ctx, "create run", func() (err error) {
-		run, err = store.EnsureRun(ctx, o.pool, o.cfg.Run, snapshot)
-		return err
-	})
-	if err != nil {
-		return err
-	}
 	specs := make([]store.IterationSpec, len(o.cfg.Iterations))
 	for i, it := range o.cfg.Iterations {
 		settings, err := json.Marshal(it.Settings())
@@ -143,18 +135,43 @@ func (o *Orchestrator) runLocked(ctx context.Context) error {
 		specs[i] = store.IterationSpec{Ordinal: i, Name: it.Name, PolicyModel: it.PolicyModel,
 			ReferenceModel: it.ReferenceModel, Config: settings}
 	}
+	// A schedule that differs from a started iteration's stored settings is
+	// refused before anything of it is stored.
+	err = o.riding(ctx, "check the schedule", func() error {
+		r, err := store.GetRun(ctx, o.pool, o.cfg.Run)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		stored, err := store.ListIterations(ctx, o.pool, r.ID)
+		if err != nil {
+			return err
+		}
+		if len(stored) > len(specs) {
+			return fmt.Errorf("run %q has %d iterations stored but the schedule has %d: use a new run name for a shorter schedule", o.cfg.Run, len(stored), len(specs))
+		}
+		_, err = o.checkSchedule(ctx, stored, specs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var run store.Run
+	err = o.riding(ctx, "create run", func() (err error) {
+		run, err = store.EnsureRun(ctx, o.pool, o.cfg.Run, snapshot)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	var its []store.Iteration
 	err = o.riding(ctx, "create iterations", func() (err error) {
 		its, err = store.EnsureIterations(ctx, o.pool, run.ID, specs)
 		return err
 	})
 	if err != nil {
-		return err
-	}
-	if len(its) > len(specs) {
-		return fmt.Errorf("run %q has %d iterations stored but the schedule has %d: use a new run name for a shorter schedule", o.cfg.Run, len(its), len(specs))
-	}
-	if its, err = o.checkSchedule(ctx, its, specs); err != nil {
 		return err
 	}
 	// Every iteration runs with its stored settings (see checkSchedule).

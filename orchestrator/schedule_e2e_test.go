@@ -31,4 +31,5 @@ func TestChangedScheduleForAFinishedRunIsRefused(t *testing.T) {
 	require.Contains(t, out, `iter1 (done): generation.samples: stored 2, schedule 3`)
 	require.EqualValues(t, 2, l.count(t, `SELECT count(*) FROM iterations WHERE config->'generation'->>'samples' = '2' AND stage = 'done'`))
 	require.EqualValues(t, 0, l.count(t, `SELECT count(*) FROM responses WHERE sample_index = 2`), "no third sample anywhere")
+	require.EqualValues(t, 1, l.count(t, `SELECT count(*) FROM runs WHERE config->'generation'->>'samples' = '2'`), "the run's stored schedule is the one it ran")
 }
