@@ -30,11 +30,12 @@ type line struct {
 	ID       *json.RawMessage `json:"id"`
 }
 
-// ReadFile parses a JSONL prompts file. Each non-blank line is
-// {"prompt": "text"} or {"messages": [{"role", "content"}, ...]}, with an
-// optional "id" kept as the source id. Any bad line fails the whole file
-// with a *LineError ("FILE:LINE: reason"); maxChars > 0 caps a prompt's
-// length in characters. Duplicates within the file are kept once.
+// ReadFile parses a prompts file: JSON Lines (or .jsonl.gz, or Parquet;
+// see Source). Each non-blank line is {"prompt": "text"} or {"messages":
+// [{"role", "content"}, ...]}, with an optional "id" kept as the source id.
+// Any bad line fails the whole file with a *LineError ("FILE:LINE:
+// reason"); maxChars > 0 caps a prompt's length in characters. Duplicates
+// within the file are kept once.
 func ReadFile(path string, maxChars int) ([]Prompt, error) {
 	return ReadFiles([]string{path}, maxChars)
 }
