@@ -170,11 +170,12 @@ func TestCookbookOnASeededRun(t *testing.T) {
 // BenchmarkAnalystQueries1M times every query of the README's SQL
 // cookbook, the lookups analysts make most, and each query of the HTML
 // report, on a run of three iterations of 345,000 prompts (1,014,300
-// pairs, 4 responses of 1–2 KB per prompt; about 8 GB). Every query runs
+// pairs, 4 responses of 1–2 KB per prompt; about 7 GB). Every query runs
 // -benchtime times (3x: the median of 3 is reported as ms/median). The
-// database takes some ten minutes to build; SELFPLAY_BENCH_DATABASE_URL
-// names one to build once and keep (it is created and migrated when
-// missing, seeded when it has no run 'demo').
+// database takes 15 minutes to an hour and a half to build, depending on
+// the machine's load; SELFPLAY_BENCH_DATABASE_URL names one to build once
+// and keep (it is created and migrated when missing, seeded when it has no
+// run 'demo').
 func BenchmarkAnalystQueries1M(b *testing.B) {
 	ctx := context.Background()
 	pool := benchDatabase(b)
