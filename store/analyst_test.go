@@ -170,20 +170,25 @@ func TestCookbookOnASeededRun(t *testing.T) {
 // BenchmarkAnalystQueries1M times every query of the README's SQL
 // cookbook, the lookups analysts make most, and each query of the HTML
 // report, on a run of three iterations of 345,000 prompts (1,014,300
-// pairs, 4 responses of 1–2 KB per prompt; about 8 GB). Every query runs
+// pairs, 4 responses of 1–2 KB per prompt; about 7 GB). Every query runs
 // -benchtime times (3x: the median of 3 is reported as ms/median). The
-// database takes some ten minutes to build; SELFPLAY_BENCH_DATABASE_URL
-// names one to build once and keep (it is created and migrated when
-// missing, seeded when it has no run 'demo').
+// database takes 15 minutes to an hour and a half to build, depending on
+// the machine's load; SELFPLAY_BENCH_DATABASE_URL names one to build once
+// and keep (it is created and migrated when missing, seeded when it has no
+// run 'demo').
 func BenchmarkAnalystQueries1M(b *testing.B) {
 	ctx := context.Background()
 	pool := benchDatabase(b)
+	var word string // 12 characters of one prompt's md5 word: a rare substring
+	require.NoError(b, pool.QueryRow(ctx, `SELECT substring(last_user_message(messages) FROM '[0-9a-f]{32}')
+		FROM prompts WHERE id = (SELECT max(id) / 2 FROM prompts)`).Scan(&word))
 	lookups := []cookbookQuery{
 		{"pair_details by pair id", `SELECT * FROM pair_details WHERE pair_id = (SELECT max(id) / 2 FROM pairs)`},
 		{"a pair's responses", `SELECT r.* FROM responses r JOIN pairs p ON p.iteration_id = r.iteration_id AND p.prompt_id = r.prompt_id
 			WHERE p.id = (SELECT max(id) / 2 FROM pairs) ORDER BY r.sample_index`},
 		{"pairs by iteration and selected", `SELECT iteration, selected, count(*) FROM pair_details WHERE run = 'demo' GROUP BY 1, 2 ORDER BY 1, 2`},
-		{"prompts whose text contains a word", `SELECT prompt_id, prompt_text FROM pair_details WHERE run = 'demo' AND prompt_text ILIKE '%to a colleague in 5 steps%' LIMIT 50`},
+		{"the pairs of a prompt found by a rare substring", `SELECT iteration, pair_id, rank, prompt_text FROM pair_details
+			WHERE prompt_text ILIKE '%` + word[4:16] + `%' ORDER BY iteration_ordinal`},
 	}
 	all := append(readCookbook(b), lookups...)
 	for _, q := range all {
