@@ -48,6 +48,9 @@ func newRunCmd() *cobra.Command {
 			return err
 		}
 		defer pool.Close()
+		if err := checkExportDir(cfg.Export.Dir); err != nil {
+			return err
+		}
 		if metricsAddr != "" {
 			reg := telemetry.NewRegistry()
 			reg.MustRegister(telemetry.NewRunCollector(pool, cfg.Run, log))
