@@ -159,7 +159,9 @@ func (r *Reference) LogProbTokens(ctx context.Context, model string, msgs []Mess
 // returned them (vLLM's prompt_token_ids) instead of re-rendering the
 // prompt, and its token ids when present. Without token ids it tokenizes
 // the content and appends the end-of-turn token only when FinishReason is
-// "stop": a sample cut off by max_tokens ("length") has none.
+// "stop": a sample cut off by max_tokens ("length") has none. Using the
+// sample's ids assumes, as LogProbTokens does, that the reference model
+// shares the policy's tokenizer (DPO's reference is the initial policy).
 func (r *Reference) LogProbSample(ctx context.Context, model string, msgs []Message, s Sample) (float64, error) {
 	model = r.model(model)
 	if err := r.needModel(model); err != nil {
