@@ -82,12 +82,15 @@ WITH base AS (
 ), means AS (
     SELECT avg(b.mex - l.lo_ex) AS mean_ex, avg(b.mim - l.lo_im) AS mean_im
     FROM scaled b CROSS JOIN lims l
-), stats AS (
-    SELECT l.*, m.*,
-           CASE WHEN l.hi_ex > l.lo_ex THEN sqrt(sum((b.mex - l.lo_ex - m.mean_ex) * (b.mex - l.lo_ex - m.mean_ex)) / l.n) ELSE 0 END AS sd_ex,
-           CASE WHEN l.hi_im > l.lo_im THEN sqrt(sum((b.mim - l.lo_im - m.mean_im) * (b.mim - l.lo_im - m.mean_im)) / l.n) ELSE 0 END AS sd_im
+), sq AS (
+    SELECT sum((b.mex - l.lo_ex - m.mean_ex) * (b.mex - l.lo_ex - m.mean_ex)) AS ss_ex,
+           sum((b.mim - l.lo_im - m.mean_im) * (b.mim - l.lo_im - m.mean_im)) AS ss_im
     FROM scaled b CROSS JOIN lims l CROSS JOIN means m
-    GROUP BY l.lo_ex, l.hi_ex, l.lo_im, l.hi_im, l.n, m.mean_ex, m.mean_im
+), stats AS (
+    SELECT l.lo_ex, l.lo_im, l.n, m.mean_ex, m.mean_im,
+           CASE WHEN l.hi_ex > l.lo_ex THEN sqrt(q.ss_ex / l.n) ELSE 0 END AS sd_ex,
+           CASE WHEN l.hi_im > l.lo_im THEN sqrt(q.ss_im / l.n) ELSE 0 END AS sd_im
+    FROM lims l CROSS JOIN means m CROSS JOIN sq q
 ), z AS (
     SELECT b.id, b.tid,
            CASE WHEN s.sd_ex > 0 THEN (b.mex - s.lo_ex - s.mean_ex) / s.sd_ex ELSE 0 END AS zex,
