@@ -179,7 +179,7 @@ func NewDatabase(t testing.TB) string {
 	}
 	err := create()
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+	for try := 0; try < 3 && errors.As(err, &pgErr) && pgErr.Code == "3D000"; try++ { // invalid_catalog_name
 		// The template went missing (see forgetTemplate): make it again.
 		forgetTemplate()
 		err = create()
