@@ -3,20 +3,16 @@ package orchestrator
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfplay/selfplay/bus"
-	"github.com/selfplay/selfplay/bus/bustest"
 	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/prompt"
 	"github.com/selfplay/selfplay/selfplaytest"
 	"github.com/selfplay/selfplay/store"
-	"github.com/selfplay/selfplay/store/storetest"
 )
 
 // TestStageFailsOnceItCannotSucceed: 2 of 20 tasks failed (10%, limit 5%)
@@ -26,12 +22,11 @@ import (
 func TestStageFailsOnceItCannotSucceed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, _ := storetest.NewPool(t)
-	natsCfg := bustest.NewStream(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, js, err := bus.Connect(natsCfg, "test", log)
-	require.NoError(t, err)
-	defer nc.Close()
+	o, pool := boundOrchestrator(t, func(cfg *config.Config) {
+		cfg.Orchestrator.PollInterval = 50 * time.Millisecond
+		// No model server: the check of served models leaves it to the workers.
+		cfg.Endpoints["policy"] = config.Endpoint{BaseURL: "http://" + selfplaytest.FreeAddr(t) + "/v1"}
+	})
 
 	run, err := store.EnsureRun(ctx, pool, "r", []byte(`{}`))
 	require.NoError(t, err)
@@ -50,14 +45,6 @@ func TestStageFailsOnceItCannotSucceed(t *testing.T) {
 			store.Failure{Reason: "policy: model tiny-x does not exist", Endpoint: "policy", Status: 404}, 1))
 	}
 
-	cfg := config.Defaults()
-	cfg.Orchestrator.PollInterval = 50 * time.Millisecond
-	cfg.NATS.Stream = natsCfg.Stream
-	cfg.Worker.AckWait, cfg.Worker.MaxDeliver = 30*time.Second, 3
-	// No model server: the check of served models leaves it to the workers.
-	cfg.Endpoints["policy"] = config.Endpoint{BaseURL: "http://" + selfplaytest.FreeAddr(t) + "/v1"}
-	o := New(&cfg, pool, js, Options{}, log)
-	require.NoError(t, o.bindQueue(ctx))
 	st := &iterationState{o: o, run: run, it: its[0], cfg: config.Iteration{Name: "iter0", PolicyModel: "m"}}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute) // only the unfixed code waits this long
 	defer cancel()

@@ -2,8 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -11,12 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfplay/selfplay/bus"
-	"github.com/selfplay/selfplay/bus/bustest"
 	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/prompt"
 	"github.com/selfplay/selfplay/selfplaytest"
 	"github.com/selfplay/selfplay/store"
-	"github.com/selfplay/selfplay/store/storetest"
 )
 
 // TestMisspeltModelFailsBeforePublishing: a policy, reference or evolve
@@ -38,19 +34,10 @@ func TestMisspeltModelFailsBeforePublishing(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
 
-	pool, _ := storetest.NewPool(t)
-	natsCfg := bustest.NewStream(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, js, err := bus.Connect(natsCfg, "test", log)
-	require.NoError(t, err)
-	defer nc.Close()
-	cfg := config.Defaults()
-	cfg.NATS.Stream = natsCfg.Stream
-	cfg.Worker.AckWait, cfg.Worker.MaxDeliver = 30*time.Second, 3
-	cfg.Endpoints["policy"] = config.Endpoint{BaseURL: "http://" + lmAddr + "/v1"}
-	cfg.Endpoints["reference"] = config.Endpoint{BaseURL: "http://" + lmAddr}
-	o := New(&cfg, pool, js, Options{}, log)
-	require.NoError(t, o.bindQueue(ctx))
+	o, pool := boundOrchestrator(t, func(cfg *config.Config) {
+		cfg.Endpoints["policy"] = config.Endpoint{BaseURL: "http://" + lmAddr + "/v1"}
+		cfg.Endpoints["reference"] = config.Endpoint{BaseURL: "http://" + lmAddr}
+	})
 
 	for i, tt := range []struct {
 		name string
@@ -83,7 +70,7 @@ func TestMisspeltModelFailsBeforePublishing(t *testing.T) {
 			require.NoError(t, dctx.Err())
 		})
 	}
-	stream, err := js.Stream(ctx, natsCfg.Stream)
+	stream, err := o.js.Stream(ctx, o.cfg.NATS.Stream)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
