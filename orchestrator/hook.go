@@ -11,6 +11,7 @@ import (
 	neturl "net/url"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,7 +139,7 @@ func runHook(ctx context.Context, argv []string, vars map[string]string, timeout
 func (s *iterationState) waitForModel(ctx context.Context, model string) error {
 	var urls []string
 	for _, base := range s.o.cfg.Endpoints["policy"].URLs() {
-		urls = append(urls, strings.TrimSuffix(strings.TrimRight(base, "/"), "/v1")+"/v1/models")
+		urls = append(urls, modelsURL(base))
 	}
 	key, err := config.Secret("endpoints.policy.api_key_env", s.o.cfg.Endpoints["policy"].APIKeyEnv)
 	if err != nil {
@@ -186,21 +187,35 @@ func (s *iterationState) waitForModel(ctx context.Context, model string) error {
 	}
 }
 
+// serves reports whether the /v1/models list at url names model.
 func serves(ctx context.Context, client *http.Client, url, apiKey, model string) (bool, error) {
+	ids, err := listModels(ctx, client, url, apiKey)
+	return slices.Contains(ids, model), err
+}
+
+// modelsURL is the /v1/models address of an endpoint's base URL, given with
+// or without its /v1.
+func modelsURL(base string) string {
+	return strings.TrimSuffix(strings.TrimRight(base, "/"), "/v1") + "/v1/models"
+}
+
+// listModels reads the ids of the models listed at url (an OpenAI-style
+// /v1/models).
+func listModels(ctx context.Context, client *http.Client, url, apiKey string) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+apiKey)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("%s: %s", url, resp.Status)
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	var list struct {
 		Data []struct {
@@ -208,12 +223,11 @@ func serves(ctx context.Context, client *http.Client, url, apiKey, model string)
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return false, err
+		return nil, fmt.Errorf("%s: %w", url, err)
 	}
+	ids := make([]string, 0, len(list.Data))
 	for _, m := range list.Data {
-		if m.ID == model {
-			return true, nil
-		}
+		ids = append(ids, m.ID)
 	}
-	return false, nil
+	return ids, nil
 }

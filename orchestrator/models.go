@@ -2,9 +2,8 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -73,7 +72,8 @@ func (s *iterationState) checkModelsServed(ctx context.Context, kind string) err
 	return nil
 }
 
-// servedModels reads an endpoint's /v1/models.
+// servedModels reads an endpoint's /v1/models, from the first of its
+// replicas that answers.
 func (s *iterationState) servedModels(ctx context.Context, endpoint string) ([]string, error) {
 	ep, ok := s.o.cfg.Endpoints[endpoint]
 	if !ok {
@@ -83,33 +83,15 @@ func (s *iterationState) servedModels(ctx context.Context, endpoint string) ([]s
 	if err != nil {
 		return nil, err
 	}
-	url := strings.TrimSuffix(strings.TrimRight(ep.BaseURL, "/"), "/v1") + "/v1/models"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
+	var errs []error
+	for _, base := range ep.URLs() {
+		u := modelsURL(base)
+		ids, err := listModels(ctx, s.o.opts.HTTPClient, u, key)
+		if err == nil {
+			return ids, nil
+		}
+		// Logged by the caller: the address without its secrets.
+		errs = append(errs, errors.New(strings.ReplaceAll(err.Error(), u, config.RedactURL(u))))
 	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := s.o.opts.HTTPClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/models: %s", resp.Status)
-	}
-	var list struct {
-		Data []struct {
-			ID string `json:"id"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, fmt.Errorf("GET /v1/models: %w", err)
-	}
-	served := make([]string, 0, len(list.Data))
-	for _, m := range list.Data {
-		served = append(served, m.ID)
-	}
-	return served, nil
+	return nil, errors.Join(errs...)
 }
