@@ -86,9 +86,10 @@ func (l *loop) watchStream(t testing.TB, js jetstream.JetStream) (stop func() ui
 }
 
 // TestTasksQueuedWithNoWorkerAreNeverLost: a stage is published while no
-// worker runs, for longer than five times ack_wait × max_deliver (the old
-// rule counted a task stale that long after its publication, re-published
-// it under a new id each time and failed it at the fifth). Every task
+// worker runs, for longer than five times (ack_wait × max_deliver + 30 s):
+// the old rule counted a task stale that long after its publication,
+// re-published it under a new id each time and failed it at the fifth, so
+// the old code fails this test at its first re-publication (32 s). Every task
 // waits with exactly its one message; once a worker starts every task is
 // done once, none lost, none failed.
 func TestTasksQueuedWithNoWorkerAreNeverLost(t *testing.T) {
@@ -102,7 +103,7 @@ func TestTasksQueuedWithNoWorkerAreNeverLost(t *testing.T) {
 	}, time.Minute, 50*time.Millisecond, "the stage was never published")
 
 	idle := time.Now()
-	for time.Since(idle) < 5*2*time.Second+2*time.Second {
+	for time.Since(idle) < 5*(1*time.Second*2+30*time.Second)+2*time.Second {
 		require.EqualValues(t, prompts, l.deploymentMessages(t, js), "one message per pending task, no more, no fewer")
 		require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'pending'`))
 		time.Sleep(250 * time.Millisecond)
