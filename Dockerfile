@@ -23,10 +23,11 @@ CMD ["go", "test", "-count=1", "-timeout", "15m", "./..."]
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-# Not root: the image runs as selfplay (uid 1000). Compose runs its services
-# as the invoking user's uid (SELFPLAY_UID/SELFPLAY_GID, see the README), so
-# exports on the host belong to that user; any uid may write the models
-# directory, which a fresh `models` volume copies (owner and mode).
+# Not root: the image runs as selfplay (uid 1000). Compose starts the
+# orchestrator as root only for it to become the owner of the bind-mounted
+# ./exports at once (SELFPLAY_RUN_AS_OWNER_OF, see the README), so exports on
+# the host belong to that user; any uid may write the models directory,
+# which a fresh `models` volume copies (owner and mode).
 RUN groupadd --gid 1000 selfplay \
     && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /usr/sbin/nologin selfplay \
     && mkdir -p /app/models /app/exports && chown selfplay:selfplay /app /app/models /app/exports \

@@ -139,18 +139,23 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 
-	// Non-root, and files on the host belong to the invoking user: every
-	// selfplay service runs as SELFPLAY_UID:SELFPLAY_GID (default
-	// 1000:1000), the image's own user is not root.
-	for _, name := range []string{"migrate", "lm", "orchestrator", "worker"} {
-		require.Equal(t, "1000:1000", svc(name).User, name)
+	// Non-root, and files on the host belong to the user who owns
+	// ./exports: the services run as the image's user (not root, checked
+	// below); the orchestrator, the one that writes on the host, starts as
+	// root only to become the owner of the bind-mounted folder at once
+	// (TestRunAsOwner), or as SELFPLAY_UID:SELFPLAY_GID when set.
+	for _, name := range []string{"migrate", "lm", "worker"} {
+		require.Empty(t, svc(name).User, name)
 	}
+	orch := svc("orchestrator")
+	require.Equal(t, "0:0", orch.User)
+	require.Equal(t, "/app/exports", *orch.Environment[runAsOwnerEnv])
+	require.Equal(t, "/app/exports", orch.Volumes[0].Target, "the folder named is the bind-mounted ./exports")
+	require.Equal(t, "/app/examples/selfplay.yaml", *orch.Environment["SELFPLAY_CONFIG"], "the shared environment is kept beside it")
 	mine := loadCompose(t, "SELFPLAY_UID=4242", "SELFPLAY_GID=4343")
-	for _, name := range []string{"migrate", "lm", "orchestrator", "worker"} {
-		s, err := mine.GetService(name)
-		require.NoError(t, err)
-		require.Equal(t, "4242:4343", s.User, name)
-	}
+	mineOrch, err := mine.GetService("orchestrator")
+	require.NoError(t, err)
+	require.Equal(t, "4242:4343", mineOrch.User)
 	requireNonRootImage(t, "../Dockerfile", svc("migrate").Build.Target)
 	// A run's outputs are not in the build context, so they cannot spoil
 	// the build cache; ./exports is in the checkout, so docker need not
@@ -185,7 +190,6 @@ func TestComposeFile(t *testing.T) {
 	dep("tests", "nats", types.ServiceConditionHealthy)
 	require.True(t, slices.Contains(svc("tests").Profiles, "tests"))
 
-	orch := svc("orchestrator")
 	require.NotEmpty(t, orch.Volumes)
 	require.Equal(t, "/app/exports", orch.Volumes[0].Target)
 	require.Equal(t, types.VolumeTypeBind, orch.Volumes[0].Type)

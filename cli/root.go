@@ -41,6 +41,14 @@ func NewRoot() *cobra.Command {
 // Execute runs the command line and returns the process exit code. SIGINT and
 // SIGTERM cancel the command's context so long-running commands drain cleanly.
 func Execute() int {
+	note, err := runAsOwner()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "selfplay:", err)
+		return 1
+	}
+	if note != "" {
+		fmt.Fprintln(os.Stderr, "selfplay:", note)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := NewRoot().ExecuteContext(ctx); err != nil {
