@@ -110,9 +110,13 @@ func TestCookbookOnASeededRun(t *testing.T) {
 			switch {
 			case strings.HasPrefix(q.title, "Top selected pairs"):
 				require.Len(t, got, 20)
+				want := queryMaps(t, pool, `SELECT rank, explicit_margin, alignment_potential FROM pairs
+					WHERE iteration_id = $1 AND selected ORDER BY rank LIMIT 20`, its[0])
 				for i, row := range got {
 					require.EqualValues(t, i+1, row["rank"])
 					require.NotEmpty(t, row["chosen"])
+					require.Equal(t, want[i]["explicit_margin"], row["explicit_margin"], "rank %d", i+1)
+					require.Equal(t, want[i]["alignment_potential"], row["alignment_potential"], "rank %d", i+1)
 				}
 			case strings.HasPrefix(q.title, "AP distribution"):
 				require.Len(t, got, 3)
@@ -144,6 +148,30 @@ func TestCookbookOnASeededRun(t *testing.T) {
 					require.True(t, strings.HasSuffix(row["evolved"].(string), row["original"].(string)), "%v", row)
 				}
 				require.EqualValues(t, 2, got[0]["generations"])
+				// The same rows as a walk of every lineage of the run from its
+				// evolved prompts (the query before prompts.generation).
+				walk := queryMaps(t, pool, `
+					WITH RECURSIVE lineage AS (
+					    SELECT pr.id AS prompt_id, pr.id AS ancestor_id, pr.parent_prompt_id, pr.strategy AS strategies, 0 AS generations
+					    FROM prompts pr
+					    WHERE pr.parent_prompt_id IS NOT NULL
+					      AND pr.id IN (SELECT ip.prompt_id FROM iteration_prompts ip JOIN iterations i ON i.id = ip.iteration_id
+					                    WHERE i.run_id = (SELECT id FROM runs WHERE name = 'demo'))
+					  UNION ALL
+					    SELECT l.prompt_id, a.id, a.parent_prompt_id, coalesce(a.strategy || ' → ', '') || l.strategies, l.generations + 1
+					    FROM lineage l JOIN prompts a ON a.id = l.parent_prompt_id
+					), deepest AS (
+					    SELECT * FROM lineage WHERE parent_prompt_id IS NULL ORDER BY generations DESC, prompt_id LIMIT 20
+					)
+					SELECT d.prompt_id, d.generations, d.strategies, d.ancestor_id AS original_id,
+					       last_user_message(o.messages) AS original, last_user_message(e.messages) AS evolved,
+					       (SELECT string_agg(i.name, ', ' ORDER BY i.ordinal)
+					        FROM iterations i JOIN iteration_prompts ip ON ip.iteration_id = i.id AND ip.prompt_id = d.prompt_id
+					        WHERE i.run_id = (SELECT id FROM runs WHERE name = 'demo')) AS iterations
+					FROM deepest d JOIN prompts o ON o.id = d.ancestor_id JOIN prompts e ON e.id = d.prompt_id
+					ORDER BY d.generations DESC, d.prompt_id`)
+				require.Len(t, got, 20)
+				require.Equal(t, walk, got)
 			case strings.HasPrefix(q.title, "Pairs whose prompt contains a phrase"):
 				require.Len(t, got, 20)
 				for _, row := range got {

@@ -54,6 +54,8 @@ func TestMigration4KeepsPairDetails(t *testing.T) {
 		  ('h6', '[{"role": "user"}, {"role": "user", "content": "ignored: not the last"}, {"role": "user"}]', 'f.jsonl');
 		INSERT INTO prompts (hash, messages, source, parent_prompt_id, strategy)
 		SELECT 'h7', '[{"role": "user", "content": "evolved"}]', 'evolved', id, 'deepen' FROM prompts WHERE hash = 'h1';
+		INSERT INTO prompts (hash, messages, source, parent_prompt_id, strategy)
+		SELECT 'h8', '[{"role": "user", "content": "evolved twice"}]', 'evolved', id, 'concretize' FROM prompts WHERE hash = 'h7';
 		INSERT INTO iteration_prompts SELECT i.id, p.id FROM iterations i, prompts p;
 		INSERT INTO responses (iteration_id, prompt_id, sample_index, content, token_count, logprob_sum, reward, ref_logprob_sum)
 		SELECT iteration_id, prompt_id, s, 'response ' || s || ' of ' || prompt_id, 3 + s, -1.5 * (s + 1), s * 0.7,
@@ -67,15 +69,20 @@ func TestMigration4KeepsPairDetails(t *testing.T) {
 		JOIN responses x ON (x.iteration_id, x.prompt_id, x.sample_index) = (ip.iteration_id, ip.prompt_id, 0)
 		WHERE ip.prompt_id % 4 <> 1`)
 	require.NoError(t, err)
-	var its []int64
-	require.NoError(t, pool.QueryRow(ctx, `SELECT array_agg(id ORDER BY id) FROM iterations`).Scan(&its))
-	for _, it := range its {
-		_, err := store.ScorePairs(ctx, pool, it, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.5}, store.TrainSelection)
-		require.NoError(t, err)
-	}
+	// Scored as ScorePairs did at schema 3 (its statement of today writes
+	// top_pairs too, which schema 3 lacks): scores, ranks by score and the
+	// two best of each iteration selected.
+	_, err = pool.Exec(ctx, `
+		UPDATE pairs p SET explicit_z = p.explicit_margin - 1, implicit_z = p.implicit_margin,
+		       alignment_potential = r.score, metric_score = r.score, rank = r.rnk, selected = r.rnk <= 2
+		FROM (SELECT id, explicit_margin - implicit_margin AS score,
+		             row_number() OVER (PARTITION BY iteration_id ORDER BY explicit_margin - implicit_margin DESC, id) AS rnk
+		      FROM pairs) r
+		WHERE r.id = p.id`)
+	require.NoError(t, err)
 	read := `SELECT ` + oldColumns + ` FROM pair_details ORDER BY pair_id`
 	before := queryMaps(t, pool, read)
-	require.Len(t, before, 4*5) // 4 iterations × the 5 of 7 prompts with a pair
+	require.Len(t, before, 4*6) // 4 iterations × the 6 of 8 prompts with a pair
 
 	_, err = store.Migrate(ctx, pool)
 	require.NoError(t, err)
@@ -87,9 +94,30 @@ func TestMigration4KeepsPairDetails(t *testing.T) {
 	for _, row := range got {
 		want = append(want, row["prompt_text"])
 	}
-	// Prompts 2 (h2), 3 (h3), 4 (h4), 6 (h6), 7 (h7) have pairs; h4 has no
-	// user message and h6's last user message has no content.
-	require.Equal(t, []any{"after a system message", "second", nil, nil, "evolved"}, want)
+	// Prompts 2 (h2), 3 (h3), 4 (h4), 6 (h6), 7 (h7), 8 (h8) have pairs;
+	// h4 has no user message and h6's last user message has no content.
+	require.Equal(t, []any{"after a system message", "second", nil, nil, "evolved", "evolved twice"}, want)
+
+	// Migration 7: the selected pairs of each iteration, in rank order, are
+	// in top_pairs; each prompt knows how many rewrites separate it from
+	// its original, and a prompt inserted now is given it.
+	top := queryMaps(t, pool, `SELECT t.iteration_id, t.rank, t.pair_id FROM top_pairs t ORDER BY 1, 2`)
+	sel := queryMaps(t, pool, `SELECT iteration_id, rank, id AS pair_id FROM pairs WHERE selected ORDER BY 1, 2`)
+	require.Len(t, sel, 4*2)
+	require.Equal(t, sel, top)
+	gens := queryMaps(t, pool, `SELECT hash, generation FROM prompts ORDER BY id`)
+	require.Equal(t, []map[string]any{
+		{"hash": "h1", "generation": int32(0)}, {"hash": "h2", "generation": int32(0)}, {"hash": "h3", "generation": int32(0)},
+		{"hash": "h4", "generation": int32(0)}, {"hash": "h5", "generation": int32(0)}, {"hash": "h6", "generation": int32(0)},
+		{"hash": "h7", "generation": int32(1)}, {"hash": "h8", "generation": int32(2)},
+	}, gens)
+	_, err = pool.Exec(ctx, `
+		INSERT INTO prompts (hash, messages, source, parent_prompt_id, strategy)
+		SELECT 'h9', '[{"role": "user", "content": "evolved thrice"}]', 'evolved', id, 'deepen' FROM prompts WHERE hash = 'h8';
+		INSERT INTO prompts (hash, messages, source) VALUES ('h10', '[{"role": "user", "content": "new"}]', 'g.jsonl')`)
+	require.NoError(t, err)
+	gens = queryMaps(t, pool, `SELECT hash, generation FROM prompts WHERE hash IN ('h9', 'h10') ORDER BY id`)
+	require.Equal(t, []map[string]any{{"hash": "h9", "generation": int32(3)}, {"hash": "h10", "generation": int32(0)}}, gens)
 
 	// A pair inserted now gets its responses' rewards from the database.
 	_, err = pool.Exec(ctx, `
@@ -108,7 +136,7 @@ func TestMigration4KeepsPairDetails(t *testing.T) {
 	ids := queryMaps(t, pool, `SELECT d.run_id = r.id AND d.iteration_id = i.id AS same, count(*) AS n
 		FROM pair_details d JOIN runs r ON r.name = d.run JOIN iterations i ON i.run_id = r.id AND i.name = d.iteration
 		GROUP BY 1`)
-	require.Equal(t, []map[string]any{{"same": true, "n": int64(24)}}, ids)
+	require.Equal(t, []map[string]any{{"same": true, "n": int64(28)}}, ids)
 }
 
 // TestPairDetailsReadsOnlyTheTablesItNeeds: a query of pair columns plans

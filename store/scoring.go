@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -120,14 +121,25 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 	var update string
 	switch target {
 	case TrainSelection:
-		update = `
+		// The first TopPairs ranks of the selection also go to top_pairs,
+		// from the rows the update returns (no second pass over the pool).
+		update = `, upd AS (
 UPDATE pairs p SET explicit_z = r.zex, implicit_z = r.zim, alignment_potential = r.ap,
        metric_score = r.score, rank = r.rnk, selected = r.rnk <= r.k
-FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
+FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid
+RETURNING CASE WHEN r.rnk <= least(r.k, ` + strconv.Itoa(TopPairs) + `) THEN r.rnk END AS top_rank, p.id
+), top AS (
+INSERT INTO top_pairs (iteration_id, rank, pair_id)
+SELECT $1, top_rank, id FROM upd WHERE top_rank IS NOT NULL
+)
+SELECT count(*) FROM upd`
 	case EvolveSelection:
-		update = `
+		update = `, upd AS (
 UPDATE pairs p SET evolve_score = r.score, evolve_rank = r.rnk, evolve_selected = r.rnk <= r.k
-FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
+FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid
+RETURNING 1
+)
+SELECT count(*) FROM upd`
 	default:
 		return 0, fmt.Errorf("unknown scoring target %d", target)
 	}
@@ -160,7 +172,13 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio)
+		if target == TrainSelection {
+			if _, err := tx.Exec(ctx, `DELETE FROM top_pairs WHERE iteration_id = $1`, iterationID); err != nil {
+				return err
+			}
+		}
+		var written int64
+		err = tx.QueryRow(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio).Scan(&written)
 		if err != nil {
 			return err
 		}
@@ -195,8 +213,8 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 			// it would make NaN, which sorts above every number).
 			return fmt.Errorf("pair %d: margins must be finite, got explicit %g and implicit %g; rolled back", *bad.id, *bad.mex, *bad.mim)
 		}
-		if tag.RowsAffected() != scored {
-			return fmt.Errorf("wrote %d of the iteration's %d pairs; rolled back", tag.RowsAffected(), scored)
+		if written != scored {
+			return fmt.Errorf("wrote %d of the iteration's %d pairs; rolled back", written, scored)
 		}
 		return nil
 	})
@@ -205,6 +223,10 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 	}
 	return selected, nil
 }
+
+// TopPairs is how many of the best-ranked selected pairs of an iteration
+// scoring also writes to top_pairs, where top-N queries find them by index.
+const TopPairs = 10000
 
 // inTx runs f in db when it is a transaction already, else in a new one.
 func inTx(ctx context.Context, db DBTX, f func(pgx.Tx) error) error {

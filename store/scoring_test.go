@@ -128,6 +128,77 @@ func TestEvolveSelectionWritesItsOwnColumns(t *testing.T) {
 	}
 }
 
+// TestTopPairsFollowTheSelection: scoring writes the first TopPairs ranks
+// of the selection to top_pairs (all of it when smaller), and a second
+// scoring of the iteration replaces them; the evolve selection leaves them
+// alone, and another iteration's are untouched.
+func TestTopPairsFollowTheSelection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(t)
+	it := newIterationNamed(t, pool, 0)
+	other := newIterationNamed(t, pool, 1)
+	// 12,500 pairs, margins of every order; explicit margins 0..12,499,
+	// implicit ones equal, so AP orders by explicit margin alone.
+	const n = store.TopPairs + 2500
+	mex, mim := make([]float64, n), make([]float64, n)
+	for i := range n {
+		mex[i], mim[i] = float64((i*7919)%n), 0.25
+	}
+	storetest.SeedPairs(t, pool, it, mex, mim)
+	storetest.SeedPairs(t, pool, other, []float64{3, 1, 2}, []float64{0, 0, 0})
+	_, err := store.ScorePairs(ctx, pool, other, store.ScoreSpec{Metric: "explicit_margin", ImplicitWeight: 1, Ratio: 0.5}, store.TrainSelection)
+	require.NoError(t, err)
+
+	top := func(iteration int64) (ranks []int, margins []float64) {
+		t.Helper()
+		rows, err := pool.Query(ctx, `SELECT t.rank, p.explicit_margin FROM top_pairs t JOIN pairs p ON p.id = t.pair_id
+			WHERE t.iteration_id = $1 AND p.iteration_id = $1 AND p.rank = t.rank AND p.selected ORDER BY t.rank`, iteration)
+		require.NoError(t, err)
+		for rows.Next() {
+			var r int
+			var m float64
+			require.NoError(t, rows.Scan(&r, &m))
+			ranks, margins = append(ranks, r), append(margins, m)
+		}
+		require.NoError(t, rows.Err())
+		return ranks, margins
+	}
+	score := func(spec store.ScoreSpec, target store.Target) {
+		t.Helper()
+		_, err := store.ScorePairs(ctx, pool, it, spec, target)
+		require.NoError(t, err)
+	}
+
+	// 90% selected (11,250 pairs): top_pairs holds ranks 1..10,000, the
+	// largest explicit margins first.
+	score(store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.9}, store.TrainSelection)
+	ranks, margins := top(it)
+	require.Len(t, ranks, store.TopPairs)
+	for i := range ranks {
+		require.Equal(t, i+1, ranks[i])
+		require.Equal(t, float64(n-1-i), margins[i], "rank %d", i+1)
+	}
+
+	// Scored again with 3 selected: top_pairs holds those 3 only.
+	score(store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Count: 3}, store.TrainSelection)
+	ranks, margins = top(it)
+	require.Equal(t, []int{1, 2, 3}, ranks)
+	require.Equal(t, []float64{n - 1, n - 2, n - 3}, margins)
+	var rows int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM top_pairs WHERE iteration_id = $1`, it).Scan(&rows))
+	require.Equal(t, 3, rows, "the earlier scoring's rows are gone")
+
+	// The evolve selection writes its own columns and not top_pairs.
+	score(store.ScoreSpec{Metric: "explicit_margin", ImplicitWeight: 1, Ratio: 0.5}, store.EvolveSelection)
+	ranks, _ = top(it)
+	require.Equal(t, []int{1, 2, 3}, ranks)
+
+	ranks, margins = top(other)
+	require.Equal(t, []int{1}, ranks, "floor(0.5 × 3) = 1 selected in the other iteration")
+	require.Equal(t, []float64{3}, margins)
+}
+
 func newIterationNamed(t *testing.T, db store.DBTX, ordinal int) int64 {
 	t.Helper()
 	ctx := context.Background()
