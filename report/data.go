@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,8 @@ type Data struct {
 	Top []TopPair
 
 	ranges ranges // read by loadSummary for loadHistograms
+	// tasks are the iteration's task counts, read first.
+	tasks []store.TaskGroup
 }
 
 // Summary are the iteration's headline numbers.
@@ -175,6 +178,10 @@ type TopPair struct {
 // topPairs is how many selected pairs the report shows in full.
 const topPairs = 5
 
+// The report reads its top pairs from top_pairs, which holds the first
+// store.TopPairs ranks: this does not compile if it shows more.
+var _ [store.TopPairs - topPairs]struct{}
+
 // Load reads the report of one iteration of a run through db (a pool, a
 // connection or a transaction; a dozen read-only queries). It reads what
 // the report draws, never every pair: counts and means, histograms
@@ -213,6 +220,7 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 		what string
 		load func(context.Context, store.DBTX, int64) error
 	}{
+		{"task counts", d.loadTaskCounts},
 		{"summary", d.loadSummary},
 		{"outcomes", d.loadOutcomes},
 		{"histograms", d.loadHistograms},
@@ -224,6 +232,9 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 		if err := step.load(ctx, db, it.ID); err != nil {
 			return nil, fmt.Errorf("report of %s/%s: %s: %w", run, iteration, step.what, err)
 		}
+	}
+	if d.Summary.TasksFailed == 0 {
+		return d, nil
 	}
 	reasons, err := store.FailureReasons(ctx, db, it.ID, "generate", 5)
 	if err != nil {
@@ -255,13 +266,33 @@ type ranges struct {
 	cutoff                         *float64
 }
 
+// loadTaskCounts reads the iteration's tasks by kind, status and outcome
+// from the counts the database keeps, not from the tasks themselves.
+func (d *Data) loadTaskCounts(ctx context.Context, db store.DBTX, id int64) error {
+	var err error
+	d.tasks, err = store.IterationTaskCounts(ctx, db, id)
+	return err
+}
+
+// taskCount sums the iteration's tasks of kind whose status is status,
+// or of any status when status is "".
+func (d *Data) taskCount(kind, status string) int64 {
+	var n int64
+	for _, g := range d.tasks {
+		if g.Kind == kind && (status == "" || g.Status == status) {
+			n += g.N
+		}
+	}
+	return n
+}
+
 func (d *Data) loadSummary(ctx context.Context, db store.DBTX, id int64) error {
 	s := &d.Summary
+	s.TasksDone = d.taskCount("generate", store.TaskDone)
+	s.TasksFailed = d.taskCount("generate", store.TaskFailed)
+	s.TasksTotal = d.taskCount("generate", "")
 	return db.QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM iteration_prompts WHERE iteration_id = $1),
-		       (SELECT count(*) FILTER (WHERE status = 'done') FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
-		       (SELECT count(*) FILTER (WHERE status = 'failed') FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
-		       (SELECT count(*) FROM tasks WHERE iteration_id = $1 AND kind = 'generate'),
 		       count(*), count(*) FILTER (WHERE p.selected),
 		       avg(p.chosen_reward), avg(p.rejected_reward), avg(p.explicit_margin), avg(abs(p.implicit_margin)), avg(p.alignment_potential),
 		       avg(p.chosen_reward) FILTER (WHERE p.selected), avg(p.rejected_reward) FILTER (WHERE p.selected),
@@ -274,22 +305,27 @@ func (d *Data) loadSummary(ctx context.Context, db store.DBTX, id int64) error {
 		       min(p.alignment_potential) FILTER (WHERE p.selected)
 		FROM pairs p
 		WHERE p.iteration_id = $1`, id).Scan(
-		&s.Prompts, &s.TasksDone, &s.TasksFailed, &s.TasksTotal, &s.Pairs, &s.Selected,
+		&s.Prompts, &s.Pairs, &s.Selected,
 		&s.All.ChosenReward, &s.All.RejectedReward, &s.All.ExplicitMargin, &s.All.AbsImplicitMargin, &s.All.AlignmentPotential,
 		&s.Sel.ChosenReward, &s.Sel.RejectedReward, &s.Sel.ExplicitMargin, &s.Sel.AbsImplicitMargin, &s.Sel.AlignmentPotential,
 		&d.ranges.rewardLo, &d.ranges.rewardHi, &d.ranges.apLo, &d.ranges.apHi, &d.ranges.cutoff)
 }
 
-func (d *Data) loadOutcomes(ctx context.Context, db store.DBTX, id int64) error {
-	rows, err := db.Query(ctx, `
-		SELECT CASE WHEN status = 'done' THEN coalesce(outcome, 'done') ELSE status END, count(*)
-		FROM tasks WHERE iteration_id = $1 AND kind = 'generate' GROUP BY 1`, id)
-	if err != nil {
-		return err
+func (d *Data) loadOutcomes(context.Context, store.DBTX, int64) error {
+	byLabel := map[string]int64{}
+	for _, g := range d.tasks {
+		if g.Kind != "generate" {
+			continue
+		}
+		label := g.Status
+		if g.Status == store.TaskDone {
+			label = cmp.Or(g.Outcome, "done")
+		}
+		byLabel[label] += g.N
 	}
-	cs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Count])
-	if err != nil {
-		return err
+	cs := make([]Count, 0, len(byLabel))
+	for label, n := range byLabel {
+		cs = append(cs, Count{label, n})
 	}
 	// paired first, then the no-pair reasons by count, then failed, pending.
 	order := func(c Count) int {
@@ -397,11 +433,7 @@ func (d *Data) loadEvolution(ctx context.Context, db store.DBTX, id int64) error
 	// Made: every done evolve task tried each configured strategy once.
 	// Kept: the rewrites of this iteration's evolve tasks that reached the
 	// next iteration's pool.
-	var made int64
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM tasks WHERE iteration_id = $1 AND kind = 'evolve' AND status = 'done'`, id).
-		Scan(&made); err != nil {
-		return err
-	}
+	made := d.taskCount("evolve", store.TaskDone)
 	if made == 0 {
 		return nil
 	}
@@ -478,9 +510,8 @@ func (d *Data) loadTop(ctx context.Context, db store.DBTX, id int64) error {
 		SELECT rank, coalesce(prompt_text, ''), chosen, rejected, coalesce(chosen_reward, 'NaN'), coalesce(rejected_reward, 'NaN'),
 		       explicit_margin, implicit_margin, coalesce(alignment_potential, 'NaN')
 		FROM pair_details
-		-- The top pairs first, then their texts: a plan made with
-		-- statistics from before scoring joins no more than these.
-		WHERE pair_id IN (SELECT id FROM pairs WHERE iteration_id = $1 AND selected ORDER BY rank LIMIT $2)
+		-- The top pairs first, by index in top_pairs, then their texts.
+		WHERE pair_id IN (SELECT pair_id FROM top_pairs WHERE iteration_id = $1 AND rank <= $2)
 		ORDER BY rank`, id, topPairs)
 	if err != nil {
 		return err

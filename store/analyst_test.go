@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,16 +239,64 @@ func BenchmarkAnalystQueries1M(b *testing.B) {
 		})
 	}
 	b.Run("report", func(b *testing.B) {
+		// A pool of its own whose tracer times each of Load's queries.
+		cfg := pool.Config().Copy()
+		timer := &queryTimer{times: map[string][]time.Duration{}}
+		cfg.ConnConfig.Tracer = timer
+		traced, err := pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(b, err)
+		defer traced.Close()
 		var times []time.Duration
 		for b.Loop() {
 			start := time.Now()
-			d, err := report.Load(ctx, pool, "demo", "iter1")
+			d, err := report.Load(ctx, traced, "demo", "iter1")
 			require.NoError(b, err)
 			require.Positive(b, d.Summary.Pairs)
 			times = append(times, time.Since(start))
 		}
 		reportMedian(b, times)
+		// The slowest query's median, and each query's in the log.
+		var slowest time.Duration
+		for sql, ts := range timer.times {
+			slices.Sort(ts)
+			m := ts[len(ts)/2]
+			slowest = max(slowest, m)
+			b.Logf("report query %8.1f ms (median of %d): %s", float64(m.Microseconds())/1000, len(ts), sql)
+		}
+		b.ReportMetric(float64(slowest.Microseconds())/1000, "ms/slowest-query-median")
 	})
+}
+
+// queryTimer is a pgx tracer that records how long each statement takes,
+// keyed by its text with runs of white space folded (at most 120 bytes).
+type queryTimer struct {
+	mu    sync.Mutex
+	times map[string][]time.Duration
+}
+
+type queryTimerKey struct{}
+
+type queryStarted struct {
+	sql   string
+	start time.Time
+}
+
+func (q *queryTimer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	sql := strings.Join(strings.Fields(data.SQL), " ")
+	if len(sql) > 120 {
+		sql = sql[:120]
+	}
+	return context.WithValue(ctx, queryTimerKey{}, queryStarted{sql, time.Now()})
+}
+
+func (q *queryTimer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	s, ok := ctx.Value(queryTimerKey{}).(queryStarted)
+	if !ok {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.times[s.sql] = append(q.times[s.sql], time.Since(s.start))
 }
 
 func reportMedian(b *testing.B, times []time.Duration) {

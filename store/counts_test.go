@@ -69,8 +69,17 @@ func TestTaskCountsFollowTasks(t *testing.T) {
 	_, err = pool.Exec(ctx, `DELETE FROM iteration_prompts WHERE iteration_id = $1 AND prompt_id = $2`, it, ids[1])
 	require.NoError(t, err)
 
+	// Read-only, before any fold: the counts kept plus the changes since.
+	var pending int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM task_count_deltas`).Scan(&pending))
+	require.Positive(t, pending, "changes not folded yet")
+	unfolded, err := store.IterationTaskCounts(ctx, pool, it)
+	require.NoError(t, err)
+	require.Equal(t, countedByHand(t, pool), unfolded)
+
 	groups, err = store.RunTaskCounts(ctx, pool, "r")
 	require.NoError(t, err)
+	require.Equal(t, unfolded, groups)
 	// By hand: of ids[0..29], 10 failed (i%3==0), 10 paired, 10
 	// all_rewards_equal; ids[0] back to pending, ids[1] (paired) deleted.
 	require.Equal(t, []store.TaskGroup{
@@ -95,6 +104,12 @@ func TestTaskCountsFollowTasks(t *testing.T) {
 	again, err := store.RunTaskCounts(ctx, pool, "r")
 	require.NoError(t, err)
 	require.Equal(t, groups, again)
+	folded, err := store.IterationTaskCounts(ctx, pool, it)
+	require.NoError(t, err)
+	require.Equal(t, groups, folded, "after the fold")
+	none, err := store.IterationTaskCounts(ctx, pool, it+1000)
+	require.NoError(t, err)
+	require.Empty(t, none)
 	other, err := store.RunTaskCounts(ctx, pool, "no-such-run")
 	require.NoError(t, err)
 	require.Empty(t, other)
