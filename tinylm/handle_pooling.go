@@ -48,9 +48,9 @@ func (s *Server) handlePooling(w http.ResponseWriter, r *http.Request) {
 // pool serves the reward model through /pooling: task "classify" (the
 // default) pools the sequence into a one-value vector, the same number
 // /classify returns; "token_classify" returns one row per token of the
-// scored text, the reward head's output at each position, of which only
-// the last (the whole sequence) carries the score — earlier positions are
-// 0, as this reward is defined on whole replies. Other tasks are not ones
+// scored sequence (BOS included), the reward head's output at each
+// position, of which only the last (the whole sequence) carries the score —
+// earlier positions are 0, as this reward is defined on whole replies. Other tasks are not ones
 // a reward model serves.
 func (s *Server) pool(req *poolingRequest) (*poolingResponse, error) {
 	task := "classify"
