@@ -42,9 +42,11 @@ var (
 		Suffix: map[string]string{"*": "<|eot_id|>"},
 	}
 	// TemplateTinyLM is the template of the project's built-in model
-	// (package tinylm): <|role|> content <|end|>, space separated.
+	// (package tinylm): <|bos|>, then <|role|> content <|end|>, space
+	// separated.
 	TemplateTinyLM = ChatTemplate{
 		Name:   "tinylm",
+		Begin:  "<|bos|> ",
 		Prefix: map[string]string{"*": "<|{role}|> "},
 		Suffix: map[string]string{"*": " <|end|> "},
 	}

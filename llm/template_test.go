@@ -30,7 +30,7 @@ func TestChatTemplateRender(t *testing.T) {
 		},
 		{
 			name: "tinylm finished turn", template: TemplateTinyLM, msgs: withReply(conv[1:], "hello ."),
-			want: "<|user|> Hi <|end|> <|assistant|> hello . <|end|> ",
+			want: "<|bos|> <|user|> Hi <|end|> <|assistant|> hello . <|end|> ",
 		},
 		{
 			name: "plain", template: TemplatePlain, msgs: conv, genPrompt: true,

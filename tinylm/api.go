@@ -72,8 +72,11 @@ type chatRequest struct {
 	PromptLogprobs      *int            `json:"prompt_logprobs"`
 	ReturnTokenIDs      bool            `json:"return_token_ids"`
 	AddGenerationPrompt *bool           `json:"add_generation_prompt"`
-	Stream              bool            `json:"stream"`
-	Stop                json.RawMessage `json:"stop"`
+	// AddSpecialTokens puts a BOS in front of the rendered template, which
+	// writes its own (vLLM's ChatCompletionRequest, default false).
+	AddSpecialTokens bool            `json:"add_special_tokens"`
+	Stream           bool            `json:"stream"`
+	Stop             json.RawMessage `json:"stop"`
 	samplingKnobs
 }
 
@@ -146,8 +149,11 @@ type completionRequest struct {
 	Echo           bool            `json:"echo"`
 	PromptLogprobs *int            `json:"prompt_logprobs"`
 	ReturnTokenIDs bool            `json:"return_token_ids"`
-	Stream         bool            `json:"stream"`
-	Stop           json.RawMessage `json:"stop"`
+	// AddSpecialTokens puts BOS in front of text prompts (vLLM's
+	// CompletionRequest, default true); token-id prompts are sent as given.
+	AddSpecialTokens *bool           `json:"add_special_tokens"`
+	Stream           bool            `json:"stream"`
+	Stop             json.RawMessage `json:"stop"`
 	samplingKnobs
 }
 
@@ -185,6 +191,10 @@ type tokenizeRequest struct {
 	AddGenerationPrompt  *bool           `json:"add_generation_prompt"`
 	ContinueFinalMessage bool            `json:"continue_final_message"`
 	ReturnTokenStrs      bool            `json:"return_token_strs"`
+	// AddSpecialTokens puts BOS in front: vLLM's TokenizeCompletionRequest
+	// defaults it to true, TokenizeChatRequest to false (its template
+	// writes the BOS), vllm/entrypoints/serve/tokenize/protocol.py.
+	AddSpecialTokens *bool `json:"add_special_tokens"`
 }
 
 type tokenizeResponse struct {
@@ -208,6 +218,11 @@ type classifyRequest struct {
 	Input         json.RawMessage `json:"input"`
 	Messages      []chatMessageIn `json:"messages"`
 	UseActivation *bool           `json:"use_activation"`
+	// AddSpecialTokens puts BOS in front: vLLM defaults it to true for
+	// input (CompletionRequestMixin) and to false for messages, whose
+	// template writes the BOS (ChatRequestOptionsMixin),
+	// vllm/entrypoints/pooling/base/protocol.py.
+	AddSpecialTokens *bool `json:"add_special_tokens"`
 }
 
 type classifyData struct {

@@ -7,12 +7,20 @@
 // Text is lowercased and split into word runs of [a-z0-9'], single
 // punctuation characters, and the special tokens <unk>, <|system|>,
 // <|user|>, <|assistant|> and <|end|> (ids 0–4 in every vocabulary; <|end|>
-// ends a turn and stops sampling). Unknown words map to <unk>. Decoding
-// joins tokens with spaces and drops the space before punctuation. The chat
-// template renders each message as "<|role|> content <|end|>", joined by
-// spaces, and a final "<|assistant|>" when a generation prompt is wanted:
+// ends a turn and stops sampling). Unknown words map to <unk>. The BOS
+// token <|bos|> has id V, one past the last word (Tokenizer.BOS), so no
+// word's id depends on it. Decoding joins tokens with spaces and drops the
+// space before punctuation. The served chat template writes <|bos|>, then
+// each message as "<|role|> content <|end|>", joined by spaces, and a final
+// "<|assistant|>" when a generation prompt is wanted (RenderChatTemplate;
+// RenderChat is the same without the BOS):
 //
-//	<|system|> be brief . <|end|> <|user|> how do i cook rice ? <|end|> <|assistant|>
+//	<|bos|> <|system|> be brief . <|end|> <|user|> how do i cook rice ? <|end|> <|assistant|>
+//
+// The server applies add_special_tokens with vLLM's defaults per request
+// type, so rendered text sent where vLLM adds special tokens gets a second
+// BOS, as it would on vLLM. BOS has no parameters and changes no number the
+// model computes for other tokens (see Model).
 //
 // # Model
 //

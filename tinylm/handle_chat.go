@@ -54,9 +54,14 @@ func (s *Server) chat(req *chatRequest) (*chatResponse, error) {
 		return nil, err
 	}
 	addGen := req.AddGenerationPrompt == nil || *req.AddGenerationPrompt
-	prompt, err := m.Tok.EncodeChat(msgs, addGen)
+	// The template writes BOS first; add_special_tokens (default false in
+	// vLLM's ChatCompletionRequest) adds a second one.
+	prompt, err := m.Tok.EncodeChatTemplate(msgs, addGen)
 	if err != nil {
 		return nil, badRequest("messages", "%v", err)
+	}
+	if req.AddSpecialTokens {
+		prompt = m.Tok.AddSpecial(prompt)
 	}
 	if err := sp.fitContext(len(prompt)); err != nil {
 		return nil, err

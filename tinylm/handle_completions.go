@@ -28,21 +28,28 @@ type completionPrompt struct {
 }
 
 // parsePrompts accepts a string, a list of strings, a list of token ids or
-// a list of lists of token ids, as vLLM does.
-func parsePrompts(m *Model, raw json.RawMessage) ([]completionPrompt, error) {
+// a list of lists of token ids, as vLLM does. With addSpecial, text
+// prompts get BOS in front; token ids are taken as they are.
+func parsePrompts(m *Model, raw json.RawMessage, addSpecial bool) ([]completionPrompt, error) {
+	encode := func(text string) []int {
+		if addSpecial {
+			return m.Tok.AddSpecial(m.Tok.Encode(text))
+		}
+		return m.Tok.Encode(text)
+	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, badRequest("prompt", "prompt is required: a string, a list of strings, a list of token ids or a list of lists of token ids")
 	}
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
-		return []completionPrompt{{ids: m.Tok.Encode(one), text: one}}, nil
+		return []completionPrompt{{ids: encode(one), text: one}}, nil
 	}
 	var texts []string
 	if json.Unmarshal(raw, &texts) == nil && len(texts) > 0 {
 		out := make([]completionPrompt, len(texts))
 		for i, t := range texts {
-			out[i] = completionPrompt{ids: m.Tok.Encode(t), text: t}
+			out[i] = completionPrompt{ids: encode(t), text: t}
 		}
 		return out, nil
 	}
@@ -69,7 +76,9 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 	if err := checkUnsupported(req.Stream, req.Stop); err != nil {
 		return nil, err
 	}
-	prompts, err := parsePrompts(m, req.Prompt)
+	// vLLM's CompletionRequest defaults add_special_tokens to true
+	// (vllm/entrypoints/openai/completion/protocol.py).
+	prompts, err := parsePrompts(m, req.Prompt, req.AddSpecialTokens == nil || *req.AddSpecialTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +101,7 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 		if len(p.ids) == 0 {
 			return nil, badRequest("prompt", "prompt %d is empty; it needs at least one token", pi)
 		}
-		if err := m.checkIDs(p.ids); err != nil {
+		if err := m.checkSeqIDs(p.ids); err != nil {
 			return nil, badRequest("prompt", "prompt %d: %v", pi, err)
 		}
 		psp := sp
@@ -127,7 +136,7 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 			ch := completionChoice{Index: pi*psp.n + i, Text: gen, FinishReason: g.FinishReason, PromptLogprobs: promptLP}
 			if req.Echo {
 				ch.Text = p.text + gen
-				if gen != "" && p.text != "" && !isPunct(m.Tok.Token(firstNonSpecial(g.IDs))) {
+				if gen != "" && p.text != "" && !isPunct(m.Tok.Token(firstNonSpecial(m, g.IDs))) {
 					ch.Text = p.text + " " + gen
 				}
 			}
@@ -148,7 +157,7 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 							add(id, nil, nil)
 							continue
 						}
-						x := plps[t]
+						x := clampLogprob(plps[t])
 						add(id, &x, topMap(m, id, x, ptops[t], logK))
 					}
 				}
@@ -173,9 +182,9 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 	return resp, nil
 }
 
-func firstNonSpecial(ids []int) int {
+func firstNonSpecial(m *Model, ids []int) int {
 	for _, id := range ids {
-		if id >= NumSpecial || id == UnkID {
+		if !m.Tok.IsSpecial(id) {
 			return id
 		}
 	}

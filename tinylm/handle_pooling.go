@@ -1,7 +1,6 @@
 package tinylm
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
 )
@@ -49,9 +48,9 @@ func (s *Server) handlePooling(w http.ResponseWriter, r *http.Request) {
 // pool serves the reward model through /pooling: task "classify" (the
 // default) pools the sequence into a one-value vector, the same number
 // /classify returns; "token_classify" returns one row per token of the
-// scored text, the reward head's output at each position, of which only
-// the last (the whole sequence) carries the score — earlier positions are
-// 0, as this reward is defined on whole replies. Other tasks are not ones
+// scored sequence (BOS included), the reward head's output at each
+// position, of which only the last (the whole sequence) carries the score —
+// earlier positions are 0, as this reward is defined on whole replies. Other tasks are not ones
 // a reward model serves.
 func (s *Server) pool(req *poolingRequest) (*poolingResponse, error) {
 	task := "classify"
@@ -64,20 +63,16 @@ func (s *Server) pool(req *poolingRequest) (*poolingResponse, error) {
 	if req.EncodingFormat != nil && *req.EncodingFormat != "float" {
 		return nil, badRequest("encoding_format", "tinylm returns encoding_format float only, got %q", *req.EncodingFormat)
 	}
-	cls, err := s.classify(&req.classifyRequest)
+	cls, seqs, err := s.classify(&req.classifyRequest)
 	if err != nil {
 		return nil, err
 	}
-	texts, err := s.scoredTexts(&req.classifyRequest)
-	if err != nil {
-		return nil, err
-	}
-	tok := builtinTokenizer()
 	resp := &poolingResponse{ID: randomID("pool"), Object: "list", Created: time.Now().Unix(), Model: cls.Model, Usage: cls.Usage}
 	for i, d := range cls.Data {
 		var data any = d.Probs
 		if task == "token_classify" {
-			n := max(1, len(tok.Encode(texts[i])))
+			// One row per token of the scored sequence, BOS included.
+			n := max(1, len(seqs[i]))
 			rows := make([][]float64, n)
 			for j := range rows {
 				rows[j] = []float64{0}
@@ -88,32 +83,6 @@ func (s *Server) pool(req *poolingRequest) (*poolingResponse, error) {
 		resp.Data = append(resp.Data, poolingData{Index: i, Object: "pooling", Data: data})
 	}
 	return resp, nil
-}
-
-// scoredTexts returns the text each result of a classify-shaped request
-// scores: the input strings, or the conversation rendered with the
-// built-in template.
-func (s *Server) scoredTexts(req *classifyRequest) ([]string, error) {
-	if req.Messages != nil {
-		msgs, err := toMessages(req.Messages)
-		if err != nil {
-			return nil, badRequest("messages", "%v", err)
-		}
-		ids, err := builtinTokenizer().EncodeChat(msgs, false)
-		if err != nil {
-			return nil, badRequest("messages", "%v", err)
-		}
-		return []string{builtinTokenizer().Decode(ids, false)}, nil
-	}
-	var one string
-	if json.Unmarshal(req.Input, &one) == nil {
-		return []string{one}, nil
-	}
-	var texts []string
-	if err := json.Unmarshal(req.Input, &texts); err != nil {
-		return nil, badRequest("input", "input must be a string or a non-empty list of strings")
-	}
-	return texts, nil
 }
 
 // builtinTokenizer is the reward model's tokenizer: the built-in model's.

@@ -27,7 +27,12 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("prompt", "send either prompt or messages, not both"))
 		return
 	case req.Prompt != nil:
+		// TokenizeCompletionRequest: add_special_tokens defaults to true,
+		// which puts BOS in front (vllm/entrypoints/serve/tokenize/protocol.py).
 		ids = m.Tok.Encode(*req.Prompt)
+		if req.AddSpecialTokens == nil || *req.AddSpecialTokens {
+			ids = m.Tok.AddSpecial(ids)
+		}
 	case req.Messages != nil:
 		msgs, err := toMessages(req.Messages)
 		if err != nil {
@@ -42,9 +47,14 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 			}
 			addGen = false
 		}
-		if ids, err = m.Tok.EncodeChat(msgs, addGen); err != nil {
+		// TokenizeChatRequest: the template writes BOS; add_special_tokens
+		// (default false) adds another in front of it.
+		if ids, err = m.Tok.EncodeChatTemplate(msgs, addGen); err != nil {
 			writeError(w, badRequest("messages", "%v", err))
 			return
+		}
+		if req.AddSpecialTokens != nil && *req.AddSpecialTokens {
+			ids = m.Tok.AddSpecial(ids)
 		}
 		if req.ContinueFinalMessage && len(ids) > 0 && ids[len(ids)-1] == EndID {
 			ids = ids[:len(ids)-1]
@@ -82,7 +92,7 @@ func (s *Server) handleDetokenize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := m.checkIDs(req.Tokens); err != nil {
+	if err := m.checkSeqIDs(req.Tokens); err != nil {
 		writeError(w, badRequest("tokens", "%v", err))
 		return
 	}

@@ -14,6 +14,12 @@ import (
 // where U, E and F are V×Dim matrices stored row-major in flat slices
 // (row v is U[v*Dim:(v+1)*Dim]). Probabilities are exact: p = softmax(z).
 //
+// BOS (id V, Tokenizer.BOS) has no parameters and leaves the numbers of
+// every other token unchanged: it is not part of the prompt mean, as the
+// previous token it contributes a zero row of E, and as a predicted token
+// it has probability 0 (the distribution is over the V words). A sequence
+// with BOS in front therefore scores and samples exactly as without it.
+//
 // The parameters are exported so a trainer in this package can update them
 // in place; a Model must not be modified while another goroutine reads it.
 // Reading (Logits, Sample, LogProbs…) is safe for concurrent use.
@@ -101,21 +107,40 @@ func (m *Model) checkIDs(ids []int) error {
 	return nil
 }
 
-// Context returns the prompt part of h, (1/|x|)·Σ F[w] over promptIDs (the
-// zero vector for an empty prompt), in a new slice of length Dim. Ids must
-// be in the vocabulary.
+// checkSeqIDs is checkIDs for a token sequence a server was given, which
+// may also hold BOS (id V).
+func (m *Model) checkSeqIDs(ids []int) error {
+	for i, id := range ids {
+		if id < 0 || id > len(m.B) {
+			return fmt.Errorf("token id %d at position %d is outside the vocabulary [0, %d] (%d is BOS)", id, i, len(m.B), len(m.B))
+		}
+	}
+	return nil
+}
+
+// isBOS reports whether id is BOS: one past the last word.
+func (m *Model) isBOS(id int) bool { return id == len(m.B) }
+
+// Context returns the prompt part of h, (1/|x|)·Σ F[w] over promptIDs
+// without BOS (the zero vector for an empty prompt), in a new slice of
+// length Dim. Ids must be in the vocabulary or BOS.
 func (m *Model) Context(promptIDs []int) []float64 {
 	c := make([]float64, m.Dim)
-	if len(promptIDs) == 0 {
-		return c
-	}
+	n := 0
 	for _, w := range promptIDs {
+		if m.isBOS(w) {
+			continue
+		}
+		n++
 		row := m.F[w*m.Dim : (w+1)*m.Dim]
 		for k, x := range row {
 			c[k] += x
 		}
 	}
-	inv := 1 / float64(len(promptIDs))
+	if n == 0 {
+		return c
+	}
+	inv := 1 / float64(n)
 	for k := range c {
 		c[k] *= inv
 	}
@@ -123,8 +148,8 @@ func (m *Model) Context(promptIDs []int) []float64 {
 }
 
 // LogitsAt writes the logits for previous token prevID under the prompt
-// context ctx (from Context) into out (length V) and returns out[:V]. h is
-// scratch space of length Dim.
+// context ctx (from Context) into out (length V) and returns out[:V]. A
+// previous token of BOS contributes nothing (a zero row of E).
 func (m *Model) LogitsAt(ctx []float64, prevID int, out []float64) []float64 {
 	d := m.Dim
 	var hbuf [64]float64
@@ -134,9 +159,13 @@ func (m *Model) LogitsAt(ctx []float64, prevID int, out []float64) []float64 {
 	} else {
 		h = make([]float64, d)
 	}
-	e := m.E[prevID*d : (prevID+1)*d]
-	for k := range h {
-		h[k] = e[k] + ctx[k]
+	if m.isBOS(prevID) {
+		copy(h, ctx[:d])
+	} else {
+		e := m.E[prevID*d : (prevID+1)*d]
+		for k := range h {
+			h[k] = e[k] + ctx[k]
+		}
 	}
 	out = out[:len(m.B)]
 	u := m.U
@@ -227,9 +256,11 @@ func ConditioningPrefix(seq []int, t int) int {
 // prediction, which the server reports as null) and out[t] = log p(seq[t] |
 // seq[:t]) with the conditioning of ConditioningPrefix. It also returns the
 // 1-based rank of seq[t] in its distribution and, when top > 0, the top
-// tokens of every distribution (best first; nil otherwise).
+// tokens of every distribution (best first; nil otherwise). seq may hold
+// BOS: it conditions nothing, and where it is predicted (a BOS after the
+// first position) its log-prob is -Inf and its rank V+1.
 func (m *Model) SequenceLogProbs(seq []int, top int) (lps []float64, tops [][]TokenLogProb, ranks []int, err error) {
-	if err := m.checkIDs(seq); err != nil {
+	if err := m.checkSeqIDs(seq); err != nil {
 		return nil, nil, nil, err
 	}
 	lps = make([]float64, len(seq))
@@ -247,8 +278,12 @@ func (m *Model) SequenceLogProbs(seq []int, top int) (lps []float64, tops [][]To
 	for t := 1; t < len(seq); t++ {
 		m.LogitsAt(c.ctx, seq[t-1], z)
 		LogSoftmax(z, z)
-		lps[t] = z[seq[t]]
-		ranks[t] = rankOf(z, seq[t])
+		if m.isBOS(seq[t]) {
+			lps[t], ranks[t] = math.Inf(-1), len(z)+1
+		} else {
+			lps[t] = z[seq[t]]
+			ranks[t] = rankOf(z, seq[t])
+		}
 		if top > 0 {
 			tops[t] = TopK(z, top)
 		}
@@ -275,8 +310,11 @@ func newCond(m *Model) *cond {
 }
 
 // push appends token id to the sequence and updates the context for
-// predicting the next token.
+// predicting the next token. BOS changes nothing.
 func (c *cond) push(id int) {
+	if c.m.isBOS(id) {
+		return
+	}
 	d := c.m.Dim
 	for k, x := range c.m.F[id*d : (id+1)*d] {
 		c.sum[k] += x
@@ -300,8 +338,9 @@ func (c *cond) push(id int) {
 // a response without <|assistant|> tokens, every position is conditioned on
 // exactly the prompt. Their sum is log π(y|x). The numbers are bit-identical
 // to SequenceLogProbs over the concatenation and to what Generate reports.
+// The prompt may hold BOS, which changes nothing.
 func (m *Model) ResponseLogProbs(promptIDs, responseIDs []int) ([]float64, error) {
-	if err := m.checkIDs(promptIDs); err != nil {
+	if err := m.checkSeqIDs(promptIDs); err != nil {
 		return nil, fmt.Errorf("prompt: %w", err)
 	}
 	if err := m.checkIDs(responseIDs); err != nil {

@@ -56,9 +56,10 @@ func TestPoolingVectorAndPerToken(t *testing.T) {
 	}}, &tok)
 	var rows [][]float64
 	require.NoError(t, json.Unmarshal(tok.Data[0].Data, &rows))
-	// <|user|> how do i cook pasta ? <|end|> <|assistant|> cook the pasta
-	// in salty water . <|end|>: 17 tokens, the score at the last.
-	require.Len(t, rows, 17)
+	// <|bos|> <|user|> how do i cook pasta ? <|end|> <|assistant|> cook
+	// the pasta in salty water . <|end|>: 18 tokens (the template writes
+	// BOS), the score at the last.
+	require.Len(t, rows, 18)
 	require.InDelta(t, 3.0, rows[len(rows)-1][0], 1e-12)
 	for _, r := range rows[:len(rows)-1] {
 		require.Equal(t, []float64{0}, r)

@@ -135,12 +135,13 @@ func NewRand(seed uint64) *rand.Rand {
 // usually a rendered chat prompt ending in <|assistant|>) until <|end|> or
 // opts.MaxTokens. Each token is drawn from softmax(z/T) restricted to the
 // top-p nucleus; the reported log-probs are those of the raw distribution.
+// BOS in promptIDs changes nothing (see Model), and is never sampled.
 // Generate is safe for concurrent use on one Model with distinct rngs.
 func (m *Model) Generate(promptIDs []int, opts SampleOptions, rng *rand.Rand) (Generation, error) {
 	if len(promptIDs) == 0 {
 		return Generation{}, fmt.Errorf("generate: empty prompt")
 	}
-	if err := m.checkIDs(promptIDs); err != nil {
+	if err := m.checkSeqIDs(promptIDs); err != nil {
 		return Generation{}, fmt.Errorf("generate: %w", err)
 	}
 	if opts.Temperature < 0 || math.IsNaN(opts.Temperature) || math.IsInf(opts.Temperature, 0) {
@@ -169,7 +170,7 @@ func (m *Model) Generate(promptIDs []int, opts SampleOptions, rng *rand.Rand) (G
 	var scratch *step
 	for len(g.IDs) < opts.MaxTokens {
 		var st *step
-		if opts.Cache != nil && c.frozen {
+		if opts.Cache != nil && c.frozen && !m.isBOS(prev) {
 			if st = opts.Cache.steps[prev]; st == nil {
 				st = m.newStep(c.ctx, prev, opts, opts.Cache.entry(prev, v))
 			}

@@ -309,7 +309,7 @@ func promptLogprobsOf(m *Model, seq []int, k int) ([]map[string]promptLogprob, e
 	out := make([]map[string]promptLogprob, len(seq))
 	for t := 1; t < len(seq); t++ {
 		d := map[string]promptLogprob{}
-		d[fmt.Sprint(seq[t])] = promptLogprob{Logprob: lps[t], Rank: ranks[t], DecodedToken: m.Tok.Token(seq[t])}
+		d[fmt.Sprint(seq[t])] = promptLogprob{Logprob: clampLogprob(lps[t]), Rank: ranks[t], DecodedToken: m.Tok.Token(seq[t])}
 		if k > 0 {
 			for r, tl := range tops[t] {
 				key := fmt.Sprint(tl.ID)
@@ -321,6 +321,12 @@ func promptLogprobsOf(m *Model, seq []int, k int) ([]map[string]promptLogprob, e
 		out[t] = d
 	}
 	return out, nil
+}
+
+// clampLogprob sends -Inf as -9999.0, as vLLM does for a token of
+// probability 0 (here: BOS predicted after the first position).
+func clampLogprob(x float64) float64 {
+	return max(x, -9999.0)
 }
 
 func tokenBytes(s string) []int {

@@ -405,12 +405,14 @@ func TestCompletions(t *testing.T) {
 		c := r.Choices[0]
 		require.Equal(t, "how do i cook rice ?", c.Text)
 		require.Equal(t, "length", c.FinishReason)
-		require.Equal(t, []string{"how", "do", "i", "cook", "rice", "?"}, c.Logprobs.Tokens)
-		require.Equal(t, []int{0, 4, 7, 9, 14, 19}, c.Logprobs.TextOffset)
+		// add_special_tokens defaults to true for a completions prompt
+		// (vllm/entrypoints/openai/completion/protocol.py): BOS comes first.
+		require.Equal(t, []string{"<|bos|>", "how", "do", "i", "cook", "rice", "?"}, c.Logprobs.Tokens)
+		require.Equal(t, []int{0, 0, 4, 7, 9, 14, 19}, c.Logprobs.TextOffset)
 		require.Nil(t, c.Logprobs.TokenLogprobs[0])
 		require.Nil(t, c.Logprobs.TopLogprobs[0])
 		require.Nil(t, c.PromptLogprobs[0])
-		for i := 1; i < 6; i++ {
+		for i := 1; i < 7; i++ {
 			id := tok.Encode(c.Logprobs.Tokens[i])[0]
 			e := c.PromptLogprobs[i][fmt.Sprint(id)]
 			require.Equal(t, *c.Logprobs.TokenLogprobs[i], e.Logprob, "echo logprobs equal prompt_logprobs")
@@ -424,7 +426,7 @@ func TestCompletions(t *testing.T) {
 				}
 			}
 		}
-		require.Equal(t, 6, r.Usage.PromptTokens)
+		require.Equal(t, 7, r.Usage.PromptTokens)
 		require.Zero(t, r.Usage.CompletionTokens)
 	})
 
@@ -468,7 +470,7 @@ func TestTokenize(t *testing.T) {
 	base := tinylmtest.Start(t, tinylm.ServerOptions{})
 	tok := tinylm.Builtin().Tok
 	var r tokenizeResp
-	ok(t, base, "/tokenize", map[string]any{"prompt": "How do I cook rice?", "return_token_strs": true}, &r)
+	ok(t, base, "/tokenize", map[string]any{"prompt": "How do I cook rice?", "return_token_strs": true, "add_special_tokens": false}, &r)
 	require.Equal(t, []string{"how", "do", "i", "cook", "rice", "?"}, r.TokenStrs)
 	require.Equal(t, tok.Encode("how do i cook rice ?"), r.Tokens)
 	require.Equal(t, 6, r.Count)
@@ -477,7 +479,7 @@ func TestTokenize(t *testing.T) {
 	msgs := userMsg("How do I cook rice?")
 	var withGen, noGen, cont tokenizeResp
 	ok(t, base, "/tokenize", map[string]any{"messages": msgs}, &withGen)
-	require.Equal(t, append(append([]int{tinylm.UserID}, r.Tokens...), tinylm.EndID, tinylm.AssistantID), withGen.Tokens, "add_generation_prompt defaults to true")
+	require.Equal(t, append(append([]int{tok.BOS(), tinylm.UserID}, r.Tokens...), tinylm.EndID, tinylm.AssistantID), withGen.Tokens, "add_generation_prompt defaults to true; the template writes BOS")
 	ok(t, base, "/tokenize", map[string]any{"messages": msgs, "add_generation_prompt": false}, &noGen)
 	require.Equal(t, withGen.Tokens[:len(withGen.Tokens)-1], noGen.Tokens)
 	asst := append(msgs, map[string]string{"role": "assistant", "content": "Boil it"})
@@ -489,7 +491,7 @@ func TestTokenize(t *testing.T) {
 		Prompt string `json:"prompt"`
 	}
 	ok(t, base, "/detokenize", map[string]any{"tokens": withGen.Tokens}, &d)
-	require.Equal(t, "<|user|> how do i cook rice? <|end|> <|assistant|>", d.Prompt)
+	require.Equal(t, "<|bos|> <|user|> how do i cook rice? <|end|> <|assistant|>", d.Prompt)
 }
 
 func TestClassify(t *testing.T) {
@@ -592,7 +594,7 @@ func TestErrors(t *testing.T) {
 		{name: "stream", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "stream": true}, status: 400, msg: "stream"},
 		{name: "stop strings", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "stop": []string{"."}}, status: 400, msg: "stop"},
 		{name: "missing prompt", path: "/v1/completions", body: map[string]any{"max_tokens": 1}, status: 400, msg: "prompt is required"},
-		{name: "empty prompt", path: "/v1/completions", body: map[string]any{"prompt": ""}, status: 400, msg: "empty"},
+		{name: "empty prompt", path: "/v1/completions", body: map[string]any{"prompt": "", "add_special_tokens": false}, status: 400, msg: "empty"},
 		{name: "token id out of range", path: "/v1/completions", body: map[string]any{"prompt": []int{1, 1 << 20}}, status: 400, msg: "outside the vocabulary"},
 		{name: "tokenize needs input", path: "/tokenize", body: map[string]any{}, status: 400, msg: "prompt"},
 		{name: "classify needs input", path: "/classify", body: map[string]any{}, status: 400, msg: "input"},

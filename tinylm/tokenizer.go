@@ -14,6 +14,11 @@ const (
 	TokUser      = "<|user|>"
 	TokAssistant = "<|assistant|>"
 	TokEnd       = "<|end|>"
+	// TokBOS is the beginning-of-sequence token. It is not a vocabulary
+	// word: its id is the vocabulary size (Tokenizer.BOS), one past the
+	// last word, so adding it moved no id of an existing model, and the
+	// model gives it no parameters (see Model).
+	TokBOS = "<|bos|>"
 )
 
 // Ids of the special tokens in every vocabulary. EndID is the end-of-turn
@@ -29,6 +34,10 @@ const (
 )
 
 var specialTokens = [NumSpecial]string{TokUnk, TokSystem, TokUser, TokAssistant, TokEnd}
+
+// literalSpecials are the special tokens the pre-tokenizer recognises in
+// text: the vocabulary's and BOS.
+var literalSpecials = [...]string{TokUnk, TokSystem, TokUser, TokAssistant, TokEnd, TokBOS}
 
 // Tokenizer is the lowercase word-level tokenizer of a model: a word is a
 // run of [a-z0-9'], every other non-space character is a token of its own,
@@ -53,6 +62,8 @@ func NewTokenizer(words []string) (*Tokenizer, error) {
 			if w != specialTokens[i] {
 				return nil, fmt.Errorf("vocabulary word %d is %q; want special token %q", i, w, specialTokens[i])
 			}
+		} else if w == TokBOS {
+			return nil, fmt.Errorf("vocabulary word %d is %q, the BOS token, which is not a vocabulary word", i, w)
 		} else if pre := SplitWords(w); len(pre) != 1 || pre[0] != w {
 			return nil, fmt.Errorf("vocabulary word %d (%q) is not a single lowercase token", i, w)
 		}
@@ -64,14 +75,38 @@ func NewTokenizer(words []string) (*Tokenizer, error) {
 	return t, nil
 }
 
-// Size is the number of tokens in the vocabulary, special tokens included.
+// Size is the number of tokens in the vocabulary, special tokens included
+// and BOS excluded: the model's output distribution is over these.
 func (t *Tokenizer) Size() int { return len(t.words) }
+
+// BOS is the id of the beginning-of-sequence token <|bos|>: Size(), one
+// past the last vocabulary word. Encode maps the literal text "<|bos|>" to
+// it; AddSpecial puts it in front of a token sequence.
+func (t *Tokenizer) BOS() int { return len(t.words) }
+
+// IsSpecial reports whether id is a special token other than <unk>: a role
+// token, <|end|> or BOS — the tokens vLLM's skip_special_tokens leaves out
+// of generated text.
+func (t *Tokenizer) IsSpecial(id int) bool {
+	return (id > UnkID && id < NumSpecial) || id == t.BOS()
+}
+
+// AddSpecial returns ids with BOS in front, as a Hugging Face tokenizer
+// with a BOS token (Llama's, for one) does for add_special_tokens=True:
+// the BOS is added whether or not ids already start with one.
+func (t *Tokenizer) AddSpecial(ids []int) []int {
+	return append([]int{t.BOS()}, ids...)
+}
 
 // Words returns a copy of the vocabulary in id order.
 func (t *Tokenizer) Words() []string { return append([]string(nil), t.words...) }
 
-// Token returns the text of token id, or TokUnk for an id out of range.
+// Token returns the text of token id (TokBOS for BOS), or TokUnk for an id
+// out of range.
 func (t *Tokenizer) Token(id int) string {
+	if id == t.BOS() {
+		return TokBOS
+	}
 	if id < 0 || id >= len(t.words) {
 		return TokUnk
 	}
@@ -85,12 +120,16 @@ func (t *Tokenizer) ID(word string) (int, bool) {
 }
 
 // Encode tokenizes text: it lowercases, splits with SplitWords and maps each
-// piece to its id (UnkID when unknown).
+// piece to its id (UnkID when unknown; the literal "<|bos|>" to BOS). It
+// adds no special token of its own, as a Hugging Face tokenizer with
+// add_special_tokens=False; see AddSpecial.
 func (t *Tokenizer) Encode(text string) []int {
 	pieces := SplitWords(text)
 	ids := make([]int, len(pieces))
 	for i, p := range pieces {
-		if id, ok := t.ids[p]; ok {
+		if p == TokBOS {
+			ids[i] = t.BOS()
+		} else if id, ok := t.ids[p]; ok {
 			ids[i] = id
 		} else {
 			ids[i] = UnkID
@@ -100,14 +139,14 @@ func (t *Tokenizer) Encode(text string) []int {
 }
 
 // Decode turns ids back into text: tokens are joined with single spaces and
-// the space before a punctuation token is dropped. With skipSpecial the role
-// and end-of-turn tokens are left out, as vLLM does by default for generated
-// text; <unk> stays as the literal "<unk>" so that text → ids → text → ids
+// the space before a punctuation token is dropped. With skipSpecial the
+// role, end-of-turn and BOS tokens are left out, as vLLM does by default for
+// generated text; <unk> stays as the literal "<unk>" so that text → ids → text → ids
 // is stable. Ids out of range decode as <unk>.
 func (t *Tokenizer) Decode(ids []int, skipSpecial bool) string {
 	var b strings.Builder
 	for _, id := range ids {
-		if skipSpecial && id > UnkID && id < NumSpecial {
+		if skipSpecial && t.IsSpecial(id) {
 			continue
 		}
 		tok := t.Token(id)
@@ -173,7 +212,7 @@ func SplitWords(text string) []string {
 }
 
 func matchSpecial(rs []rune) string {
-	for _, sp := range specialTokens {
+	for _, sp := range literalSpecials {
 		n := len(sp) // special tokens are ASCII
 		if len(rs) >= n && string(rs[:n]) == sp {
 			return sp
@@ -203,7 +242,8 @@ func roleToken(role string) (string, error) {
 	return "", fmt.Errorf("%w %q (use system, user or assistant)", ErrBadRole, role)
 }
 
-// RenderChat renders messages with the chat template: each message becomes
+// RenderChat renders messages in the model's turn format — the chat
+// template without its leading BOS (RenderChatTemplate): each message becomes
 // "<|role|> content <|end|>", messages are joined by single spaces, and with
 // addGenerationPrompt a final "<|assistant|>" opens the reply. Content is
 // lowercased and normalised through the tokenizer's pre-tokenizer, so
@@ -238,11 +278,35 @@ func joinPieces(pieces []string) string {
 	return b.String()
 }
 
-// EncodeChat tokenizes messages with the chat template (see RenderChat).
+// EncodeChat tokenizes messages with the turn format of RenderChat, without
+// BOS: the form the model is trained and evaluated on. BOS carries no
+// parameters, so the model's numbers are the same with it (see Model).
 func (t *Tokenizer) EncodeChat(messages []Message, addGenerationPrompt bool) ([]int, error) {
 	text, err := RenderChat(messages, addGenerationPrompt)
 	if err != nil {
 		return nil, err
 	}
 	return t.Encode(text), nil
+}
+
+// RenderChatTemplate renders messages with the served chat template: BOS,
+// a space, then RenderChat — "<|bos|> <|user|> hi <|end|> <|assistant|>" —
+// the way Llama 3's template writes <|begin_of_text|> before the first
+// message. It is what tinylm's server applies to chat requests.
+func RenderChatTemplate(messages []Message, addGenerationPrompt bool) (string, error) {
+	text, err := RenderChat(messages, addGenerationPrompt)
+	if err != nil {
+		return "", err
+	}
+	return TokBOS + " " + text, nil
+}
+
+// EncodeChatTemplate tokenizes messages with the served chat template
+// (RenderChatTemplate): BOS followed by EncodeChat.
+func (t *Tokenizer) EncodeChatTemplate(messages []Message, addGenerationPrompt bool) ([]int, error) {
+	ids, err := t.EncodeChat(messages, addGenerationPrompt)
+	if err != nil {
+		return nil, err
+	}
+	return t.AddSpecial(ids), nil
 }

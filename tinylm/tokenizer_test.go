@@ -51,6 +51,57 @@ func TestTokenizerEncodeDecode(t *testing.T) {
 	require.Equal(t, []int{9, 10, 11, 12, 13, 14}, tok.Encode(text), "decode then encode is the identity")
 }
 
+// BOS is one past the last word, so no word's id moved; its text is a
+// special token, skipped from generated text as vLLM's
+// skip_special_tokens skips a BOS.
+func TestTokenizerBOS(t *testing.T) {
+	t.Parallel()
+	tok := testTokenizer(t)
+	bos := tok.BOS()
+	require.Equal(t, tok.Size(), bos)
+	require.Equal(t, TokBOS, tok.Token(bos))
+	require.Equal(t, TokUnk, tok.Token(bos+1))
+	require.Equal(t, []string{"<|bos|>", "<|user|>", "hi"}, SplitWords("<|BOS|><|user|>hi"))
+	require.Equal(t, []int{bos, UserID, 13}, tok.Encode("<|bos|> <|user|> fine"))
+	require.Equal(t, []int{bos, bos, UserID, 13}, tok.AddSpecial(tok.Encode("<|bos|> <|user|> fine")), "add_special_tokens adds BOS even in front of one")
+	require.Equal(t, "fine", tok.Decode([]int{bos, UserID, 13}, true))
+	require.Equal(t, "<|bos|> <|user|> fine", tok.Decode([]int{bos, UserID, 13}, false))
+	require.True(t, tok.IsSpecial(bos))
+	require.False(t, tok.IsSpecial(UnkID))
+
+	text, err := RenderChatTemplate([]Message{{Role: "user", Content: "Fine."}}, true)
+	require.NoError(t, err)
+	require.Equal(t, "<|bos|> <|user|> fine. <|end|> <|assistant|>", text)
+	ids, err := tok.EncodeChatTemplate([]Message{{Role: "user", Content: "Fine."}}, true)
+	require.NoError(t, err)
+	require.Equal(t, tok.Encode(text), ids)
+}
+
+// BOS has no parameters: the context, the distribution after it and every
+// score of the other tokens are those of the sequence without it.
+func TestModelBOSNeutral(t *testing.T) {
+	t.Parallel()
+	m := Builtin()
+	bos := m.Tok.BOS()
+	prompt, err := m.Tok.EncodeChat([]Message{{Role: "user", Content: "how do i cook rice?"}}, true)
+	require.NoError(t, err)
+	resp := m.Tok.Encode("boil it in water . <|end|>")
+	withBOS := append([]int{bos}, prompt...)
+	require.Equal(t, m.Context(prompt), m.Context(withBOS))
+	require.Equal(t, m.Context(nil), m.Context([]int{bos}))
+	a, err := m.ResponseLogProbs(prompt, resp)
+	require.NoError(t, err)
+	b, err := m.ResponseLogProbs(withBOS, resp)
+	require.NoError(t, err)
+	require.Equal(t, a, b)
+	// After BOS alone, h is the zero vector: the logits are the bias.
+	z := make([]float64, m.V())
+	m.Logits([]int{bos}, bos, z)
+	require.Equal(t, m.B, z)
+	_, err = m.ResponseLogProbs(prompt, []int{bos})
+	require.ErrorContains(t, err, "outside the vocabulary", "BOS is never a response token")
+}
+
 func TestNewTokenizerErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -63,6 +114,7 @@ func TestNewTokenizerErrors(t *testing.T) {
 		{name: "duplicate", words: []string{TokUnk, TokSystem, TokUser, TokAssistant, TokEnd, "a", "a"}, want: "twice"},
 		{name: "not a single token", words: []string{TokUnk, TokSystem, TokUser, TokAssistant, TokEnd, "a b"}, want: "not a single lowercase token"},
 		{name: "uppercase", words: []string{TokUnk, TokSystem, TokUser, TokAssistant, TokEnd, "Hello"}, want: "not a single lowercase token"},
+		{name: "bos is not a word", words: []string{TokUnk, TokSystem, TokUser, TokAssistant, TokEnd, "a", TokBOS}, want: "the BOS token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
