@@ -47,7 +47,17 @@ CREATE TRIGGER prompts_set_generation BEFORE INSERT ON prompts
 
 CREATE INDEX prompts_generation_idx ON prompts (generation DESC, id) WHERE generation > 0;
 
+-- A prompt's rewrites with their ids and strategies, read from the index
+-- alone: the report counts the rewrites of an iteration's evolve tasks
+-- that reached the next pool, by strategy, without reading the prompts
+-- (prompts are never updated, so the index costs inserts only).
+CREATE INDEX prompts_parent_strategy_idx ON prompts (parent_prompt_id) INCLUDE (id, strategy)
+    WHERE parent_prompt_id IS NOT NULL;
+DROP INDEX prompts_parent_idx;
+
 -- +goose Down
+CREATE INDEX prompts_parent_idx ON prompts (parent_prompt_id) WHERE parent_prompt_id IS NOT NULL;
+DROP INDEX prompts_parent_strategy_idx;
 DROP INDEX prompts_generation_idx;
 DROP TRIGGER prompts_set_generation ON prompts;
 DROP FUNCTION prompts_set_generation();

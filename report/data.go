@@ -440,10 +440,10 @@ func (d *Data) loadEvolution(ctx context.Context, db store.DBTX, id int64) error
 	rows, err := db.Query(ctx, `
 		SELECT c.strategy, count(*)
 		FROM tasks t
-		JOIN prompts c ON c.parent_prompt_id = t.prompt_id
-		JOIN iterations i ON i.id = t.iteration_id
-		JOIN iterations n ON n.run_id = i.run_id AND n.ordinal = i.ordinal + 1
-		JOIN iteration_prompts ip ON ip.iteration_id = n.id AND ip.prompt_id = c.id
+		JOIN prompts c ON c.parent_prompt_id = t.prompt_id -- from the index: parent, id, strategy
+		JOIN iteration_prompts ip ON ip.prompt_id = c.id
+		     AND ip.iteration_id = (SELECT n.id FROM iterations i JOIN iterations n ON n.run_id = i.run_id AND n.ordinal = i.ordinal + 1
+		                            WHERE i.id = $1)
 		WHERE t.iteration_id = $1 AND t.kind = 'evolve' AND t.status = 'done'
 		GROUP BY c.strategy`, id)
 	if err != nil {
