@@ -26,6 +26,9 @@ func runAsOwner() (string, error) {
 	if dir == "" || os.Getuid() != 0 {
 		return "", nil
 	}
+	// Applied once: the processes this one starts (the train hook's
+	// `selfplay lm train`) run as whoever this one becomes.
+	os.Unsetenv(runAsOwnerEnv)
 	info, err := os.Stat(dir)
 	if err != nil {
 		return "", fmt.Errorf("%s=%s: %w (it names the folder whose owner the process runs as)", runAsOwnerEnv, dir, err)

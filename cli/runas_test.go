@@ -26,7 +26,10 @@ func TestRunAsOwnerChild(t *testing.T) {
 		fmt.Println("ERROR", err)
 		os.Exit(3)
 	}
-	dir := os.Getenv(runAsOwnerEnv)
+	dir := os.Getenv("SELFPLAY_TEST_RUNAS_DIR")
+	if os.Getuid() == 0 || note != "" {
+		require.Empty(t, os.Getenv(runAsOwnerEnv), "applied once: child processes do not apply it again")
+	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "written"), []byte("x"), 0o644))
 	fmt.Printf("UID %d GID %d NOTE %s\n", os.Getuid(), os.Getgid(), note)
 }
@@ -36,7 +39,7 @@ func TestRunAsOwnerChild(t *testing.T) {
 func runChild(t *testing.T, dir string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRunAsOwnerChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "SELFPLAY_TEST_RUNAS_CHILD=1", runAsOwnerEnv+"="+dir)
+	cmd.Env = append(os.Environ(), "SELFPLAY_TEST_RUNAS_CHILD=1", runAsOwnerEnv+"="+dir, "SELFPLAY_TEST_RUNAS_DIR="+dir)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
