@@ -143,6 +143,14 @@ func TestCookbookOnASeededRun(t *testing.T) {
 				for i, row := range got {
 					require.EqualValues(t, count(`SELECT count(*) FROM pairs WHERE iteration_id = $1`, its[i]), row["pairs"])
 					require.EqualValues(t, count(`SELECT count(*) FROM pairs WHERE iteration_id = $1 AND selected`, its[i]), row["selected"])
+					want := queryMaps(t, pool, `SELECT round(percentile_cont(0.1) WITHIN GROUP (ORDER BY alignment_potential)::numeric, 3) AS p10,
+						round(percentile_cont(0.5) WITHIN GROUP (ORDER BY alignment_potential)::numeric, 3) AS median,
+						round(percentile_cont(0.9) WITHIN GROUP (ORDER BY alignment_potential)::numeric, 3) AS p90,
+						round(min(alignment_potential) FILTER (WHERE selected)::numeric, 3) AS lowest_selected
+						FROM pairs WHERE iteration_id = $1`, its[i])[0]
+					for _, col := range []string{"p10", "median", "p90", "lowest_selected"} {
+						require.Equal(t, want[col], row[col], "%s of iteration %d", col, i)
+					}
 				}
 			case strings.HasPrefix(q.title, "AP histogram"):
 				var pairs int64
@@ -161,6 +169,36 @@ func TestCookbookOnASeededRun(t *testing.T) {
 						require.EqualValues(t, selected, row["in_stored_selection"])
 					}
 				}
+				// The same rows as the plain form: each metric's top k by
+				// window ranks, one row per pair and metric, grouped.
+				require.Equal(t, queryMaps(t, pool, `
+					WITH p AS (
+					    SELECT pair_id, alignment_potential, explicit_z, implicit_z, explicit_margin, implicit_margin,
+					           chosen_reward, selected
+					    FROM pair_details
+					    WHERE iteration_id = (SELECT i.id FROM iterations i JOIN runs r ON r.id = i.run_id
+					                          WHERE r.name = 'demo' AND i.name = 'iter0')
+					), k AS (
+					    SELECT count(*) FILTER (WHERE selected) AS k FROM p
+					), ranked AS (
+					    SELECT p.*,
+					           row_number() OVER (ORDER BY alignment_potential DESC, pair_id) AS by_alignment_potential,
+					           row_number() OVER (ORDER BY explicit_z DESC, pair_id)          AS by_explicit_margin,
+					           row_number() OVER (ORDER BY implicit_z ASC, pair_id)           AS by_implicit_margin
+					    FROM p
+					)
+					SELECT m.metric, count(*) AS pairs,
+					       round(avg(explicit_margin)::numeric, 3)      AS mean_explicit_margin,
+					       round(avg(abs(implicit_margin))::numeric, 4) AS mean_abs_implicit_margin,
+					       round(avg(chosen_reward)::numeric, 3)        AS mean_chosen_reward,
+					       count(*) FILTER (WHERE selected)             AS in_stored_selection
+					FROM ranked CROSS JOIN k
+					CROSS JOIN LATERAL (VALUES ('alignment_potential', by_alignment_potential),
+					                           ('explicit_margin', by_explicit_margin),
+					                           ('implicit_margin', by_implicit_margin)) AS m(metric, rnk)
+					WHERE m.rnk <= k.k
+					GROUP BY m.metric
+					ORDER BY m.metric`), got)
 			case strings.HasPrefix(q.title, "Evolved prompts with their lineage"):
 				for _, row := range got {
 					// SeedRun evolves prompt g of one pool into prompt g of the next.
