@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -121,25 +120,14 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 	var update string
 	switch target {
 	case TrainSelection:
-		// The first TopPairs ranks of the selection also go to top_pairs,
-		// from the rows the update returns (no second pass over the pool).
-		update = `, upd AS (
+		update = `
 UPDATE pairs p SET explicit_z = r.zex, implicit_z = r.zim, alignment_potential = r.ap,
        metric_score = r.score, rank = r.rnk, selected = r.rnk <= r.k
-FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid
-RETURNING CASE WHEN r.rnk <= least(r.k, ` + strconv.Itoa(TopPairs) + `) THEN r.rnk END AS top_rank, p.id
-), top AS (
-INSERT INTO top_pairs (iteration_id, rank, pair_id)
-SELECT $1, top_rank, id FROM upd WHERE top_rank IS NOT NULL
-)
-SELECT count(*) FROM upd`
+FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 	case EvolveSelection:
-		update = `, upd AS (
+		update = `
 UPDATE pairs p SET evolve_score = r.score, evolve_rank = r.rnk, evolve_selected = r.rnk <= r.k
-FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid
-RETURNING 1
-)
-SELECT count(*) FROM upd`
+FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 	default:
 		return 0, fmt.Errorf("unknown scoring target %d", target)
 	}
@@ -172,15 +160,25 @@ SELECT count(*) FROM upd`
 		if err != nil {
 			return err
 		}
+		tag, err := tx.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio)
+		if err != nil {
+			return err
+		}
+		written := tag.RowsAffected()
 		if target == TrainSelection {
+			// The first TopPairs ranks of the selection, where top-N
+			// queries find them by index. A second statement: taking them
+			// from the update's own rows (RETURNING) made the update
+			// materialize every row it wrote, a third slower.
 			if _, err := tx.Exec(ctx, `DELETE FROM top_pairs WHERE iteration_id = $1`, iterationID); err != nil {
 				return err
 			}
-		}
-		var written int64
-		err = tx.QueryRow(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio).Scan(&written)
-		if err != nil {
-			return err
+			_, err := tx.Exec(ctx, `
+				INSERT INTO top_pairs (iteration_id, rank, pair_id)
+				SELECT $1, rank, id FROM pairs WHERE iteration_id = $1 AND selected AND rank <= $2`, iterationID, TopPairs)
+			if err != nil {
+				return err
+			}
 		}
 		_, err = tx.Exec(ctx, `SELECT set_config('work_mem', $1, true), set_config('enable_hashjoin', $2, true),
 			set_config('enable_mergejoin', $3, true)`, workMem, hashJoin, mergeJoin)
