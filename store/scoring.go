@@ -165,25 +165,22 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 			return err
 		}
 		written := tag.RowsAffected()
-		if target == TrainSelection {
-			// The first TopPairs ranks of the selection, where top-N
-			// queries find them by index. A second statement: taking them
-			// from the update's own rows (RETURNING) made the update
-			// materialize every row it wrote, a third slower.
-			if _, err := tx.Exec(ctx, `DELETE FROM top_pairs WHERE iteration_id = $1`, iterationID); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `
-				INSERT INTO top_pairs (iteration_id, rank, pair_id)
-				SELECT $1, rank, id FROM pairs WHERE iteration_id = $1 AND selected AND rank <= $2`, iterationID, TopPairs)
-			if err != nil {
-				return err
-			}
-		}
 		_, err = tx.Exec(ctx, `SELECT set_config('work_mem', $1, true), set_config('enable_hashjoin', $2, true),
 			set_config('enable_mergejoin', $3, true)`, workMem, hashJoin, mergeJoin)
 		if err != nil {
 			return err
+		}
+		// The first TopPairs ranks of the selection go to top_pairs, where
+		// top-N queries find them by index. They are taken in the check
+		// below, which reads the iteration's pairs anyway: each read of
+		// rows this transaction just rewrote is slow (every row's writer
+		// is looked up, no hint bits yet), and a read of its own made
+		// scoring a million pairs 9% slower; taking them from the
+		// update's RETURNING rows, a third slower.
+		if target == TrainSelection {
+			if _, err := tx.Exec(ctx, `DELETE FROM top_pairs WHERE iteration_id = $1`, iterationID); err != nil {
+				return err
+			}
 		}
 		var scored int64
 		var bad struct {
@@ -192,17 +189,20 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 		}
 		err = tx.QueryRow(ctx, `
 			WITH p AS (
-			    SELECT id, `+col+` AS sel, ($2 <> 'dpo' OR dpo_margin IS NOT NULL) AS pooled, explicit_margin AS mex,
+			    SELECT id, rank, `+col+` AS sel, ($2 <> 'dpo' OR dpo_margin IS NOT NULL) AS pooled, explicit_margin AS mex,
 			           CASE WHEN $2 = 'dpo' THEN dpo_margin ELSE implicit_margin END AS mim
 			    FROM pairs WHERE iteration_id = $1
 			), bad AS (
 			    SELECT id, mex, mim FROM p
 			    WHERE pooled AND (abs(mex) = 'Infinity' OR mex = 'NaN' OR abs(mim) = 'Infinity' OR mim = 'NaN')
 			    ORDER BY id LIMIT 1
+			), top AS (
+			    INSERT INTO top_pairs (iteration_id, rank, pair_id)
+			    SELECT $1, rank, id FROM p WHERE $3 AND sel AND rank <= $4
 			)
 			SELECT (SELECT count(*) FROM p WHERE pooled), (SELECT count(*) FROM p WHERE sel),
 			       (SELECT id FROM bad), (SELECT mex FROM bad), (SELECT mim FROM bad)`,
-			iterationID, spec.Implicit).Scan(&scored, &selected, &bad.id, &bad.mex, &bad.mim)
+			iterationID, spec.Implicit, target == TrainSelection, TopPairs).Scan(&scored, &selected, &bad.id, &bad.mex, &bad.mim)
 		if err != nil {
 			return err
 		}
