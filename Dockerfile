@@ -11,9 +11,10 @@ RUN CGO_ENABLED=0 go build -trimpath -o /out/selfplay ./cmd/selfplay
 FROM build AS test
 # Fault and security tests start private PostgreSQL and NATS servers (to
 # restart them, or to require auth and TLS) and the report test renders in
-# headless Chromium, so the test image carries the same Debian packages CI has.
+# headless Chromium, so the test image carries the same Debian packages CI has;
+# python3 checks the vLLM example's trainer script (the golang image has none).
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        postgresql nats-server chromium \
+        postgresql nats-server chromium python3 \
     && rm -rf /var/lib/apt/lists/*
 # The llama-server tests run llama.cpp's server (Debian sid's build, into
 # /opt/selfplay-llamacpp), as CI does.
