@@ -447,49 +447,24 @@ func runChromium(t *testing.T, chromium string, args ...string) string {
 	return string(out)
 }
 
-// cookbookQuery is one query of the README's SQL section.
-type cookbookQuery struct {
-	title, sql string
-}
-
-// readCookbook extracts the queries of the README's "## SQL" section: each
-// statement of its sql blocks, titled by its leading comment.
-func readCookbook(t *testing.T) []cookbookQuery {
-	b, err := os.ReadFile(filepath.Join(selfplaytest.Root(), "README.md"))
-	require.NoError(t, err)
-	readme := string(b)
-	start := strings.Index(readme, "\n## SQL\n")
-	require.GreaterOrEqual(t, start, 0, "README has no ## SQL section")
-	section := readme[start+1:]
-	if end := strings.Index(section[3:], "\n## "); end >= 0 {
-		section = section[:end+3]
-	}
-	var out []cookbookQuery
-	for _, block := range regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(section, -1) {
-		for _, stmt := range strings.Split(block[1], ";\n") {
-			stmt = strings.TrimSpace(stmt)
-			if stmt == "" {
-				continue
-			}
-			title := stmt
-			if strings.HasPrefix(stmt, "--") {
-				title = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(stmt, "\n", 2)[0], "--"))
-			}
-			out = append(out, cookbookQuery{title: title, sql: stmt})
-		}
-	}
-	return out
-}
-
 func checkCookbook(t *testing.T, l *loop) {
-	queries := readCookbook(t)
+	queries := selfplaytest.Cookbook(t)
 	require.GreaterOrEqual(t, len(queries), 5)
 	ctx := context.Background()
+	// One session: a SET applies to the queries after it.
+	conn, err := l.pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
 	for _, q := range queries {
-		t.Run(q.title, func(t *testing.T) {
+		if q.Setting() {
+			_, err := conn.Exec(ctx, q.SQL)
+			require.NoError(t, err, q.SQL)
+			continue
+		}
+		t.Run(q.Title, func(t *testing.T) {
 			// The README speaks of the demo run; this one is called e2e.
-			sql := strings.ReplaceAll(q.sql, "'demo'", "'e2e'")
-			rows, err := l.pool.Query(ctx, sql)
+			sql := strings.ReplaceAll(q.SQL, "'demo'", "'e2e'")
+			rows, err := conn.Query(ctx, sql)
 			require.NoError(t, err, sql)
 			defer rows.Close()
 			var got []map[string]any
@@ -504,14 +479,14 @@ func checkCookbook(t *testing.T, l *loop) {
 			}
 			require.NoError(t, rows.Err(), sql)
 			require.NotEmpty(t, got, "no rows from:\n%s", sql)
-			if strings.HasPrefix(q.title, "Failure reasons by endpoint") {
+			if strings.HasPrefix(q.Title, "Failure reasons by endpoint") {
 				// The one failure is the over-long prompt the policy refused.
 				require.Len(t, got, 1)
 				require.Equal(t, "policy", got[0]["endpoint"])
 				require.Equal(t, "400", got[0]["http_status"])
 				require.EqualValues(t, 1, got[0]["tasks"])
 			}
-			if strings.HasPrefix(q.title, "How selection by each metric") {
+			if strings.HasPrefix(q.Title, "How selection by each metric") {
 				// The stored selection was made by alignment potential: the
 				// query's top k by AP must be exactly it.
 				selected := l.count(t, `SELECT count(*) FROM pair_details WHERE run = 'e2e' AND iteration = 'iter0' AND selected`)

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -24,49 +22,8 @@ import (
 	"github.com/selfplay/selfplay/store/storetest"
 )
 
-// cookbookQuery is one query of the README's SQL section.
-type cookbookQuery struct {
-	title, sql string
-}
-
-// setting says whether the statement is a SET for the session (the
-// cookbook's advice for the queries after it), which returns no rows.
-func (q cookbookQuery) setting() bool {
-	lines := strings.Split(q.sql, "\n")
-	for len(lines) > 0 && strings.HasPrefix(strings.TrimSpace(lines[0]), "--") {
-		lines = lines[1:]
-	}
-	return len(lines) > 0 && strings.HasPrefix(strings.ToUpper(strings.TrimSpace(lines[0])), "SET ")
-}
-
-// readCookbook extracts the queries of the README's "## SQL" section: each
-// statement of its sql blocks, titled by its leading comment.
-func readCookbook(t testing.TB) []cookbookQuery {
-	b, err := os.ReadFile(filepath.Join(selfplaytest.Root(), "README.md"))
-	require.NoError(t, err)
-	readme := string(b)
-	start := strings.Index(readme, "\n## SQL\n")
-	require.GreaterOrEqual(t, start, 0, "README has no ## SQL section")
-	section := readme[start+1:]
-	if end := strings.Index(section[3:], "\n## "); end >= 0 {
-		section = section[:end+3]
-	}
-	var out []cookbookQuery
-	for _, block := range regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(section, -1) {
-		for _, stmt := range strings.Split(block[1], ";\n") {
-			stmt = strings.TrimSpace(stmt)
-			if stmt == "" {
-				continue
-			}
-			title := stmt
-			if strings.HasPrefix(stmt, "--") {
-				title = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(stmt, "\n", 2)[0], "--"))
-			}
-			out = append(out, cookbookQuery{title: title, sql: stmt})
-		}
-	}
-	return out
-}
+// cookbookQuery is one statement of the README's SQL cookbook.
+type cookbookQuery = selfplaytest.CookbookQuery
 
 // iterationSettings are the settings SeedRun's selections follow.
 func iterationSettings(t testing.TB, n int) [][]byte {
@@ -107,7 +64,7 @@ func TestCookbookOnASeededRun(t *testing.T) {
 	t.Parallel()
 	pool, _ := storetest.NewPool(t)
 	its := seedDemo(t, pool, 300, 24)
-	queries := readCookbook(t)
+	queries := selfplaytest.Cookbook(t)
 	require.GreaterOrEqual(t, len(queries), 8)
 	count := func(sql string, args ...any) int64 {
 		var n int64
@@ -119,16 +76,16 @@ func TestCookbookOnASeededRun(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Release()
 	for _, q := range queries {
-		if q.setting() {
-			_, err := conn.Exec(context.Background(), q.sql)
-			require.NoError(t, err, q.sql)
+		if q.Setting() {
+			_, err := conn.Exec(context.Background(), q.SQL)
+			require.NoError(t, err, q.SQL)
 			continue
 		}
-		t.Run(q.title, func(t *testing.T) {
-			got := queryMaps(t, conn, q.sql)
-			require.NotEmpty(t, got, "no rows from:\n%s", q.sql)
+		t.Run(q.Title, func(t *testing.T) {
+			got := queryMaps(t, conn, q.SQL)
+			require.NotEmpty(t, got, "no rows from:\n%s", q.SQL)
 			switch {
-			case strings.HasPrefix(q.title, "Top selected pairs"):
+			case strings.HasPrefix(q.Title, "Top selected pairs"):
 				require.Len(t, got, 20)
 				want := queryMaps(t, pool, `SELECT rank, explicit_margin, alignment_potential FROM pairs
 					WHERE iteration_id = $1 AND selected ORDER BY rank LIMIT 20`, its[0])
@@ -138,7 +95,7 @@ func TestCookbookOnASeededRun(t *testing.T) {
 					require.Equal(t, want[i]["explicit_margin"], row["explicit_margin"], "rank %d", i+1)
 					require.Equal(t, want[i]["alignment_potential"], row["alignment_potential"], "rank %d", i+1)
 				}
-			case strings.HasPrefix(q.title, "AP distribution"):
+			case strings.HasPrefix(q.Title, "AP distribution"):
 				require.Len(t, got, 3)
 				for i, row := range got {
 					require.EqualValues(t, count(`SELECT count(*) FROM pairs WHERE iteration_id = $1`, its[i]), row["pairs"])
@@ -152,13 +109,13 @@ func TestCookbookOnASeededRun(t *testing.T) {
 						require.Equal(t, want[col], row[col], "%s of iteration %d", col, i)
 					}
 				}
-			case strings.HasPrefix(q.title, "AP histogram"):
+			case strings.HasPrefix(q.Title, "AP histogram"):
 				var pairs int64
 				for _, row := range got {
 					pairs += row["pairs"].(int64)
 				}
 				require.Equal(t, count(`SELECT count(*) FROM pairs WHERE iteration_id = ANY($1)`, its), pairs)
-			case strings.HasPrefix(q.title, "How selection by each metric"):
+			case strings.HasPrefix(q.Title, "How selection by each metric"):
 				// The stored selection was made by alignment potential: the
 				// query's top k by AP must be exactly it.
 				selected := count(`SELECT count(*) FROM pairs WHERE iteration_id = $1 AND selected`, its[0])
@@ -199,7 +156,7 @@ func TestCookbookOnASeededRun(t *testing.T) {
 					WHERE m.rnk <= k.k
 					GROUP BY m.metric
 					ORDER BY m.metric`), got)
-			case strings.HasPrefix(q.title, "Evolved prompts with their lineage"):
+			case strings.HasPrefix(q.Title, "Evolved prompts with their lineage"):
 				for _, row := range got {
 					// SeedRun evolves prompt g of one pool into prompt g of the next.
 					require.EqualValues(t, row["generations"], strings.Count(row["strategies"].(string), "→")+1)
@@ -230,19 +187,19 @@ func TestCookbookOnASeededRun(t *testing.T) {
 					ORDER BY d.generations DESC, d.prompt_id`)
 				require.Len(t, got, 20)
 				require.Equal(t, walk, got)
-			case strings.HasPrefix(q.title, "Pairs whose prompt contains a phrase"):
+			case strings.HasPrefix(q.Title, "Pairs whose prompt contains a phrase"):
 				require.Len(t, got, 20)
 				for _, row := range got {
 					require.Contains(t, row["prompt_text"], "where do i start")
 				}
-			case strings.HasPrefix(q.title, "Failure reasons by endpoint"):
+			case strings.HasPrefix(q.Title, "Failure reasons by endpoint"):
 				require.Len(t, got, 3)
 				for i, row := range got {
 					require.Equal(t, "policy", row["endpoint"])
 					require.Equal(t, "503", row["http_status"])
 					require.EqualValues(t, count(`SELECT count(*) FROM tasks WHERE iteration_id = $1 AND status = 'failed'`, its[i]), row["tasks"])
 				}
-			case strings.HasPrefix(q.title, "Outcomes of an iteration's generate tasks"):
+			case strings.HasPrefix(q.Title, "Outcomes of an iteration's generate tasks"):
 				outcomes := map[string]int64{}
 				for _, row := range got {
 					outcomes[row["outcome"].(string)] = row["prompts"].(int64)
@@ -269,14 +226,14 @@ func BenchmarkAnalystQueries1M(b *testing.B) {
 	require.NoError(b, pool.QueryRow(ctx, `SELECT substring(last_user_message(messages) FROM '[0-9a-f]{32}')
 		FROM prompts WHERE id = (SELECT max(id) / 2 FROM prompts)`).Scan(&word))
 	lookups := []cookbookQuery{
-		{"pair_details by pair id", `SELECT * FROM pair_details WHERE pair_id = (SELECT max(id) / 2 FROM pairs)`},
-		{"a pair's responses", `SELECT r.* FROM responses r JOIN pairs p ON p.iteration_id = r.iteration_id AND p.prompt_id = r.prompt_id
+		{Title: "pair_details by pair id", SQL: `SELECT * FROM pair_details WHERE pair_id = (SELECT max(id) / 2 FROM pairs)`},
+		{Title: "a pair's responses", SQL: `SELECT r.* FROM responses r JOIN pairs p ON p.iteration_id = r.iteration_id AND p.prompt_id = r.prompt_id
 			WHERE p.id = (SELECT max(id) / 2 FROM pairs) ORDER BY r.sample_index`},
-		{"pairs by iteration and selected", `SELECT iteration, selected, count(*) FROM pair_details WHERE run = 'demo' GROUP BY 1, 2 ORDER BY 1, 2`},
-		{"the pairs of a prompt found by a rare substring", `SELECT iteration, pair_id, rank, prompt_text FROM pair_details
+		{Title: "pairs by iteration and selected", SQL: `SELECT iteration, selected, count(*) FROM pair_details WHERE run = 'demo' GROUP BY 1, 2 ORDER BY 1, 2`},
+		{Title: "the pairs of a prompt found by a rare substring", SQL: `SELECT iteration, pair_id, rank, prompt_text FROM pair_details
 			WHERE prompt_text ILIKE '%` + word[4:16] + `%' ORDER BY iteration_ordinal`},
 	}
-	all := append(readCookbook(b), lookups...)
+	all := append(selfplaytest.Cookbook(b), lookups...)
 	// One session. Each query runs with the server's settings; a query
 	// that follows a SET in the cookbook (its advice for queries that sort
 	// a whole iteration) runs again with the SETs so far, as "…/advised".
@@ -285,8 +242,8 @@ func BenchmarkAnalystQueries1M(b *testing.B) {
 	defer conn.Release()
 	var advice []string
 	for _, q := range all {
-		if q.setting() {
-			advice = append(advice, q.sql)
+		if q.Setting() {
+			advice = append(advice, q.SQL)
 			continue
 		}
 		run := func(name string, settings []string) {
@@ -300,22 +257,22 @@ func BenchmarkAnalystQueries1M(b *testing.B) {
 				var times []time.Duration
 				for b.Loop() {
 					start := time.Now()
-					rows, err := conn.Query(ctx, q.sql)
+					rows, err := conn.Query(ctx, q.SQL)
 					require.NoError(b, err)
 					n := 0
 					for rows.Next() {
 						n++
 					}
-					require.NoError(b, rows.Err(), q.sql)
-					require.Positive(b, n, q.sql)
+					require.NoError(b, rows.Err(), q.SQL)
+					require.Positive(b, n, q.SQL)
 					times = append(times, time.Since(start))
 				}
 				reportMedian(b, times)
 			})
 		}
-		run(q.title, nil)
-		if len(advice) > 0 && !slices.ContainsFunc(lookups, func(l cookbookQuery) bool { return l.title == q.title }) {
-			run(q.title+"/advised", advice)
+		run(q.Title, nil)
+		if len(advice) > 0 && !slices.ContainsFunc(lookups, func(l cookbookQuery) bool { return l.Title == q.Title }) {
+			run(q.Title+"/advised", advice)
 		}
 	}
 	_, err = conn.Exec(ctx, "RESET ALL")
