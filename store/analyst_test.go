@@ -234,46 +234,33 @@ func BenchmarkAnalystQueries1M(b *testing.B) {
 			WHERE prompt_text ILIKE '%` + word[4:16] + `%' ORDER BY iteration_ordinal`},
 	}
 	all := append(selfplaytest.Cookbook(b), lookups...)
-	// One session. Each query runs with the server's settings; a query
-	// that follows a SET in the cookbook (its advice for queries that sort
-	// a whole iteration) runs again with the SETs so far, as "…/advised".
+	// One session, as an analyst's psql: a SET in the cookbook applies to
+	// the queries after it.
 	conn, err := pool.Acquire(ctx)
 	require.NoError(b, err)
 	defer conn.Release()
-	var advice []string
 	for _, q := range all {
 		if q.Setting() {
-			advice = append(advice, q.SQL)
+			_, err := conn.Exec(ctx, q.SQL)
+			require.NoError(b, err, q.SQL)
 			continue
 		}
-		run := func(name string, settings []string) {
-			_, err := conn.Exec(ctx, "RESET ALL")
-			require.NoError(b, err)
-			for _, set := range settings {
-				_, err := conn.Exec(ctx, set)
-				require.NoError(b, err, set)
-			}
-			b.Run(name, func(b *testing.B) {
-				var times []time.Duration
-				for b.Loop() {
-					start := time.Now()
-					rows, err := conn.Query(ctx, q.SQL)
-					require.NoError(b, err)
-					n := 0
-					for rows.Next() {
-						n++
-					}
-					require.NoError(b, rows.Err(), q.SQL)
-					require.Positive(b, n, q.SQL)
-					times = append(times, time.Since(start))
+		b.Run(q.Title, func(b *testing.B) {
+			var times []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				rows, err := conn.Query(ctx, q.SQL)
+				require.NoError(b, err)
+				n := 0
+				for rows.Next() {
+					n++
 				}
-				reportMedian(b, times)
-			})
-		}
-		run(q.Title, nil)
-		if len(advice) > 0 && !slices.ContainsFunc(lookups, func(l cookbookQuery) bool { return l.Title == q.Title }) {
-			run(q.Title+"/advised", advice)
-		}
+				require.NoError(b, rows.Err(), q.SQL)
+				require.Positive(b, n, q.SQL)
+				times = append(times, time.Since(start))
+			}
+			reportMedian(b, times)
+		})
 	}
 	_, err = conn.Exec(ctx, "RESET ALL")
 	require.NoError(b, err)
