@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -55,6 +56,131 @@ func queryMaps(t testing.TB, db store.DBTX, sql string, args ...any) []map[strin
 	out, err := pgx.CollectRows(rows, pgx.RowToMap)
 	require.NoError(t, err, sql)
 	return out
+}
+
+// rankedMetricComparison is the plain form of the cookbook's comparison of
+// metrics on run 'demo', iteration 'iter0': each metric's top k by window
+// ranks (ties by pair id), one row per pair and metric, grouped.
+const rankedMetricComparison = `
+WITH p AS (
+    SELECT pair_id, alignment_potential, explicit_z, implicit_z, explicit_margin, implicit_margin,
+           chosen_reward, selected
+    FROM pair_details
+    WHERE iteration_id = (SELECT i.id FROM iterations i JOIN runs r ON r.id = i.run_id
+                          WHERE r.name = 'demo' AND i.name = 'iter0')
+), k AS (
+    SELECT count(*) FILTER (WHERE selected) AS k FROM p
+), ranked AS (
+    SELECT p.*,
+           row_number() OVER (ORDER BY alignment_potential DESC, pair_id) AS by_alignment_potential,
+           row_number() OVER (ORDER BY explicit_z DESC, pair_id)          AS by_explicit_margin,
+           row_number() OVER (ORDER BY implicit_z ASC, pair_id)           AS by_implicit_margin
+    FROM p
+)
+SELECT m.metric, count(*) AS pairs,
+       round(avg(explicit_margin)::numeric, 3)      AS mean_explicit_margin,
+       round(avg(abs(implicit_margin))::numeric, 4) AS mean_abs_implicit_margin,
+       round(avg(chosen_reward)::numeric, 3)        AS mean_chosen_reward,
+       count(*) FILTER (WHERE selected)             AS in_stored_selection
+FROM ranked CROSS JOIN k
+CROSS JOIN LATERAL (VALUES ('alignment_potential', by_alignment_potential),
+                           ('explicit_margin', by_explicit_margin),
+                           ('implicit_margin', by_implicit_margin)) AS m(metric, rnk)
+WHERE m.rnk <= k.k
+GROUP BY m.metric
+ORDER BY m.metric`
+
+// requireSameComparison compares rows of the metric comparison: metric,
+// pairs and in_stored_selection exactly, each mean to within one unit of its
+// last rounded digit. The means are float sums taken in another order than
+// the plain form's, and a mean that lies on a rounding boundary (2.7195 in
+// TestMetricComparisonAtTies) rounds either way.
+func requireSameComparison(t *testing.T, want, got []map[string]any) {
+	t.Helper()
+	require.Len(t, got, len(want))
+	for i := range want {
+		for _, col := range []string{"metric", "pairs", "in_stored_selection"} {
+			require.Equal(t, want[i][col], got[i][col], "%s of %v", col, want[i]["metric"])
+		}
+		for col, unit := range map[string]float64{"mean_explicit_margin": 1e-3, "mean_abs_implicit_margin": 1e-4, "mean_chosen_reward": 1e-3} {
+			w, err := want[i][col].(pgtype.Numeric).Float64Value()
+			require.NoError(t, err)
+			g, err := got[i][col].(pgtype.Numeric).Float64Value()
+			require.NoError(t, err)
+			require.InDelta(t, w.Float64, g.Float64, unit*1.01, "%s of %v", col, want[i]["metric"])
+		}
+	}
+}
+
+// cookbookQueryTitled returns the cookbook statement whose title starts
+// with prefix.
+func cookbookQueryTitled(t testing.TB, prefix string) string {
+	t.Helper()
+	for _, q := range selfplaytest.Cookbook(t) {
+		if strings.HasPrefix(q.Title, prefix) {
+			return q.SQL
+		}
+	}
+	t.Fatalf("the README's cookbook has no query titled %q…", prefix)
+	return ""
+}
+
+// TestMetricComparisonAtTies: the cookbook's comparison of metrics finds
+// each metric's k-th best value and splits the pairs equal to it by id. On
+// pools where the k-th value is shared — explicit margins of three values,
+// one of them both as 0.3 and as 0.1+0.2 (1 ulp apart), and implicit
+// margins all of one magnitude, so every implicit z is 0 — it must give the
+// plain ranking's rows; and with nothing selected, three rows of 0 pairs.
+func TestMetricComparisonAtTies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	query := cookbookQueryTitled(t, "How selection by each metric")
+	for _, tc := range []struct {
+		name  string
+		ratio float64
+		mex   func(i int) float64
+		mim   func(i int) float64
+	}{
+		{"three explicit values, one implicit magnitude", 0.4,
+			func(i int) float64 { return []float64{2, 0.3, 0.1 + 0.2}[i%3] },
+			func(i int) float64 { return []float64{0.5, -0.5}[i%2] }},
+		{"all margins equal", 0.4, func(int) float64 { return 1 }, func(int) float64 { return -0.25 }},
+		{"tied values in both", 0.55,
+			func(i int) float64 { return float64(i % 4) },
+			func(i int) float64 { return float64(i%3) - 1 }},
+		{"nothing selected", 0, func(i int) float64 { return float64(i) }, func(i int) float64 { return float64(i % 7) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, _ := storetest.NewPool(t)
+			run, err := store.EnsureRun(ctx, pool, "demo", []byte(`{}`))
+			require.NoError(t, err)
+			its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{Name: "iter0", PolicyModel: "m", Config: []byte(`{}`)}})
+			require.NoError(t, err)
+			const n = 500
+			mex, mim := make([]float64, n), make([]float64, n)
+			for i := range n {
+				mex[i], mim[i] = tc.mex(i), tc.mim(i)
+			}
+			storetest.SeedPairs(t, pool, its[0].ID, mex, mim)
+			k, err := store.ScorePairs(ctx, pool, its[0].ID, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: tc.ratio}, store.TrainSelection)
+			require.NoError(t, err)
+			require.EqualValues(t, int(tc.ratio*n+1e-9), k)
+			got := queryMaps(t, pool, query)
+			require.Len(t, got, 3)
+			if k == 0 {
+				for _, row := range got {
+					require.EqualValues(t, 0, row["pairs"], row["metric"])
+				}
+				return
+			}
+			requireSameComparison(t, queryMaps(t, pool, rankedMetricComparison), got)
+			for _, row := range got {
+				require.EqualValues(t, k, row["pairs"], row["metric"])
+			}
+			require.EqualValues(t, k, got[0]["in_stored_selection"], "alignment_potential is the stored metric")
+		})
+	}
 }
 
 // TestCookbookOnASeededRun runs every query of the README's SQL cookbook
@@ -126,36 +252,8 @@ func TestCookbookOnASeededRun(t *testing.T) {
 						require.EqualValues(t, selected, row["in_stored_selection"])
 					}
 				}
-				// The same rows as the plain form: each metric's top k by
-				// window ranks, one row per pair and metric, grouped.
-				require.Equal(t, queryMaps(t, pool, `
-					WITH p AS (
-					    SELECT pair_id, alignment_potential, explicit_z, implicit_z, explicit_margin, implicit_margin,
-					           chosen_reward, selected
-					    FROM pair_details
-					    WHERE iteration_id = (SELECT i.id FROM iterations i JOIN runs r ON r.id = i.run_id
-					                          WHERE r.name = 'demo' AND i.name = 'iter0')
-					), k AS (
-					    SELECT count(*) FILTER (WHERE selected) AS k FROM p
-					), ranked AS (
-					    SELECT p.*,
-					           row_number() OVER (ORDER BY alignment_potential DESC, pair_id) AS by_alignment_potential,
-					           row_number() OVER (ORDER BY explicit_z DESC, pair_id)          AS by_explicit_margin,
-					           row_number() OVER (ORDER BY implicit_z ASC, pair_id)           AS by_implicit_margin
-					    FROM p
-					)
-					SELECT m.metric, count(*) AS pairs,
-					       round(avg(explicit_margin)::numeric, 3)      AS mean_explicit_margin,
-					       round(avg(abs(implicit_margin))::numeric, 4) AS mean_abs_implicit_margin,
-					       round(avg(chosen_reward)::numeric, 3)        AS mean_chosen_reward,
-					       count(*) FILTER (WHERE selected)             AS in_stored_selection
-					FROM ranked CROSS JOIN k
-					CROSS JOIN LATERAL (VALUES ('alignment_potential', by_alignment_potential),
-					                           ('explicit_margin', by_explicit_margin),
-					                           ('implicit_margin', by_implicit_margin)) AS m(metric, rnk)
-					WHERE m.rnk <= k.k
-					GROUP BY m.metric
-					ORDER BY m.metric`), got)
+				// The same rows as the plain form.
+				requireSameComparison(t, queryMaps(t, pool, rankedMetricComparison), got)
 			case strings.HasPrefix(q.Title, "Evolved prompts with their lineage"):
 				for _, row := range got {
 					// SeedRun evolves prompt g of one pool into prompt g of the next.
