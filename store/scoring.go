@@ -174,12 +174,14 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 			return err
 		}
 		// The first TopPairs ranks of the selection go to top_pairs, where
-		// top-N queries find them by index. They are taken in the check
-		// below, which reads the iteration's pairs anyway: each read of
-		// rows this transaction just rewrote is slow (every row's writer
-		// is looked up, no hint bits yet), and a read of its own made
-		// scoring a million pairs 9% slower; taking them from the
-		// update's RETURNING rows, a third slower.
+		// top-N queries find them by index. They are taken in the one
+		// aggregate pass of the check below, which reads the iteration's
+		// pairs anyway: each read of rows this transaction just rewrote is
+		// slow (every row's writer is looked up, no hint bits yet), and a
+		// read of its own made scoring a million pairs 9% slower; taking
+		// them from the update's RETURNING rows, a third slower. The check
+		// is one aggregate over the pairs, not a CTE read three times: 0.3–0.4 s
+		// for a million pairs instead of 0.7–1.0 s.
 		if target == TrainSelection {
 			if _, err := tx.Exec(ctx, `DELETE FROM top_pairs WHERE iteration_id = $1`, iterationID); err != nil {
 				return err
@@ -191,20 +193,21 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 			mex, mim *float64
 		}
 		err = tx.QueryRow(ctx, `
-			WITH p AS (
-			    SELECT id, rank, `+col+` AS sel, ($2 <> 'dpo' OR dpo_margin IS NOT NULL) AS pooled, explicit_margin AS mex,
-			           CASE WHEN $2 = 'dpo' THEN dpo_margin ELSE implicit_margin END AS mim
-			    FROM pairs WHERE iteration_id = $1
-			), bad AS (
-			    SELECT id, mex, mim FROM p
-			    WHERE pooled AND (abs(mex) = 'Infinity' OR mex = 'NaN' OR abs(mim) = 'Infinity' OR mim = 'NaN')
-			    ORDER BY id LIMIT 1
+			WITH a AS (
+			    SELECT count(*) FILTER (WHERE pooled) AS scored, count(*) FILTER (WHERE sel) AS selected,
+			           min(id) FILTER (WHERE pooled AND (abs(mex) = 'Infinity' OR mex = 'NaN'
+			                                             OR abs(mim) = 'Infinity' OR mim = 'NaN')) AS bad,
+			           array_agg(id ORDER BY rank) FILTER (WHERE $3 AND sel AND rank <= $4) AS top_ids,
+			           array_agg(rank ORDER BY rank) FILTER (WHERE $3 AND sel AND rank <= $4) AS top_ranks
+			    FROM (SELECT id, rank, `+col+` AS sel, ($2 <> 'dpo' OR dpo_margin IS NOT NULL) AS pooled,
+			                 explicit_margin AS mex, CASE WHEN $2 = 'dpo' THEN dpo_margin ELSE implicit_margin END AS mim
+			          FROM pairs WHERE iteration_id = $1) p
 			), top AS (
 			    INSERT INTO top_pairs (iteration_id, rank, pair_id)
-			    SELECT $1, rank, id FROM p WHERE $3 AND sel AND rank <= $4
+			    SELECT $1, t.rank, t.id FROM a CROSS JOIN unnest(a.top_ids, a.top_ranks) AS t(id, rank)
 			)
-			SELECT (SELECT count(*) FROM p WHERE pooled), (SELECT count(*) FROM p WHERE sel),
-			       (SELECT id FROM bad), (SELECT mex FROM bad), (SELECT mim FROM bad)`,
+			SELECT a.scored, a.selected, a.bad, b.explicit_margin, CASE WHEN $2 = 'dpo' THEN b.dpo_margin ELSE b.implicit_margin END
+			FROM a LEFT JOIN pairs b ON b.id = a.bad`,
 			iterationID, spec.Implicit, target == TrainSelection, TopPairs).Scan(&scored, &selected, &bad.id, &bad.mex, &bad.mim)
 		if err != nil {
 			return err
