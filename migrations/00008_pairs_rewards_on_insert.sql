@@ -4,7 +4,7 @@
 -- chosen_id, rejected_id, and any row-level BEFORE UPDATE trigger, even one
 -- whose columns an update does not set, makes PostgreSQL fetch and lock
 -- each row before updating it: a second WAL record per pair, and a
--- million-pair scoring 1.3 times as long (README, Performance). Rewards are
+-- million-pair scoring statement 1.2 times as long (README, Performance). Rewards are
 -- copied when a pair is inserted, which is the only way selfplay writes a
 -- pair's responses; changing them afterwards is refused (insert a new pair
 -- instead), so a copy can never go stale. The refusal is a statement-level

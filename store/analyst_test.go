@@ -68,6 +68,7 @@ WITH p AS (
     FROM pair_details
     WHERE iteration_id = (SELECT i.id FROM iterations i JOIN runs r ON r.id = i.run_id
                           WHERE r.name = 'demo' AND i.name = 'iter0')
+      AND rank IS NOT NULL
 ), k AS (
     SELECT count(*) FILTER (WHERE selected) AS k FROM p
 ), ranked AS (
@@ -131,6 +132,8 @@ func cookbookQueryTitled(t testing.TB, prefix string) string {
 // one of them both as 0.3 and as 0.1+0.2 (1 ulp apart), and implicit
 // margins all of one magnitude, so every implicit z is 0 — it must give the
 // plain ranking's rows; and with nothing selected, three rows of 0 pairs.
+// With dpo margins on two thirds of the pairs, only those are scored, and
+// only those are compared (an unscored pair's NULL AP would sort first).
 func TestMetricComparisonAtTies(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -140,15 +143,19 @@ func TestMetricComparisonAtTies(t *testing.T) {
 		ratio float64
 		mex   func(i int) float64
 		mim   func(i int) float64
+		dpo   bool
 	}{
 		{"three explicit values, one implicit magnitude", 0.4,
 			func(i int) float64 { return []float64{2, 0.3, 0.1 + 0.2}[i%3] },
-			func(i int) float64 { return []float64{0.5, -0.5}[i%2] }},
-		{"all margins equal", 0.4, func(int) float64 { return 1 }, func(int) float64 { return -0.25 }},
+			func(i int) float64 { return []float64{0.5, -0.5}[i%2] }, false},
+		{"all margins equal", 0.4, func(int) float64 { return 1 }, func(int) float64 { return -0.25 }, false},
 		{"tied values in both", 0.55,
 			func(i int) float64 { return float64(i % 4) },
-			func(i int) float64 { return float64(i%3) - 1 }},
-		{"nothing selected", 0, func(i int) float64 { return float64(i) }, func(i int) float64 { return float64(i % 7) }},
+			func(i int) float64 { return float64(i%3) - 1 }, false},
+		{"nothing selected", 0, func(i int) float64 { return float64(i) }, func(i int) float64 { return float64(i % 7) }, false},
+		{"a dpo pool that leaves pairs out", 0.4,
+			func(i int) float64 { return float64(i % 4) },
+			func(i int) float64 { return float64(i%3) - 1 }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -163,9 +170,16 @@ func TestMetricComparisonAtTies(t *testing.T) {
 				mex[i], mim[i] = tc.mex(i), tc.mim(i)
 			}
 			storetest.SeedPairs(t, pool, its[0].ID, mex, mim)
-			k, err := store.ScorePairs(ctx, pool, its[0].ID, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: tc.ratio}, store.TrainSelection)
+			spec, pooled := store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: tc.ratio}, n
+			if tc.dpo {
+				tag, err := pool.Exec(ctx, `UPDATE pairs SET dpo_margin = 2 * implicit_margin WHERE iteration_id = $1 AND id % 3 <> 0`, its[0].ID)
+				require.NoError(t, err)
+				spec.Implicit, pooled = "dpo", int(tag.RowsAffected())
+				require.Less(t, pooled, n)
+			}
+			k, err := store.ScorePairs(ctx, pool, its[0].ID, spec, store.TrainSelection)
 			require.NoError(t, err)
-			require.EqualValues(t, int(tc.ratio*n+1e-9), k)
+			require.EqualValues(t, int(tc.ratio*float64(pooled)+1e-9), k)
 			got := queryMaps(t, pool, query)
 			require.Len(t, got, 3)
 			if k == 0 {
