@@ -43,15 +43,19 @@ func (m Moments) Z(v float64) float64 {
 // momentsOf computes the moments of value(i) for i in [0, n) with a two-pass
 // algorithm over the deviations d = v − min: their mean first, then the sum
 // of squared deviations from it, both with Neumaier-compensated sums in
-// float64. store's scoring SQL does the same operations.
+// float64. store's scoring SQL computes the same moments in one pass
+// (PostgreSQL's Youngs–Cramer avg and var_pop, over deviations from one
+// element of the pool instead of the minimum), which agree with these to
+// within rounding.
 //
 // The values are first scaled by a power of two that brings the largest
 // magnitude into [0.5, 1). That is exact (it only shifts exponents), so the
 // z-scores are bit-identical to an unscaled computation on ordinary data, and
 // it keeps sums of huge margins from overflowing to Inf.
 //
-// Deviations from the minimum, not from the mean, are what make near-equal
-// values agree between Go and SQL: two values within a factor of two of
+// Deviations from an element of the pool (here the minimum; in SQL the
+// pair of the smallest prompt id), not from the mean, are what make
+// near-equal values agree between Go and SQL: two values within a factor of two of
 // each other subtract exactly (Sterbenz), so the deviations of a pool of
 // near-equal margins are exact and the same in any implementation, whereas
 // a mean rounded to a float64 is off by as much as their spread. A spread
@@ -68,8 +72,7 @@ func momentsOf(n int, value func(i int) float64) Moments {
 		lo, hi = min(lo, v), max(hi, v)
 		maxAbs = max(maxAbs, math.Abs(v))
 	}
-	_, exp := math.Frexp(maxAbs)
-	scale := math.Ldexp(1, min(-exp, 1023)) // capped: 2^1024 would be +Inf
+	scale := Scale(maxAbs)
 	lo *= scale
 	if lo == hi*scale {
 		return Moments{lo: lo, scale: scale}
@@ -87,6 +90,14 @@ func momentsOf(n int, value func(i int) float64) Moments {
 	}
 	std := math.Sqrt(squares.value() / float64(n))
 	return Moments{lo: lo, mean: mean, std: std, scale: scale}
+}
+
+// Scale is the power of two that brings a largest magnitude maxAbs into
+// [0.5, 1), capped at 2^1023 (2^1024 would be +Inf); 1 for 0, ±Inf and NaN.
+// Multiplying by it is exact: it only shifts exponents.
+func Scale(maxAbs float64) float64 {
+	_, exp := math.Frexp(maxAbs) // exp is 0 for 0, ±Inf and NaN
+	return math.Ldexp(1, min(-exp, 1023))
 }
 
 // compensated is a Neumaier (improved Kahan) running sum.

@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/selfplay/selfplay/metric"
 )
 
 // ScoreSpec says how to score and select an iteration's pairs in SQL. It
@@ -40,13 +43,27 @@ const (
 // explicit margin and of |implicit margin| over the iteration's pairs, the
 // metric's score, the rank (score descending, ties by pair id) and the
 // selection flag, and writes them.
-// The z-scores take the same float64 operations as metric.Moments: the
-// deviations from the pool's minimum (exact for near-equal values), their
-// mean, then the root mean square of the deviations from that mean (not
-// stddev_pop, whose rounding makes ten copies of 0.1 spread by 1.1e-17); a
-// quantity whose minimum equals its maximum has std 0 and z-term 0.
-// The random metric reads 13 hex digits of md5('<seed>:<id>') as a fraction
-// of 16^13, exactly as metric.RandomScore does.
+//
+// The moments take one pass over the pool, as the z-scores and the ranks
+// take one more: the count, the extremes, and PostgreSQL's avg and
+// var_pop (one Youngs–Cramer state, shared by the two) of the deviations
+// from the pivot, the pool's pair of the smallest prompt id (found by
+// index). Deviations from an element of the pool are exact for near-equal
+// values (Sterbenz), as metric.Moments' deviations from the minimum are, so
+// the two agree to within rounding; a quantity whose minimum equals its
+// maximum has std 0 and z-term 0 (stddev_pop of ten copies of 0.1 is
+// 1.1e-17, not 0). The random metric reads 13 hex digits of
+// md5('<seed>:<id>') as a fraction of 16^13, exactly as
+// metric.RandomScore does.
+//
+// $8 and $9 scale the two quantities by powers of two (exact). With 1, the
+// statement writes nothing unless every magnitude is at most 2^199 and
+// every non-zero spread at least 2^-300: then no sum can overflow and no
+// square of a deviation that matters can underflow, so the moments are
+// those of the scaled values. Deviations of larger values are left out of
+// the sums (never an overflow error), and the statement writes nothing;
+// ScorePairs then scales by metric.Scale of the largest finite magnitude,
+// as metric.Moments does. A margin that is not finite also writes nothing.
 //
 // The rows are written back by their ctid, in ctid order: each heap page
 // is fetched once and updated in place, instead of a second scan of the
@@ -57,51 +74,50 @@ const (
 // iteration's scoring lock, so the ctids stay current until the update.
 const scoreSQL = `
 WITH base AS (
-    SELECT id, ctid AS tid, explicit_margin AS mex,
-           abs(CASE WHEN $6 = 'dpo' THEN dpo_margin ELSE implicit_margin END) AS mim
+    SELECT id, ctid AS tid, explicit_margin * $8::float8 AS mex,
+           abs(CASE WHEN $6 THEN dpo_margin ELSE implicit_margin END) * $9::float8 AS mim
     FROM pairs
-    WHERE iteration_id = $1 AND ($6 <> 'dpo' OR dpo_margin IS NOT NULL)
-), magnitude AS (
-    SELECT max(abs(mex)) AS ma_ex, max(mim) AS ma_im FROM base
-), scale AS MATERIALIZED (
-    -- MATERIALIZED: computed once. Inlined, the planner put these
-    -- expressions (a numeric logarithm each) in the projection of every
-    -- pair, which made a million-pair scoring 2.5 times as long.
-    -- As metric.momentsOf: a power of two that brings the largest
-    -- magnitude to about 1, so sums of huge finite margins cannot overflow
-    -- (PostgreSQL would raise "value out of range"). Exact: it only shifts
-    -- exponents. A non-finite magnitude (rejected after the update) or 0
-    -- keeps 1.
-    SELECT CASE WHEN ma_ex > 0 AND ma_ex < 'Infinity'
-                THEN power(2::float8, least(-(floor(log(2, ma_ex::numeric)) + 1), 1023)) ELSE 1 END AS s_ex,
-           CASE WHEN ma_im > 0 AND ma_im < 'Infinity'
-                THEN power(2::float8, least(-(floor(log(2, ma_im::numeric)) + 1), 1023)) ELSE 1 END AS s_im
-    FROM magnitude
-), scaled AS (
-    SELECT b.id, b.tid, b.mex * c.s_ex AS mex, b.mim * c.s_im AS mim FROM base b CROSS JOIN scale c
-), lims AS (
-    SELECT min(mex) AS lo_ex, max(mex) AS hi_ex, min(mim) AS lo_im, max(mim) AS hi_im, count(*) AS n
-    FROM scaled
-), means AS (
-    SELECT avg(b.mex - l.lo_ex) AS mean_ex, avg(b.mim - l.lo_im) AS mean_im
-    FROM scaled b CROSS JOIN lims l
-), sq AS (
-    SELECT sum((b.mex - l.lo_ex - m.mean_ex) * (b.mex - l.lo_ex - m.mean_ex)) AS ss_ex,
-           sum((b.mim - l.lo_im - m.mean_im) * (b.mim - l.lo_im - m.mean_im)) AS ss_im
-    FROM scaled b CROSS JOIN lims l CROSS JOIN means m
-), stats AS (
-    SELECT l.lo_ex, l.lo_im, l.n, m.mean_ex, m.mean_im,
-           CASE WHEN l.hi_ex > l.lo_ex THEN sqrt(q.ss_ex / l.n) ELSE 0 END AS sd_ex,
-           CASE WHEN l.hi_im > l.lo_im THEN sqrt(q.ss_im / l.n) ELSE 0 END AS sd_im
-    FROM lims l CROSS JOIN means m CROSS JOIN sq q
+    WHERE iteration_id = $1 AND (NOT $6 OR dpo_margin IS NOT NULL)
+), pivot AS MATERIALIZED (
+    -- An element of the pool, or 0 when it is too large to subtract from
+    -- (the pool is then out of range anyway).
+    SELECT CASE WHEN abs(mex) <= 2::float8 ^ 199 THEN mex ELSE 0 END AS p_ex,
+           CASE WHEN mim <= 2::float8 ^ 199 THEN mim ELSE 0 END AS p_im
+    FROM (SELECT explicit_margin * $8::float8 AS mex,
+                 abs(CASE WHEN $6 THEN dpo_margin ELSE implicit_margin END) * $9::float8 AS mim
+          FROM pairs
+          WHERE iteration_id = $1 AND (NOT $6 OR dpo_margin IS NOT NULL)
+          ORDER BY prompt_id LIMIT 1) p
+), agg AS MATERIALIZED (
+    SELECT count(*) AS n, min(d.mex) AS lo_ex, max(d.mex) AS hi_ex, min(d.mim) AS lo_im, max(d.mim) AS hi_im,
+           avg(d.d_ex) AS mean_ex, var_pop(d.d_ex) AS var_ex, avg(d.d_im) AS mean_im, var_pop(d.d_im) AS var_im,
+           min(d.p_ex) AS p_ex, min(d.p_im) AS p_im
+    FROM (SELECT b.mex, b.mim, v.p_ex, v.p_im,
+                 CASE WHEN abs(b.mex) <= 2::float8 ^ 199 THEN b.mex - v.p_ex END AS d_ex,
+                 CASE WHEN b.mim <= 2::float8 ^ 199 THEN b.mim - v.p_im END AS d_im
+          FROM base b CROSS JOIN pivot v) d
+), stats AS MATERIALIZED (
+    SELECT p_ex, p_im, mean_ex, mean_im,
+           CASE WHEN hi_ex > lo_ex THEN sqrt(var_ex) ELSE 0 END AS sd_ex,
+           CASE WHEN hi_im > lo_im THEN sqrt(var_im) ELSE 0 END AS sd_im,
+           CASE WHEN $4::int > 0 THEN least($4::int, n) ELSE floor($7::float8 * n + 1e-9) END AS k,
+           -- NaN is above every number in PostgreSQL: it fails the first test.
+           greatest(hi_ex, -lo_ex, hi_im) <= 2::float8 ^ 199
+               AND (hi_ex = lo_ex OR hi_ex - lo_ex >= 2::float8 ^ -300)
+               AND (hi_im = lo_im OR hi_im - lo_im >= 2::float8 ^ -300) AS in_range
+    FROM agg
 ), z AS (
     SELECT b.id, b.tid,
-           CASE WHEN s.sd_ex > 0 THEN (b.mex - s.lo_ex - s.mean_ex) / s.sd_ex ELSE 0 END AS zex,
-           CASE WHEN s.sd_im > 0 THEN (b.mim - s.lo_im - s.mean_im) / s.sd_im ELSE 0 END AS zim,
-           s.n
-    FROM scaled b CROSS JOIN stats s
+           CASE WHEN s.sd_ex > 0 THEN (b.mex - s.p_ex - s.mean_ex) / s.sd_ex ELSE 0 END AS zex,
+           CASE WHEN s.sd_im > 0 THEN (b.mim - s.p_im - s.mean_im) / s.sd_im ELSE 0 END AS zim,
+           s.k
+    FROM base b CROSS JOIN stats s
+    WHERE s.in_range
+    -- OFFSET 0 keeps this a subquery of its own, so each z is computed
+    -- once, not again in every expression of scored that uses it.
+    OFFSET 0
 ), scored AS (
-    SELECT id, tid, zex, zim, zex - $3::float8 * zim AS ap, n,
+    SELECT id, tid, zex, zim, zex - $3::float8 * zim AS ap, k,
            CASE $2
                WHEN 'alignment_potential' THEN zex - $3::float8 * zim
                WHEN 'explicit_margin' THEN zex
@@ -111,9 +127,8 @@ WITH base AS (
            END AS score
     FROM z
 ), ranked AS (
-    SELECT id, tid, zex, zim, ap, score,
-           row_number() OVER (ORDER BY score DESC, id ASC) AS rnk,
-           CASE WHEN $4::int > 0 THEN least($4::int, n) ELSE floor($7::float8 * n + 1e-9) END AS k
+    SELECT id, tid, zex, zim, ap, score, k,
+           row_number() OVER (ORDER BY score DESC, id ASC) AS rnk
     FROM scored
 )`
 
@@ -163,11 +178,36 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count, spec.Seed, spec.Implicit, spec.Ratio)
+		dpo := spec.Implicit == "dpo"
+		score := func(scaleEx, scaleIm float64) (int64, error) {
+			tag, err := tx.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count,
+				spec.Seed, dpo, spec.Ratio, scaleEx, scaleIm)
+			return tag.RowsAffected(), err
+		}
+		written, err := score(1, 1)
 		if err != nil {
 			return err
 		}
-		written := tag.RowsAffected()
+		if written == 0 {
+			// Out of range unscaled (or empty, or not finite): scale each
+			// quantity as metric.Moments does, by the largest finite
+			// magnitude. Ordinary margins never come here.
+			var maxEx, maxIm *float64
+			err := tx.QueryRow(ctx, `
+				SELECT max(abs(explicit_margin)) FILTER (WHERE abs(explicit_margin) < 'Infinity'),
+				       max(abs(m)) FILTER (WHERE abs(m) < 'Infinity')
+				FROM (SELECT explicit_margin, CASE WHEN $2 THEN dpo_margin ELSE implicit_margin END AS m
+				      FROM pairs WHERE iteration_id = $1 AND (NOT $2 OR dpo_margin IS NOT NULL)) p`,
+				iterationID, dpo).Scan(&maxEx, &maxIm)
+			if err != nil {
+				return err
+			}
+			if maxEx != nil || maxIm != nil {
+				if written, err = score(metric.Scale(deref(maxEx)), metric.Scale(deref(maxIm))); err != nil {
+					return err
+				}
+			}
+		}
 		_, err = tx.Exec(ctx, `SELECT set_config('work_mem', $1, true), set_config('enable_hashjoin', $2, true),
 			set_config('enable_mergejoin', $3, true)`, workMem, hashJoin, mergeJoin)
 		if err != nil {
@@ -179,53 +219,62 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 		// pairs anyway: each read of rows this transaction just rewrote is
 		// slow (every row's writer is looked up, no hint bits yet), and a
 		// read of its own made scoring a million pairs 9% slower; taking
-		// them from the update's RETURNING rows, a third slower. The check
-		// is one aggregate over the pairs, not a CTE read three times: 0.3–0.4 s
-		// for a million pairs instead of 0.7–1.0 s.
+		// them from the update's RETURNING rows, a third slower.
 		if target == TrainSelection {
 			if _, err := tx.Exec(ctx, `DELETE FROM top_pairs WHERE iteration_id = $1`, iterationID); err != nil {
 				return err
 			}
 		}
 		var scored int64
-		var bad struct {
-			id       *int64
-			mex, mim *float64
-		}
 		err = tx.QueryRow(ctx, `
 			WITH a AS (
-			    SELECT count(*) FILTER (WHERE pooled) AS scored, count(*) FILTER (WHERE sel) AS selected,
-			           min(id) FILTER (WHERE pooled AND (abs(mex) = 'Infinity' OR mex = 'NaN'
-			                                             OR abs(mim) = 'Infinity' OR mim = 'NaN')) AS bad,
-			           array_agg(id ORDER BY rank) FILTER (WHERE $3 AND sel AND rank <= $4) AS top_ids,
-			           array_agg(rank ORDER BY rank) FILTER (WHERE $3 AND sel AND rank <= $4) AS top_ranks
-			    FROM (SELECT id, rank, `+col+` AS sel, ($2 <> 'dpo' OR dpo_margin IS NOT NULL) AS pooled,
-			                 explicit_margin AS mex, CASE WHEN $2 = 'dpo' THEN dpo_margin ELSE implicit_margin END AS mim
-			          FROM pairs WHERE iteration_id = $1) p
+			    SELECT count(*) FILTER (WHERE NOT $2 OR dpo_margin IS NOT NULL) AS scored,
+			           count(*) FILTER (WHERE `+col+`) AS selected,
+			           array_agg(id ORDER BY rank) FILTER (WHERE $3 AND `+col+` AND rank <= $4) AS top_ids,
+			           array_agg(rank ORDER BY rank) FILTER (WHERE $3 AND `+col+` AND rank <= $4) AS top_ranks
+			    FROM pairs WHERE iteration_id = $1
 			), top AS (
 			    INSERT INTO top_pairs (iteration_id, rank, pair_id)
 			    SELECT $1, t.rank, t.id FROM a CROSS JOIN unnest(a.top_ids, a.top_ranks) AS t(id, rank)
 			)
-			SELECT a.scored, a.selected, a.bad, b.explicit_margin, CASE WHEN $2 = 'dpo' THEN b.dpo_margin ELSE b.implicit_margin END
-			FROM a LEFT JOIN pairs b ON b.id = a.bad`,
-			iterationID, spec.Implicit, target == TrainSelection, TopPairs).Scan(&scored, &selected, &bad.id, &bad.mex, &bad.mim)
+			SELECT scored, selected FROM a`,
+			iterationID, dpo, target == TrainSelection, TopPairs).Scan(&scored, &selected)
 		if err != nil {
 			return err
 		}
-		if bad.id != nil {
-			// As metric.NewScorer: a non-finite margin has no z-score (in SQL
-			// it would make NaN, which sorts above every number).
-			return fmt.Errorf("pair %d: margins must be finite, got explicit %g and implicit %g; rolled back", *bad.id, *bad.mex, *bad.mim)
+		if written == scored {
+			return nil
 		}
-		if written != scored {
+		// As metric.NewScorer: a non-finite margin has no z-score (in SQL
+		// it would make NaN, which sorts above every number).
+		var id int64
+		var mex, mim float64
+		err = tx.QueryRow(ctx, `
+			SELECT id, explicit_margin, m
+			FROM (SELECT id, explicit_margin, CASE WHEN $2 THEN dpo_margin ELSE implicit_margin END AS m
+			      FROM pairs WHERE iteration_id = $1 AND (NOT $2 OR dpo_margin IS NOT NULL)) p
+			WHERE abs(explicit_margin) = 'Infinity' OR explicit_margin = 'NaN' OR abs(m) = 'Infinity' OR m = 'NaN'
+			ORDER BY id LIMIT 1`, iterationID, dpo).Scan(&id, &mex, &mim)
+		switch {
+		case err == nil:
+			return fmt.Errorf("pair %d: margins must be finite, got explicit %g and implicit %g; rolled back", id, mex, mim)
+		case errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("wrote %d of the iteration's %d pairs; rolled back", written, scored)
+		default:
+			return err
 		}
-		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("score pairs of iteration %d by %s: %w", iterationID, spec.Metric, err)
 	}
 	return selected, nil
+}
+
+func deref(f *float64) float64 {
+	if f == nil {
+		return 0
+	}
+	return *f
 }
 
 // TopPairs is how many of the best-ranked selected pairs of an iteration
