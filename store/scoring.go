@@ -87,7 +87,7 @@ WITH base AS (
                  abs(CASE WHEN $6 THEN dpo_margin ELSE implicit_margin END) * $9::float8 AS mim
           FROM pairs
           WHERE iteration_id = $1 AND (NOT $6 OR dpo_margin IS NOT NULL)
-          ORDER BY prompt_id LIMIT 1) p
+          ORDER BY iteration_id, prompt_id LIMIT 1) p
 ), agg AS MATERIALIZED (
     SELECT count(*) AS n, min(d.mex) AS lo_ex, max(d.mex) AS hi_ex, min(d.mim) AS lo_im, max(d.mim) AS hi_im,
            avg(d.d_ex) AS mean_ex, var_pop(d.d_ex) AS var_ex, avg(d.d_im) AS mean_im, var_pop(d.d_im) AS var_im,
@@ -230,12 +230,12 @@ FROM (SELECT * FROM ranked ORDER BY tid) r WHERE p.ctid = r.tid`
 			WITH a AS (
 			    SELECT count(*) FILTER (WHERE NOT $2 OR dpo_margin IS NOT NULL) AS scored,
 			           count(*) FILTER (WHERE `+col+`) AS selected,
-			           array_agg(id ORDER BY rank) FILTER (WHERE $3 AND `+col+` AND rank <= $4) AS top_ids,
-			           array_agg(rank ORDER BY rank) FILTER (WHERE $3 AND `+col+` AND rank <= $4) AS top_ranks
+			           array_agg(id ORDER BY rank) FILTER (WHERE $3 AND `+col+` AND rank <= $4) AS top_ids
 			    FROM pairs WHERE iteration_id = $1
 			), top AS (
+			    -- The selected ranks are 1, 2, … k: the i-th id has rank i.
 			    INSERT INTO top_pairs (iteration_id, rank, pair_id)
-			    SELECT $1, t.rank, t.id FROM a CROSS JOIN unnest(a.top_ids, a.top_ranks) AS t(id, rank)
+			    SELECT $1, t.rank, t.id FROM a CROSS JOIN unnest(a.top_ids) WITH ORDINALITY AS t(id, rank)
 			)
 			SELECT scored, selected FROM a`,
 			iterationID, dpo, target == TrainSelection, TopPairs).Scan(&scored, &selected)

@@ -295,10 +295,11 @@ func TestScoringConcurrentlyAndInACallersTransaction(t *testing.T) {
 	require.Equal(t, []string{"8MB", "on", "on"}, []string{workMem, hashJoin, mergeJoin})
 }
 
-// TestHugeAndNonFiniteMarginsAgreeWithGo: margins near the float64 limit
-// are scored by SQL as by Go (scaled, never overflowing), and a pool with
-// a margin of ±Inf or NaN is rejected by both, naming the pair, and leaves
-// the stored scores untouched.
+// TestHugeAndNonFiniteMarginsAgreeWithGo: margins near the float64 limit,
+// beyond 2^199, or so small that their squares underflow are scored by SQL
+// as by Go (scaled by the same power of two, never overflowing), and a
+// pool with a margin of ±Inf or NaN is rejected by both, naming the pair,
+// and leaves the stored scores untouched.
 func TestHugeAndNonFiniteMarginsAgreeWithGo(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -306,23 +307,39 @@ func TestHugeAndNonFiniteMarginsAgreeWithGo(t *testing.T) {
 	spec := metric.Spec{Metric: metric.AlignmentPotential, ImplicitWeight: 1, Ratio: 0.5}
 	sqlSpec := store.ScoreSpec{Metric: string(spec.Metric), ImplicitWeight: 1, Ratio: 0.5}
 
-	huge := newIterationNamed(t, pool, 0)
-	storetest.SeedPairs(t, pool, huge, []float64{1.7e308, 1.2e308, 1, 9e307}, []float64{-1.6e308, 1e308, 2, 1.7e308})
-	_, err := store.ScorePairs(ctx, pool, huge, sqlSpec, store.TrainSelection)
-	require.NoError(t, err, "PostgreSQL's sums of these overflow unless scaled")
-	got := readScores(t, pool, huge)
-	items := make([]metric.Item, len(got))
-	for i, g := range got {
-		items[i] = metric.Item{ID: g.ID, ExplicitMargin: g.Mex, ImplicitMargin: g.Mim}
-	}
-	want, err := metric.Score(items, spec)
-	require.NoError(t, err)
-	require.NoError(t, metric.Select(want, spec))
-	for i := range got {
-		require.InDelta(t, want[i].ExplicitZ, got[i].ExplicitZ, 1e-9)
-		require.InDelta(t, want[i].ImplicitZ, got[i].ImplicitZ, 1e-9)
-		require.Equal(t, want[i].Rank, got[i].Rank)
-		require.Equal(t, want[i].Selected, got[i].Selected)
+	for i, tc := range []struct {
+		name     string
+		mex, mim []float64
+	}{
+		// PostgreSQL's sums of these overflow unless scaled.
+		{"near the float64 limit", []float64{1.7e308, 1.2e308, 1, 9e307}, []float64{-1.6e308, 1e308, 2, 1.7e308}},
+		// Above 2^199 (6.3e59): the one-pass moments leave them out and
+		// the pool is scored again, scaled.
+		{"beyond 2^199", []float64{1e100, 3e100, 2e100, 7}, []float64{1, 2, 3, 4}},
+		// Deviations of 1e-300 square to 0: unscaled, the std would be 0
+		// and every z 0.
+		{"tiny", []float64{1e-300, 2e-300, 3e-300, 5e-300}, []float64{2e-301, 1e-300, -3e-300, 4e-300}},
+		{"subnormal", []float64{5e-324, 1e-323, 2.5e-323, 1.5e-323}, []float64{1, 1.5, 2, 3.5}},
+	} {
+		it := newIterationNamed(t, pool, 10+i)
+		storetest.SeedPairs(t, pool, it, tc.mex, tc.mim)
+		_, err := store.ScorePairs(ctx, pool, it, sqlSpec, store.TrainSelection)
+		require.NoError(t, err, tc.name)
+		got := readScores(t, pool, it)
+		items := make([]metric.Item, len(got))
+		for i, g := range got {
+			items[i] = metric.Item{ID: g.ID, ExplicitMargin: g.Mex, ImplicitMargin: g.Mim}
+		}
+		want, err := metric.Score(items, spec)
+		require.NoError(t, err)
+		require.NoError(t, metric.Select(want, spec))
+		for i := range got {
+			require.NotZero(t, want[i].ExplicitZ, "%s: every explicit margin differs from the mean", tc.name)
+			require.InDelta(t, want[i].ExplicitZ, got[i].ExplicitZ, 1e-9, tc.name)
+			require.InDelta(t, want[i].ImplicitZ, got[i].ImplicitZ, 1e-9, tc.name)
+			require.Equal(t, want[i].Rank, got[i].Rank, tc.name)
+			require.Equal(t, want[i].Selected, got[i].Selected, tc.name)
+		}
 	}
 
 	for i, tc := range []struct {
