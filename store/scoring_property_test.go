@@ -143,6 +143,11 @@ func TestScoringPropertyGoAgreesWithSQL(t *testing.T) {
 						require.InDelta(t, want[i].Score, got[i].Score, 1e-9, where)
 						require.Equal(t, want[i].Rank, got[i].Rank, "%s: pair %d", where, got[i].ID)
 						require.Equal(t, want[i].Selected, got[i].Selected, where)
+						// The stored AP is computed again from the updated row;
+						// ranked by AP, it is the very score the ranks came from.
+						if spec.Metric == metric.AlignmentPotential {
+							require.Equal(t, got[i].Score, got[i].AP, "%s: pair %d", where, got[i].ID)
+						}
 					}
 					if ex.name == "equal" {
 						for _, g := range got {
