@@ -129,13 +129,7 @@ func TestScoringPropertyGoAgreesWithSQL(t *testing.T) {
 					require.NoError(t, err, where)
 					got := readScores(t, pool, it)
 					require.Len(t, got, n)
-					items := make([]metric.Item, n)
-					for i, g := range got {
-						items[i] = metric.Item{ID: g.ID, ExplicitMargin: g.Mex, ImplicitMargin: g.Mim}
-					}
-					want, err := metric.Score(items, spec)
-					require.NoError(t, err)
-					require.NoError(t, metric.Select(want, spec))
+					want := goScores(t, got, spec)
 					for i := range got {
 						require.InDelta(t, want[i].ExplicitZ, got[i].ExplicitZ, 1e-9, where)
 						require.InDelta(t, want[i].ImplicitZ, got[i].ImplicitZ, 1e-9, where)
