@@ -377,7 +377,8 @@ func TestHugeAndNonFiniteMarginsAgreeWithGo(t *testing.T) {
 // TestDPOPoolAgreesWithGo: with scoring.implicit dpo the pool is the pairs
 // that have a dpo_margin, and |dpo_margin| is the implicit quantity. SQL
 // scores those as Go scores them from the same margins, leaves the others
-// unranked and unselected, and a second scoring ranks and selects the same pairs.
+// unranked and unselected, and a second scoring ranks and selects the same
+// pairs.
 func TestDPOPoolAgreesWithGo(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
