@@ -55,11 +55,11 @@ func (m Moments) Z(v float64) float64 {
 //
 // Deviations from an element of the pool (here the minimum; in SQL the
 // pair of the smallest prompt id), not from the mean, are what make
-// near-equal values agree between Go and SQL: two values within a factor of two of
-// each other subtract exactly (Sterbenz), so the deviations of a pool of
-// near-equal margins are exact and the same in any implementation, whereas
-// a mean rounded to a float64 is off by as much as their spread. A spread
-// that is zero (min == max) is detected directly and gives std 0, so
+// near-equal values agree between Go and SQL: two values within a factor
+// of two of each other subtract exactly (Sterbenz), so the deviations of a
+// pool of near-equal margins are exact and the same in any implementation,
+// whereas a mean rounded to a float64 is off by as much as their spread. A
+// spread that is zero (min == max) is detected directly and gives std 0, so
 // rounding cannot invent a tiny non-zero std (PostgreSQL's stddev_pop of
 // ten copies of 0.1 is 1.1e-17).
 func momentsOf(n int, value func(i int) float64) Moments {

@@ -493,16 +493,13 @@ func benchDatabase(b *testing.B) *pgxpool.Pool {
 func BenchmarkScorePairsRankIndex1M(b *testing.B) {
 	ctx := context.Background()
 	pool, _ := storetest.NewPool(b)
-	run, err := store.EnsureRun(ctx, pool, "bench", []byte(`{}`))
-	require.NoError(b, err)
-	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{Name: "i", PolicyModel: "m", Config: []byte(`{}`)}})
-	require.NoError(b, err)
+	it := newIterationNamed(b, pool, 0)
 	const n = 1_000_000
 	mex, mim := make([]float64, n), make([]float64, n)
 	for i := range n {
 		mex[i], mim[i] = float64(i%9973)/997, float64(i%7919)/3959-1
 	}
-	storetest.SeedPairs(b, pool, its[0].ID, mex, mim)
+	storetest.SeedPairs(b, pool, it, mex, mim)
 	times := map[bool][]time.Duration{}
 	for b.Loop() {
 		for _, withIndex := range []bool{true, false, true, false, true, false} {
@@ -517,7 +514,7 @@ func BenchmarkScorePairsRankIndex1M(b *testing.B) {
 			_, err = pool.Exec(ctx, `VACUUM ANALYZE pairs`)
 			require.NoError(b, err)
 			start := time.Now()
-			_, err = store.ScorePairs(ctx, pool, its[0].ID, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}, store.TrainSelection)
+			_, err = store.ScorePairs(ctx, pool, it, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}, store.TrainSelection)
 			require.NoError(b, err)
 			times[withIndex] = append(times[withIndex], time.Since(start))
 		}

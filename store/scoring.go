@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -146,22 +145,28 @@ func zOf(v, q string) string {
 	return "CASE WHEN s.sd_" + q + " > 0 THEN (" + v + " - s.p_" + q + " - s.mean_" + q + ") / s.sd_" + q + " ELSE 0 END"
 }
 
+// The updates that follow scoreSQL, one per Target.
+var (
+	trainUpdateSQL = `
+UPDATE pairs p SET explicit_z = ` + zOf(mexOf("p"), "ex") + `,
+       implicit_z = ` + zOf(mimOf("p"), "im") + `,
+       alignment_potential = ` + zOf(mexOf("p"), "ex") + ` - $3::float8 * ` + zOf(mimOf("p"), "im") + `,
+       metric_score = r.score, rank = r.rnk, selected = r.rnk <= s.k
+FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.tid`
+	evolveUpdateSQL = `
+UPDATE pairs p SET evolve_score = r.score, evolve_rank = r.rnk, evolve_selected = r.rnk <= s.k
+FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.tid`
+)
+
 // ScorePairs scores and selects an iteration's pairs in the database, never
 // loading them into Go, and returns how many were selected.
 func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec, target Target) (int64, error) {
 	var update string
 	switch target {
 	case TrainSelection:
-		update = `
-UPDATE pairs p SET explicit_z = ` + zOf(mexOf("p"), "ex") + `,
-       implicit_z = ` + zOf(mimOf("p"), "im") + `,
-       alignment_potential = ` + zOf(mexOf("p"), "ex") + ` - $3::float8 * ` + zOf(mimOf("p"), "im") + `,
-       metric_score = r.score, rank = r.rnk, selected = r.rnk <= s.k
-FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.tid`
+		update = trainUpdateSQL
 	case EvolveSelection:
-		update = `
-UPDATE pairs p SET evolve_score = r.score, evolve_rank = r.rnk, evolve_selected = r.rnk <= s.k
-FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.tid`
+		update = evolveUpdateSQL
 	default:
 		return 0, fmt.Errorf("unknown scoring target %d", target)
 	}
@@ -205,18 +210,35 @@ FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.t
 			return err
 		}
 		if written == 0 {
-			// Out of range unscaled (or empty, or not finite): scale each
-			// quantity as metric.Moments does, by the largest finite
-			// magnitude. Ordinary margins never come here.
+			// Nothing in range unscaled: the pool is empty, has a margin that
+			// is not finite, or needs scaling. One read of the pool tells
+			// which, and gives the largest finite magnitudes to scale by, as
+			// metric.Moments does. Ordinary margins never come here.
 			var maxEx, maxIm *float64
+			var bad struct {
+				id       *int64
+				mex, mim *float64
+			}
 			err := tx.QueryRow(ctx, `
-				SELECT max(abs(explicit_margin)) FILTER (WHERE abs(explicit_margin) < 'Infinity'),
-				       max(abs(m)) FILTER (WHERE abs(m) < 'Infinity')
-				FROM (SELECT explicit_margin, CASE WHEN $2 THEN dpo_margin ELSE implicit_margin END AS m
-				      FROM pairs WHERE iteration_id = $1 AND (NOT $2 OR dpo_margin IS NOT NULL)) p`,
-				iterationID, dpo).Scan(&maxEx, &maxIm)
+				WITH p AS (
+				    SELECT id, explicit_margin AS mex, CASE WHEN $2 THEN dpo_margin ELSE implicit_margin END AS mim
+				    FROM pairs WHERE iteration_id = $1 AND (NOT $2 OR dpo_margin IS NOT NULL)
+				), a AS (
+				    SELECT max(abs(mex)) FILTER (WHERE abs(mex) < 'Infinity') AS max_ex,
+				           max(abs(mim)) FILTER (WHERE abs(mim) < 'Infinity') AS max_im,
+				           min(id) FILTER (WHERE NOT (abs(mex) < 'Infinity' AND abs(mim) < 'Infinity')) AS bad
+				    FROM p
+				)
+				SELECT a.max_ex, a.max_im, a.bad, p.mex, p.mim FROM a LEFT JOIN p ON p.id = a.bad`,
+				iterationID, dpo).Scan(&maxEx, &maxIm, &bad.id, &bad.mex, &bad.mim)
 			if err != nil {
 				return err
+			}
+			if bad.id != nil {
+				// As metric.NewScorer: a non-finite margin has no z-score (in
+				// SQL it would make NaN, which sorts above every number).
+				return fmt.Errorf("pair %d: margins must be finite, got explicit %g and implicit %g; rolled back",
+					*bad.id, *bad.mex, *bad.mim)
 			}
 			if maxEx != nil || maxIm != nil {
 				if written, err = score(metric.Scale(deref(maxEx)), metric.Scale(deref(maxIm))); err != nil {
@@ -258,27 +280,10 @@ FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.t
 		if err != nil {
 			return err
 		}
-		if written == scored {
-			return nil
-		}
-		// As metric.NewScorer: a non-finite margin has no z-score (in SQL
-		// it would make NaN, which sorts above every number).
-		var id int64
-		var mex, mim float64
-		err = tx.QueryRow(ctx, `
-			SELECT id, explicit_margin, m
-			FROM (SELECT id, explicit_margin, CASE WHEN $2 THEN dpo_margin ELSE implicit_margin END AS m
-			      FROM pairs WHERE iteration_id = $1 AND (NOT $2 OR dpo_margin IS NOT NULL)) p
-			WHERE abs(explicit_margin) = 'Infinity' OR explicit_margin = 'NaN' OR abs(m) = 'Infinity' OR m = 'NaN'
-			ORDER BY id LIMIT 1`, iterationID, dpo).Scan(&id, &mex, &mim)
-		switch {
-		case err == nil:
-			return fmt.Errorf("pair %d: margins must be finite, got explicit %g and implicit %g; rolled back", id, mex, mim)
-		case errors.Is(err, pgx.ErrNoRows):
+		if written != scored {
 			return fmt.Errorf("wrote %d of the iteration's %d pairs; rolled back", written, scored)
-		default:
-			return err
 		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("score pairs of iteration %d by %s: %w", iterationID, spec.Metric, err)

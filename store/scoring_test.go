@@ -207,7 +207,7 @@ func TestTopPairsFollowTheSelection(t *testing.T) {
 	require.Equal(t, []float64{3}, margins)
 }
 
-func newIterationNamed(t *testing.T, db store.DBTX, ordinal int) int64 {
+func newIterationNamed(t testing.TB, db store.DBTX, ordinal int) int64 {
 	t.Helper()
 	ctx := context.Background()
 	run, err := store.EnsureRun(ctx, db, "score", []byte(`{}`))
@@ -228,10 +228,7 @@ func newIterationNamed(t *testing.T, db store.DBTX, ordinal int) int64 {
 func BenchmarkScorePairsSQL1M(b *testing.B) {
 	ctx := context.Background()
 	pool, _ := storetest.NewPool(b)
-	run, err := store.EnsureRun(ctx, pool, "bench", []byte(`{}`))
-	require.NoError(b, err)
-	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{Name: "i", PolicyModel: "m", Config: []byte(`{}`)}})
-	require.NoError(b, err)
+	it := newIterationNamed(b, pool, 0)
 	const n = 1_000_000
 	rng := rand.New(rand.NewPCG(1, 2))
 	mex := make([]float64, n)
@@ -239,15 +236,15 @@ func BenchmarkScorePairsSQL1M(b *testing.B) {
 	for i := range n {
 		mex[i], mim[i] = rng.ExpFloat64(), rng.NormFloat64()
 	}
-	storetest.SeedPairs(b, pool, its[0].ID, mex, mim)
+	storetest.SeedPairs(b, pool, it, mex, mim)
 	// The whole database, not only pairs: autovacuum would otherwise take
 	// up the million new prompts (and their trigram index's pending list)
 	// and responses while scoring is timed.
-	_, err = pool.Exec(ctx, `VACUUM ANALYZE`)
+	_, err := pool.Exec(ctx, `VACUUM ANALYZE`)
 	require.NoError(b, err)
 	b.ResetTimer()
 	for range b.N {
-		_, err := store.ScorePairs(ctx, pool, its[0].ID, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}, store.TrainSelection)
+		_, err := store.ScorePairs(ctx, pool, it, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}, store.TrainSelection)
 		require.NoError(b, err)
 	}
 }
