@@ -104,10 +104,23 @@ func start(t testing.TB, bin, model, dir string, attempt int, opts Options) (*Se
 	}
 	// One thread: the machine is shared, and the model is tiny. A context
 	// of 1024 tokens per slot holds the judge's prompt and a reply.
+	//
+	// --ubatch-size 1 makes every answer independent of what else the
+	// server is doing. llama.cpp is not batch-invariant: a token computed
+	// in a ubatch with other tokens (its own prompt's, or another slot's
+	// decode step) goes through matrix products of another shape, whose
+	// float32 sums run in another order, and its log-prob differs in the
+	// last digits (a 6-token reply's sum by 3e-3 here). With one token a
+	// ubatch, every product is one row, and with --parallel set the KV
+	// cache is one stream per slot (not unified), so a token's attention
+	// reads only its own sequence's cells: the same request gives the same
+	// bits alone, beside others, or after its prefix was cached. Tests can
+	// then compare stored log-probs with a replay exactly.
 	cmd := exec.Command(bin,
 		"--model", model, "--alias", opts.Alias,
 		"--host", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--parallel", strconv.Itoa(opts.Slots), "--ctx-size", strconv.Itoa(1024*opts.Slots),
+		"--ubatch-size", "1", "--no-kv-unified",
 		"--threads", "1", "--threads-batch", "1", "--no-webui", "--log-colors", "off",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
