@@ -46,11 +46,11 @@ func isDuration(t reflect.Type) bool { return t.PkgPath() == "time" && t.Name() 
 // endpoints.<name>.kind), or after a sibling as a suffix
 // (`nats.tls.ca_file`, `.cert_file`).
 func TestEveryKeyIsInTheReadme(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "docs", "configuration.md"))
 	require.NoError(t, err)
 	text := string(readme)
 	start := strings.Index(text, "## Configuration reference")
-	require.GreaterOrEqual(t, start, 0, "README has a configuration reference")
+	require.GreaterOrEqual(t, start, 0, "docs/configuration.md has a configuration reference")
 	end := strings.Index(text[start+1:], "\n## ")
 	require.Greater(t, end, 0)
 	var firstCells []string
@@ -74,6 +74,6 @@ func TestEveryKeyIsInTheReadme(t *testing.T) {
 				break
 			}
 		}
-		require.True(t, documented, "README's configuration reference has no row for %s", key)
+		require.True(t, documented, "docs/configuration.md's reference has no row for %s", key)
 	}
 }

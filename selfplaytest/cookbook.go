@@ -26,24 +26,22 @@ func (q CookbookQuery) Setting() bool {
 	return len(lines) > 0 && strings.HasPrefix(strings.ToUpper(strings.TrimSpace(lines[0])), "SET ")
 }
 
-// Cookbook extracts the statements of the README's "## SQL" section, in
-// order: each statement of its sql blocks, titled by its leading comment.
-// Run them in one session, as an analyst's psql would: a SET applies to
-// the queries after it.
+// Cookbook extracts the statements of the SQL cookbook, in order: the
+// query of README.md, then every statement of docs/sql.md's sql blocks,
+// each titled by its leading comment. Run them in one session, as an
+// analyst's psql would: a SET applies to the queries after it.
 func Cookbook(t testing.TB) []CookbookQuery {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(Root(), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	start := strings.Index(readme, "\n## SQL\n")
-	if start < 0 {
-		t.Fatal("README has no ## SQL section")
-	}
-	section := readme[start+1:]
-	if end := strings.Index(section[3:], "\n## "); end >= 0 {
-		section = section[:end+3]
+	var section string
+	for _, page := range []string{"README.md", filepath.Join("docs", "sql.md")} {
+		b, err := os.ReadFile(filepath.Join(Root(), page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "```sql\n") {
+			t.Fatalf("%s has no sql block", page)
+		}
+		section += string(b) + "\n"
 	}
 	var out []CookbookQuery
 	for _, block := range regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(section, -1) {
