@@ -52,7 +52,9 @@ func TestEveryKeyIsInTheReadme(t *testing.T) {
 	start := strings.Index(text, "## Configuration reference")
 	require.GreaterOrEqual(t, start, 0, "docs/configuration.md has a configuration reference")
 	end := strings.Index(text[start+1:], "\n## ")
-	require.Greater(t, end, 0)
+	if end < 0 {
+		end = len(text) - start - 1
+	}
 	var firstCells []string
 	for _, line := range strings.Split(text[start:start+1+end], "\n") {
 		if cells := strings.Split(line, "|"); len(cells) > 2 && strings.HasPrefix(line, "|") {
