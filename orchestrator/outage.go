@@ -51,9 +51,38 @@ func transient(err error) bool {
 		errors.Is(err, jetstream.ErrNoHeartbeat):
 		return true
 	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return jetStreamUnavailable(apiErr)
+	}
 	// Never the error's text: a hook's output or an endpoint's reply may
 	// hold any words.
 	return false
+}
+
+// JetStream's error codes for "not now" (nats-server's server/errors.json;
+// nats.go names constants for none of them).
+const (
+	errCodeClusterNoPeers        jetstream.ErrorCode = 10005 // no suitable peers for placement: too few nodes up
+	errCodeClusterNotAvailable   jetstream.ErrorCode = 10008 // JetStream system temporarily unavailable: no quorum
+	errCodeClusterNotLeader      jetstream.ErrorCode = 10009 // JetStream cluster can not handle request: an election
+	errCodeInsufficientResources jetstream.ErrorCode = 10023 // insufficient resources: storage full, for now
+	errCodeStreamOffline         jetstream.ErrorCode = 10118 // stream is offline (nats-server 2.10 and later)
+)
+
+// jetStreamUnavailable reports whether a JetStream API error says the
+// system cannot answer now — a cluster without quorum, a leader election,
+// storage that another deployment's backlog has filled — rather than that
+// the request is wrong. It reads the error's typed codes: the HTTP-like
+// status 503 (service unavailable), and the err_codes above, which some
+// servers send with a 500.
+func jetStreamUnavailable(e *jetstream.APIError) bool {
+	switch e.ErrorCode {
+	case errCodeClusterNoPeers, errCodeClusterNotAvailable, errCodeClusterNotLeader,
+		errCodeInsufficientResources, errCodeStreamOffline:
+		return true
+	}
+	return e.Code == 503
 }
 
 // permanentError marks a failure of the work itself (a bad prompts file,
