@@ -241,6 +241,11 @@ type Orchestrator struct {
 	// OutageTimeout is how long the orchestrator waits for PostgreSQL or
 	// NATS to come back before failing the iteration; default 10m.
 	OutageTimeout time.Duration `mapstructure:"outage_timeout" json:"outage_timeout"`
+	// IdleWarning is how long tasks may wait with no worker pulling them
+	// (no pull request waiting on the deployment's consumer and nothing in
+	// flight) before the orchestrator warns, then once a minute while it
+	// lasts; default 1m.
+	IdleWarning time.Duration `mapstructure:"idle_warning" json:"idle_warning"`
 }
 
 // Iteration is one step of the schedule.
@@ -311,7 +316,7 @@ func Defaults() Config {
 		Export:       Export{Dir: "./exports", Formats: []string{"jsonl"}},
 		Hooks:        Hooks{Train: []string{}, TrainTimeout: 24 * time.Hour, WaitForModel: 2 * time.Hour},
 		Worker:       Worker{Concurrency: 16, AckWait: 10 * time.Minute, MaxDeliver: 5},
-		Orchestrator: Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond, OutageTimeout: 10 * time.Minute},
+		Orchestrator: Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond, OutageTimeout: 10 * time.Minute, IdleWarning: time.Minute},
 	}
 }
 

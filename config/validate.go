@@ -176,6 +176,9 @@ func (c *Config) validate() []Problem {
 	if c.Orchestrator.OutageTimeout <= 0 {
 		ch.add("orchestrator.outage_timeout", "expected a positive duration")
 	}
+	if c.Orchestrator.IdleWarning <= 0 {
+		ch.add("orchestrator.idle_warning", "expected a positive duration")
+	}
 
 	if len(c.Iterations) == 0 {
 		ch.add("iterations", "expected at least one iteration")

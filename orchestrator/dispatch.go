@@ -60,6 +60,7 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 	exhausted, unsubscribe := s.watchExhausted(ctx)
 	defer unsubscribe()
 	prog := newProgress(s.o.log, s.it.Name, kind, s.o.cfg.Orchestrator.ProgressInterval)
+	idle := idleWatch{after: s.o.cfg.Orchestrator.IdleWarning}
 	poll := s.o.cfg.Orchestrator.PollInterval
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
@@ -96,6 +97,11 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 			// tasks still pending cannot bring the stage under it.
 			prog.finish(ctx, counts)
 			return s.checkFailures(ctx, kind, counts)
+		}
+		if idle.observe(time.Now(), info) {
+			s.o.log.WarnContext(ctx, "no worker is pulling tasks: start `selfplay worker` with this schedule, or check why the workers stopped",
+				"iteration", s.it.Name, "kind", kind, "tasks_waiting", counts.Pending, "messages_queued", info.NumPending,
+				"idle_for", idle.idleFor(time.Now()).Round(time.Second))
 		}
 		if info.NumPending == 0 && info.NumAckPending == 0 {
 			// Pending tasks, and nothing queued or in flight for this
@@ -249,4 +255,42 @@ func (s *iterationState) checkFailures(ctx context.Context, kind string, c store
 	}
 	s.o.log.WarnContext(ctx, "some tasks failed", "iteration", s.it.Name, "kind", kind, "failed", c.Failed, "reasons", failureSummary(reasons))
 	return nil
+}
+
+// idleRepeat is how often the no-worker warning is repeated while the
+// workers stay away.
+const idleRepeat = time.Minute
+
+// idleWatch tells from the consumer's state when tasks wait with no worker
+// pulling them: messages queued, no pull request waiting (NumWaiting) and
+// none in flight (NumAckPending). A worker with a free slot always has a
+// pull request waiting, and a busy one has messages in flight, so either
+// resets the watch. After `after` of that, observe says to warn, and again
+// every idleRepeat while it lasts.
+type idleWatch struct {
+	after      time.Duration
+	since      time.Time // zero while some worker pulls
+	lastWarned time.Time
+}
+
+func (w *idleWatch) observe(now time.Time, info *jetstream.ConsumerInfo) bool {
+	if info.NumPending == 0 || info.NumWaiting > 0 || info.NumAckPending > 0 {
+		w.since, w.lastWarned = time.Time{}, time.Time{}
+		return false
+	}
+	if w.since.IsZero() {
+		w.since = now
+	}
+	if now.Sub(w.since) < w.after || (!w.lastWarned.IsZero() && now.Sub(w.lastWarned) < idleRepeat) {
+		return false
+	}
+	w.lastWarned = now
+	return true
+}
+
+func (w *idleWatch) idleFor(now time.Time) time.Duration {
+	if w.since.IsZero() {
+		return 0
+	}
+	return now.Sub(w.since)
 }

@@ -68,6 +68,8 @@ type loopOptions struct {
 	// sharing a stream); replicas is nats.replicas (default 1).
 	stream   string
 	replicas int
+	// idleWarning is orchestrator.idle_warning (default: the config's).
+	idleWarning string
 }
 
 func startLoop(t testing.TB, o loopOptions) *loop {
@@ -151,6 +153,9 @@ iterations:
 iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
 `, promptsPath)
+	}
+	if o.idleWarning != "" {
+		cfg = strings.Replace(cfg, "poll_interval: 100ms}", "poll_interval: 100ms, idle_warning: "+o.idleWarning+"}", 1)
 	}
 	if o.replicas > 0 {
 		cfg = strings.Replace(cfg, "stream: "+nats.Stream+"}", fmt.Sprintf("stream: %s, replicas: %d}", nats.Stream, o.replicas), 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -132,7 +133,7 @@ func TestBacklogOfOneSlowWorker(t *testing.T) {
 	t.Parallel()
 	const prompts = 2000
 	l := startLoop(t, loopOptions{prompts: prompts, samples: 2, ackWait: "2s", maxDeliver: 2, workerCon: 4, single: true,
-		lmArgs: []string{"--response-time", "20ms"}})
+		lmArgs: []string{"--response-time", "20ms"}, idleWarning: "1s"})
 	js := l.jetStream(t)
 	stop := l.watchStream(t, js)
 	l.worker(t, "worker-slow")
@@ -148,6 +149,7 @@ func TestBacklogOfOneSlowWorker(t *testing.T) {
 	require.EqualValues(t, prompts*2, l.count(t, `SELECT count(*) FROM responses`))
 	require.Zero(t, l.count(t, `SELECT count(*) - count(DISTINCT (iteration_id, prompt_id)) FROM pairs`))
 	require.LessOrEqual(t, most, uint64(prompts))
+	require.NotContains(t, run.Output(), noWorkerWarning, "a busy worker is a worker: no warning")
 	redelivered := l.count(t, `SELECT count(*) FROM tasks WHERE attempts > 1`)
 	t.Logf("BACKLOG prompts=%d run=%s ack_wait×max_deliver=4s (%.1f×) redelivered=%d most_messages=%d",
 		prompts, took.Round(100*time.Millisecond), took.Seconds()/4, redelivered, most)
@@ -260,4 +262,36 @@ func TestExhaustedMessageIsRepublishedAtOnce(t *testing.T) {
 	require.Zero(t, l.count(t, `SELECT count(*) - count(DISTINCT (iteration_id, prompt_id, sample_index)) FROM responses`))
 	require.EqualValues(t, prompts*2, l.count(t, `SELECT count(*) FROM responses`))
 	require.Zero(t, l.deploymentMessages(t, js))
+}
+
+// noWorkerWarning starts the orchestrator's warning that no worker pulls.
+const noWorkerWarning = "no worker is pulling tasks"
+
+// TestNoWorkerPullingIsWarned: tasks queued and no worker started
+// (issue 22). After orchestrator.idle_warning the orchestrator warns, from
+// the consumer's state (no pull request waiting, nothing in flight), how
+// many tasks wait; once, not at every poll, within the minute it repeats
+// at. A worker that joins then does the stage, and no warning follows.
+func TestNoWorkerPullingIsWarned(t *testing.T) {
+	t.Parallel()
+	const prompts = 12
+	l := startLoop(t, loopOptions{prompts: prompts, samples: 2, ackWait: "5s", workerCon: 2, single: true, idleWarning: "2s"})
+	run := l.orchestrator(t, "orchestrator")
+	require.Eventually(t, func() bool { return strings.Contains(run.Output(), noWorkerWarning) }, time.Minute, 100*time.Millisecond,
+		"no warning after idle_warning with no worker:\n%s", run.Tail(20))
+	// Several polls later (poll_interval 100ms), still one warning.
+	published := time.Now()
+	for time.Since(published) < 3*time.Second {
+		require.Equal(t, 1, strings.Count(run.Output(), noWorkerWarning), run.Tail(20))
+		time.Sleep(200 * time.Millisecond)
+	}
+	line := run.Output()[strings.Index(run.Output(), noWorkerWarning):]
+	line = line[:strings.Index(line, "\n")]
+	require.Contains(t, line, fmt.Sprintf("tasks_waiting=%d", prompts), line)
+	require.Contains(t, line, fmt.Sprintf("messages_queued=%d", prompts), line)
+
+	l.worker(t, "worker-late")
+	require.NoError(t, run.Wait(2*time.Minute), run.Tail(30))
+	require.Equal(t, 1, strings.Count(run.Output(), noWorkerWarning), "no warning once a worker pulled")
+	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done'`))
 }
