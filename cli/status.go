@@ -1,10 +1,19 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"text/tabwriter"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+
+	"github.com/selfplay/selfplay/bus"
+	"github.com/selfplay/selfplay/config"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -18,7 +27,7 @@ func newStatusCmd() *cobra.Command {
 	cmd.Flags().StringVar(&run, "run", "", "only this run (default: every run)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		_, pool, err := databaseOnly(cmd, path, true)
+		cfg, pool, err := databaseOnly(cmd, path, true)
 		if err != nil {
 			return err
 		}
@@ -71,7 +80,45 @@ func newStatusCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "no runs yet: start one with `selfplay run -c FILE`")
 			return nil
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), workersLine(ctx, cfg, pool))
+		return nil
 	}
 	return cmd
+}
+
+// workersLine says who pulls this deployment's tasks now, read from its
+// JetStream consumer: pull requests waiting (a worker with a free slot
+// always has one), messages in flight and messages queued. The database
+// needs nothing from NATS, so a NATS that cannot be asked is reported on
+// the line, not as the command's error.
+func workersLine(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) string {
+	var token string
+	// A plain read (not store.DeploymentToken, which renews the token of
+	// a copied database): status may run as the read-only analyst role.
+	if err := pool.QueryRow(ctx, `SELECT token FROM deployment`).Scan(&token); err != nil {
+		return fmt.Sprintf("workers: unknown (read the deployment token: %v)", err)
+	}
+	nc, js, err := bus.Connect(cfg.NATS, "selfplay-status", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fmt.Sprintf("workers: unknown (%v)", err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, cfg.NATS.Stream, bus.ConsumerName(token))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Sprintf("workers: none pulling (no consumer %s on stream %s yet: `selfplay run` makes it)", bus.ConsumerName(token), cfg.NATS.Stream)
+	}
+	if err != nil {
+		return fmt.Sprintf("workers: unknown (consumer %s on stream %s: %v)", bus.ConsumerName(token), cfg.NATS.Stream, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Sprintf("workers: unknown (consumer %s on stream %s: %v)", bus.ConsumerName(token), cfg.NATS.Stream, err)
+	}
+	return fmt.Sprintf("workers: %d pull requests waiting (free worker slots), %d tasks in flight, %d queued (consumer %s on stream %s)",
+		info.NumWaiting, info.NumAckPending, info.NumPending, bus.ConsumerName(token), cfg.NATS.Stream)
 }

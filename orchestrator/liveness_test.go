@@ -18,6 +18,7 @@ import (
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/selfplaytest"
 	"github.com/selfplay/selfplay/store"
 )
 
@@ -289,9 +290,23 @@ func TestNoWorkerPullingIsWarned(t *testing.T) {
 	line = line[:strings.Index(line, "\n")]
 	require.Contains(t, line, fmt.Sprintf("tasks_waiting=%d", prompts), line)
 	require.Contains(t, line, fmt.Sprintf("messages_queued=%d", prompts), line)
+	// `selfplay status` says the same from the consumer.
+	require.Contains(t, l.status(t), fmt.Sprintf("workers: 0 pull requests waiting (free worker slots), 0 tasks in flight, %d queued", prompts))
 
 	l.worker(t, "worker-late")
 	require.NoError(t, run.Wait(2*time.Minute), run.Tail(30))
+	// The worker's two slots each keep a pull request waiting.
+	require.Eventually(t, func() bool {
+		return strings.Contains(l.status(t), "workers: 2 pull requests waiting (free worker slots), 0 tasks in flight, 0 queued")
+	}, 30*time.Second, 200*time.Millisecond, "status: %s", l.status(t))
 	require.Equal(t, 1, strings.Count(run.Output(), noWorkerWarning), "no warning once a worker pulled")
 	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done'`))
+}
+
+// status runs `selfplay status` on the loop's schedule.
+func (l *loop) status(t testing.TB) string {
+	t.Helper()
+	p := selfplaytest.Start(t, "status", nil, "status", "-c", l.cfgPath)
+	require.NoError(t, p.Wait(time.Minute), p.Tail(20))
+	return p.Output()
 }
