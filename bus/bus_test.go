@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -160,4 +161,41 @@ func TestDeploymentsShareAStreamApart(t *testing.T) {
 	}
 	_, err = bus.BindConsumer(ctx, js, cfg.Stream, "ccc")
 	require.ErrorIs(t, err, bus.ErrNoConsumer)
+}
+
+// TestSharedStreamIsNeverChanged (issue 22): deployment A makes the
+// stream with three replicas on a three-node cluster; deployment B (another
+// database, the same stream name) with nats.replicas 1 is refused with
+// both values, and A's stream keeps its three replicas. B with the stream's
+// own value shares it.
+func TestSharedStreamIsNeverChanged(t *testing.T) {
+	t.Parallel()
+	c := bustest.StartCluster(t, 3)
+	cfg := bustest.NewStream(t)
+	cfg.URL = c.URL()
+	nc, js, err := bus.Connect(cfg, "test", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer nc.Close()
+	ctx := context.Background()
+	opts := func(dep string, replicas int) bus.StreamOptions {
+		return bus.StreamOptions{Name: cfg.Stream, Deployment: dep, AckWait: 30 * time.Second, MaxDeliver: 3, Replicas: replicas}
+	}
+	_, err = bus.EnsureStream(ctx, js, opts("deploya", 3))
+	require.NoError(t, err)
+
+	_, err = bus.EnsureStream(ctx, js, opts("deployb", 1))
+	require.ErrorIs(t, err, bus.ErrStreamSettingsDiffer)
+	require.ErrorContains(t, err, fmt.Sprintf("stream %s has 3 replicas and this schedule's nats.replicas is 1", cfg.Stream))
+	s, err := js.Stream(ctx, cfg.Stream)
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, info.Config.Replicas, "deployment A's stream kept its replicas")
+	_, err = s.Consumer(ctx, bus.ConsumerName("deployb"))
+	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound, "nothing of B was made")
+
+	_, err = bus.EnsureStream(ctx, js, opts("deployb", 3))
+	require.NoError(t, err, "B with the stream's replicas shares it")
+	_, err = bus.EnsureStream(ctx, js, opts("deploya", 3))
+	require.NoError(t, err, "A again")
 }

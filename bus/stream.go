@@ -79,16 +79,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       o.Name,
-		Subjects:   []string{streamSubjects(o.Name)},
-		Retention:  jetstream.WorkQueuePolicy,
-		Storage:    jetstream.FileStorage,
-		Duplicates: DuplicateWindow,
-		Replicas:   o.Replicas,
-	})
+	stream, err := ensureSharedStream(ctx, js, o)
 	if err != nil {
-		return nil, explainStreamError(ctx, js, o.Name, o.Replicas, err)
+		return nil, err
 	}
 	if err := dropLegacyConsumer(ctx, stream); err != nil {
 		return nil, err
@@ -98,6 +91,54 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 		return nil, fmt.Errorf("create consumer %s on stream %s: %w", ConsumerName(o.Deployment), o.Name, err)
 	}
 	return cons, nil
+}
+
+// ErrStreamSettingsDiffer means the stream exists with settings other than
+// the schedule's; selfplay never changes a stream that other deployments
+// may share.
+var ErrStreamSettingsDiffer = errors.New("the stream exists with other settings")
+
+// ensureSharedStream creates the work-queue stream, or checks that the one
+// there has this schedule's replicas. The stream is shared by every
+// deployment that names it, so an existing stream is never updated: a
+// second deployment with nats.replicas 1 would otherwise drop the first's
+// R3 stream to one replica, silently. A difference is refused with both
+// values and what to do.
+func ensureSharedStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {
+	cfg := jetstream.StreamConfig{
+		Name:       o.Name,
+		Subjects:   []string{streamSubjects(o.Name)},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Duplicates: DuplicateWindow,
+		Replicas:   o.Replicas,
+	}
+	stream, err := js.Stream(ctx, o.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		stream, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			// Another deployment made it meanwhile: check what it made.
+			stream, err = js.Stream(ctx, o.Name)
+		} else if err == nil {
+			return stream, nil
+		}
+	}
+	if err != nil {
+		return nil, explainStreamError(ctx, js, o.Name, o.Replicas, err)
+	}
+	have := stream.CachedInfo().Config
+	if have.Replicas != o.Replicas {
+		return nil, fmt.Errorf("%w: stream %s has %d replicas and this schedule's nats.replicas is %d; "+
+			"the stream may be another deployment's too, so selfplay does not change it: set nats.replicas: %d, "+
+			"use another nats.stream, or change the stream yourself (`nats stream edit %s --replicas %d`)",
+			ErrStreamSettingsDiffer, o.Name, have.Replicas, o.Replicas, have.Replicas, o.Name, o.Replicas)
+	}
+	if have.Retention != jetstream.WorkQueuePolicy || len(have.Subjects) != 1 || have.Subjects[0] != streamSubjects(o.Name) {
+		return nil, fmt.Errorf("%w: stream %s is not a selfplay work queue (retention %s, subjects %v; want %s on %s): "+
+			"choose another nats.stream", ErrStreamSettingsDiffer, o.Name, have.Retention, have.Subjects,
+			jetstream.WorkQueuePolicy, streamSubjects(o.Name))
+	}
+	return stream, nil
 }
 
 // dropLegacyConsumer deletes the shared consumer of older versions when
