@@ -100,6 +100,9 @@ type iterationInfo struct {
 	RunNonce string
 	Ordinal  int
 	Settings config.Settings
+	// Version is the stored settings' version (store.Task.SettingsVersion)
+	// when they were read; "" when read for a task's run nonce only.
+	Version string
 }
 
 // New builds a worker.
@@ -222,7 +225,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// A message of another run row (a database restored from another's
 		// backup shares its deployment token) must not touch this
 		// database's tasks, nor be destroyed: it may be the other's.
-		info, err := w.iteration(ctx, key.IterationID)
+		info, err := w.iteration(ctx, key.IterationID, "")
 		if err == nil && info.RunNonce != task.Run {
 			w.leaveAlone(ctx, msg, task.Kind, log, fmt.Errorf("a task message of another run (run nonce %s, this database's run has %s)", task.Run, info.RunNonce))
 			return
@@ -339,7 +342,7 @@ func (w *Worker) run(ctx context.Context, key store.TaskKey, delivered int, log 
 		log.Debug("task already settled; acknowledging duplicate", "status", task.Status)
 		return nil
 	}
-	info, err := w.iteration(ctx, key.IterationID)
+	info, err := w.iteration(ctx, key.IterationID, task.SettingsVersion)
 	if err != nil {
 		return Retry(0, err)
 	}
@@ -352,12 +355,17 @@ func (w *Worker) run(ctx context.Context, key store.TaskKey, delivered int, log 
 	return Permanentf("unknown task kind %q", key.Kind)
 }
 
-// iteration reads (once per worker) the settings an iteration runs with.
-func (w *Worker) iteration(ctx context.Context, id int64) (iterationInfo, error) {
+// iteration returns the settings an iteration runs with, read from the
+// database the first time and again whenever they changed: version is the
+// stored settings' version as the task's own read saw it (a failed
+// iteration retried with a changed schedule, a mistyped model fixed, gets
+// a new one), "" to take any cached value. A running worker so always acts
+// on the stored schedule as it is now, without a restart.
+func (w *Worker) iteration(ctx context.Context, id int64, version string) (iterationInfo, error) {
 	w.mu.Lock()
 	info, ok := w.settings[id]
 	w.mu.Unlock()
-	if ok {
+	if ok && (version == "" || version == info.Version) {
 		return info, nil
 	}
 	it, err := store.GetIteration(ctx, w.pool, id)
@@ -369,7 +377,10 @@ func (w *Worker) iteration(ctx context.Context, id int64) (iterationInfo, error)
 	if err := w.readConsumer(ctx, false); err != nil {
 		w.log.WarnContext(ctx, "could not refresh the consumer's settings", "err", err)
 	}
-	info = iterationInfo{ID: it.ID, RunID: it.RunID, Ordinal: it.Ordinal}
+	if ok && info.Version != "" {
+		w.log.InfoContext(ctx, "the iteration's stored settings changed; using them from now on", "iteration_id", id)
+	}
+	info = iterationInfo{ID: it.ID, RunID: it.RunID, Ordinal: it.Ordinal, Version: version}
 	if info.RunNonce, err = store.RunNonce(ctx, w.pool, it.RunID); err != nil {
 		return iterationInfo{}, err
 	}
