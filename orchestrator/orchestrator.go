@@ -67,53 +67,26 @@ const lockCheckEvery = 2 * time.Second
 
 // Run drives every iteration of the schedule to done, resuming from the
 // stored stages. It returns the first iteration failure, or ctx's error.
-// Losing the run lock (its database session ended) stops the run's work
-// without recording anything for the iteration; Run then takes the lock
-// again and resumes from the stored stage, or returns ErrLocked if another
-// orchestrator took it meanwhile.
+// The run lock is watched while the run works (runLock.keep): a session of
+// its own that stalls, is partitioned or ends (a database restart) is
+// replaced without stopping anything, the train hook included; only when
+// another orchestrator really holds the lock is the run's work stopped,
+// recording nothing for the iteration, and Run returns ErrLocked.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	o.lk = &runLock{pool: o.pool, run: o.cfg.Run}
+	o.lk = &runLock{pool: o.pool, run: o.cfg.Run, log: o.log}
 	if err := o.lk.acquire(ctx); err != nil {
 		return err
 	}
 	defer o.lk.release(ctx)
-	for {
-		lockCtx, lost := context.WithCancelCause(ctx)
-		go o.lk.keep(lockCtx, lockCheckEvery, lost)
-		err := o.runLocked(lockCtx)
-		lost(nil)
-		var ll *lockLostError
-		if ctx.Err() != nil || !errors.As(context.Cause(lockCtx), &ll) {
-			return err
-		}
-		o.log.WarnContext(ctx, "stopped this run's work: its lock was lost; taking it again", "run", o.cfg.Run, "cause", ll.err)
-		if err := o.retake(ctx); err != nil {
-			return err
-		}
-		o.log.InfoContext(ctx, "run lock taken again; resuming from the stored stage", "run", o.cfg.Run)
+	lockCtx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	go o.lk.keep(lockCtx, lockCheckEvery, lost)
+	err := o.runLocked(lockCtx)
+	var ll *lockLostError
+	if ctx.Err() == nil && errors.As(context.Cause(lockCtx), &ll) {
+		return fmt.Errorf("run %q: %w: %w; this one stopped without touching the run", o.cfg.Run, ErrLocked, ll)
 	}
-}
-
-// retake takes the run lock again after its session ended: through an
-// outage for up to orchestrator.outage_timeout, and giving another
-// orchestrator's hold a few seconds (the old session may still be closing).
-func (o *Orchestrator) retake(ctx context.Context) error {
-	o.lk.drop(ctx)
-	for tries := 0; ; tries++ {
-		err := o.riding(ctx, "take the run lock again", func() error { return o.lk.acquire(ctx) })
-		if err == nil || !errors.Is(err, ErrLocked) || tries >= 10 {
-			if errors.Is(err, ErrLocked) {
-				return fmt.Errorf("run %q lost its lock when its database session ended, and another orchestrator holds it now; "+
-					"this one stops without touching the run: %w", o.cfg.Run, err)
-			}
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
+	return err
 }
 
 // runLocked does the run's work while the lock is held (ctx ends when it
@@ -249,25 +222,25 @@ func (o *Orchestrator) bindQueue(ctx context.Context) error {
 	return nil
 }
 
-// lockLostError is the cause a run's work is cancelled with when its lock's
-// database session is gone.
+// lockLostError is the cause a run's work is cancelled with when another
+// session — another orchestrator — holds the run's lock.
 type lockLostError struct{ err error }
 
 func (e *lockLostError) Error() string {
-	return "the run lock was lost with its database session: " + e.err.Error()
+	return "the run lock was taken: " + e.err.Error()
 }
 func (e *lockLostError) Unwrap() error { return e.err }
 
 // runLock is the run's advisory lock, held on a connection taken out of
-// the pool, so nothing but the lock ever uses its session. A database
-// restart ends that session and with it the lock; keep notices within
-// lockCheckEvery and cancels the run's work.
+// the pool, so nothing but the lock ever uses its session.
 type runLock struct {
 	pool *pgxpool.Pool
 	run  string
+	log  *slog.Logger
 
 	mu   sync.Mutex
 	conn *pgx.Conn
+	pid  uint32 // the backend of conn's session
 }
 
 func (l *runLock) acquire(ctx context.Context) error {
@@ -286,16 +259,26 @@ func (l *runLock) acquire(ctx context.Context) error {
 		return fmt.Errorf("%w %q: stop it first, or give this run another name", ErrLocked, l.run)
 	}
 	l.mu.Lock()
-	l.conn = conn
+	l.conn, l.pid = conn, conn.PgConn().PID()
 	l.mu.Unlock()
 	return nil
 }
 
-// keep proves every interval that the lock's session is alive, and cancels
-// the run's work with a lockLostError as soon as it cannot.
+// keep proves every interval that the lock's session is alive. When it is
+// not — no answer within five intervals, or the connection is gone — what
+// that means is read from pg_locks through another connection, never from
+// the time that passed: the lock free (the session ended) is taken again on
+// a new connection; held by this orchestrator's own old backend (a stalled
+// or partitioned session, which still holds it) that backend is ended with
+// pg_terminate_backend and the lock taken once it is gone; held by any
+// other backend, another orchestrator has the run: the run's work is
+// cancelled with a lockLostError. While the database cannot be asked, the
+// run goes on (its stages ride out outages by themselves) and keep asks
+// again at the next interval.
 func (l *runLock) keep(ctx context.Context, every time.Duration, lost context.CancelCauseFunc) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	stalled, ending := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -303,33 +286,88 @@ func (l *runLock) keep(ctx context.Context, every time.Duration, lost context.Ca
 		case <-t.C:
 		}
 		l.mu.Lock()
-		conn := l.conn
+		conn, pid := l.conn, l.pid
 		l.mu.Unlock()
-		if conn == nil {
-			lost(&lockLostError{errors.New("no lock connection")})
-			return
+		if !stalled {
+			// A generous bound: a slow answer on a busy server is not a
+			// lost session; a closed one fails at once.
+			pctx, cancel := context.WithTimeout(ctx, 5*every)
+			err := conn.Ping(pctx)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				continue
+			}
+			stalled = true
+			l.log.WarnContext(ctx, "the run lock's database session does not answer; asking the database who holds the lock",
+				"run", l.run, "backend_pid", pid, "err", err)
 		}
-		// A generous bound: a slow answer on a busy server is not a lost
-		// session; a closed one fails at once.
-		pctx, cancel := context.WithTimeout(ctx, 5*every)
-		err := conn.Ping(pctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			lost(&lockLostError{err})
+		holder, err := l.holder(ctx, every)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			l.log.WarnContext(ctx, "cannot ask the database who holds the run lock; the run goes on and asks again", "run", l.run, "err", err)
+		case holder == 0:
+			if err := l.retake(ctx, every); err != nil {
+				l.log.WarnContext(ctx, "take the run lock again", "run", l.run, "err", err)
+				continue
+			}
+			stalled, ending = false, false
+			l.log.InfoContext(ctx, "run lock taken again on a new database session; the run went on", "run", l.run, "old_backend_pid", pid)
+		case holder == pid:
+			if !ending {
+				l.log.WarnContext(ctx, "the run lock is held by this orchestrator's own stalled session; ending it to take the lock again",
+					"run", l.run, "backend_pid", pid)
+				ending = true
+			}
+			tctx, cancel := context.WithTimeout(ctx, every)
+			_, err := l.pool.Exec(tctx, `SELECT pg_terminate_backend($1)`, int64(pid))
+			cancel()
+			if err != nil {
+				l.log.WarnContext(ctx, "end the stalled session", "run", l.run, "backend_pid", pid, "err", err)
+			}
+		default:
+			lost(&lockLostError{fmt.Errorf("another session (backend pid %d, not this orchestrator's %d) holds it: another orchestrator runs %q", holder, pid, l.run)})
 			return
 		}
 	}
 }
 
-// drop closes the lock's connection (ending its session, and the lock
-// with it if it still held it).
-func (l *runLock) drop(ctx context.Context) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.conn != nil {
-		_ = l.conn.Close(context.WithoutCancel(ctx))
-		l.conn = nil
+// holder returns the backend pid holding the run's advisory lock in this
+// database, 0 when nobody does (the two-key form: classid is the first
+// key, objid the second as an unsigned 32-bit number, objsubid 2).
+func (l *runLock) holder(ctx context.Context, timeout time.Duration) (uint32, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var pid int64
+	err := l.pool.QueryRow(ctx, `
+		SELECT coalesce(min(pid), 0) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 2
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND classid = 7321 AND objid::bigint = (hashtext($1)::bigint & 4294967295)`, l.run).Scan(&pid)
+	if err != nil {
+		return 0, fmt.Errorf("read pg_locks: %w", err)
 	}
+	return uint32(pid), nil
+}
+
+// retake takes the lock on a new connection and closes the old one.
+func (l *runLock) retake(ctx context.Context, timeout time.Duration) error {
+	l.mu.Lock()
+	old := l.conn
+	l.mu.Unlock()
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := l.acquire(actx); err != nil {
+		return err
+	}
+	if old != nil {
+		// Its session is gone or ended: closing it waits for nothing.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = old.Close(cctx)
+		cancel()
+	}
+	return nil
 }
 
 func (l *runLock) release(ctx context.Context) {
