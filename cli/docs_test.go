@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/selfplaytest"
 )
 
 // commandsDoc is the "## Commands" section of docs/operations.md: the rows
@@ -40,7 +42,7 @@ func readCommandsDoc(t *testing.T) commandsDoc {
 		switch {
 		case len(paragraph) == 0 && strings.HasPrefix(line, "|"):
 			inTable = true
-			if cells := docCells(line); len(cells) >= 2 && cells[0] != "command" && !strings.HasPrefix(cells[0], "---") {
+			if cells := selfplaytest.TableCells(line); len(cells) >= 2 && cells[0] != "command" && !strings.HasPrefix(cells[0], "---") {
 				doc.rows = append(doc.rows, cells)
 			}
 		case inTable && !blank:
@@ -51,18 +53,6 @@ func readCommandsDoc(t *testing.T) commandsDoc {
 	require.NotEmpty(t, paragraph, "a paragraph follows the Commands table")
 	doc.sentences = sentences(strings.Join(paragraph, " "))
 	return doc
-}
-
-// docCells splits a Markdown table line into its trimmed cells; an escaped
-// \| stays inside its cell as |.
-func docCells(line string) []string {
-	const pipe = "\x00"
-	line = strings.ReplaceAll(line, `\|`, pipe)
-	parts := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
-	for i, p := range parts {
-		parts[i] = strings.TrimSpace(strings.ReplaceAll(p, pipe, "|"))
-	}
-	return parts
 }
 
 // sentences cuts text after each ". " that a capital letter or a code

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/selfplay/selfplay/selfplaytest"
 )
 
 // configKeys lists every key of the schedule file: sections' fields as
@@ -104,7 +106,7 @@ func referenceRows(t *testing.T) [][]string {
 			continue
 		}
 		inTable = true
-		cells := tableCells(line)
+		cells := selfplaytest.TableCells(line)
 		if len(cells) < 3 || cells[0] == "key" || strings.HasPrefix(cells[0], "---") {
 			continue
 		}
@@ -112,17 +114,6 @@ func referenceRows(t *testing.T) [][]string {
 	}
 	require.NotEmpty(t, rows, "the configuration reference has a table")
 	return rows
-}
-
-// tableCells splits a Markdown table line into its trimmed cells.
-func tableCells(line string) []string {
-	const pipe = "\x00"
-	line = strings.ReplaceAll(line, `\|`, pipe)
-	parts := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
-	for i, p := range parts {
-		parts[i] = strings.TrimSpace(strings.ReplaceAll(p, pipe, "|"))
-	}
-	return parts
 }
 
 var codeSpan = regexp.MustCompile("`([^`]*)`")

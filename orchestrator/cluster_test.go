@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfplay/selfplay/bus/bustest"
+	"github.com/selfplay/selfplay/selfplaytest"
 )
 
 // TestClusterNodeKilledMidStage runs the loop on a three-node JetStream
@@ -18,14 +19,7 @@ import (
 // failed or done twice.
 func TestClusterNodeKilledMidStage(t *testing.T) {
 	t.Parallel()
-	c := bustest.StartCluster(t, 3)
-	prompts := scale(60, 400)
-	l := startLoop(t, loopOptions{prompts: prompts, samples: 4, ackWait: "5s", workerCon: 3, nats: c.URL(), replicas: 3,
-		lmArgs: []string{"--latency", "100ms"}})
-	l.worker(t, "worker-1")
-	l.worker(t, "worker-2")
-	run := l.orchestrator(t, "orchestrator")
-	l.waitDone(t, 10)
+	c, l, run, prompts := clusterLoop(t)
 
 	js := l.jetStream(t)
 	s, err := js.Stream(context.Background(), l.stream)
@@ -60,14 +54,7 @@ func TestClusterNodeKilledMidStage(t *testing.T) {
 // orchestrator said why it waited.
 func TestClusterQuorumLostMidStage(t *testing.T) {
 	t.Parallel()
-	c := bustest.StartCluster(t, 3)
-	prompts := scale(60, 400)
-	l := startLoop(t, loopOptions{prompts: prompts, samples: 4, ackWait: "5s", workerCon: 3, nats: c.URL(), replicas: 3,
-		lmArgs: []string{"--latency", "100ms"}})
-	l.worker(t, "worker-1")
-	l.worker(t, "worker-2")
-	run := l.orchestrator(t, "orchestrator")
-	l.waitDone(t, 10)
+	c, l, run, prompts := clusterLoop(t)
 
 	c.Servers[1].Kill()
 	c.Servers[2].Kill()
@@ -82,4 +69,19 @@ func TestClusterQuorumLostMidStage(t *testing.T) {
 	require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'failed'`))
 	require.Zero(t, l.count(t, `SELECT count(*) FROM iterations WHERE stage <> 'done'`))
 	require.Contains(t, run.Output(), "service unavailable; will retry", "the orchestrator logged the outage it rode out")
+}
+
+// clusterLoop runs the loop with two workers on a three-node JetStream
+// cluster with nats.replicas 3 and returns once ten tasks are done.
+func clusterLoop(t *testing.T) (*bustest.Cluster, *loop, *selfplaytest.Proc, int) {
+	t.Helper()
+	c := bustest.StartCluster(t, 3)
+	prompts := scale(60, 400)
+	l := startLoop(t, loopOptions{prompts: prompts, samples: 4, ackWait: "5s", workerCon: 3, nats: c.URL(), replicas: 3,
+		lmArgs: []string{"--latency", "100ms"}})
+	l.worker(t, "worker-1")
+	l.worker(t, "worker-2")
+	run := l.orchestrator(t, "orchestrator")
+	l.waitDone(t, 10)
+	return c, l, run, prompts
 }
