@@ -199,3 +199,44 @@ func TestSharedStreamIsNeverChanged(t *testing.T) {
 	_, err = bus.EnsureStream(ctx, js, opts("deploya", 3))
 	require.NoError(t, err, "A again")
 }
+
+// TestBusyConsumerKeepsItsSettings (issue 22): runs of one database share
+// the deployment's consumer. While it has a task in flight under ack_wait
+// 30s, an orchestrator with ack_wait 2s (another run) is refused with both
+// values, and the consumer keeps 30s, so the in-flight task's worker,
+// beating every 10s, is not redelivered under it. Once idle, the consumer
+// takes the new values.
+func TestBusyConsumerKeepsItsSettings(t *testing.T) {
+	t.Parallel()
+	cfg := bustest.NewStream(t)
+	nc, js, err := bus.Connect(cfg, "test", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer nc.Close()
+	ctx := context.Background()
+	opts := bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 5}
+	cons, err := bus.EnsureStream(ctx, js, opts)
+	require.NoError(t, err)
+	pub := bus.NewPublisher(js, cfg.Stream, "dep1")
+	require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: 1, PromptID: 1, Kind: bus.KindGenerate}))
+	require.NoError(t, pub.Flush(ctx))
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err)
+
+	other := opts
+	other.AckWait = 2 * time.Second
+	_, err = bus.EnsureStream(ctx, js, other)
+	require.ErrorIs(t, err, bus.ErrConsumerBusy)
+	require.ErrorContains(t, err, "has worker.ack_wait 30s and worker.max_deliver 5, this schedule 2s and 5, and 0 tasks are queued and 1 in flight")
+	info, err := cons.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, info.Config.AckWait)
+	_, err = bus.EnsureStream(ctx, js, opts)
+	require.NoError(t, err, "the same settings are fine while busy")
+
+	require.NoError(t, msg.DoubleAck(ctx))
+	_, err = bus.EnsureStream(ctx, js, other)
+	require.NoError(t, err, "an idle consumer takes the new settings")
+	info, err = cons.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Second, info.Config.AckWait)
+}

@@ -86,6 +86,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 	if err := dropLegacyConsumer(ctx, stream); err != nil {
 		return nil, err
 	}
+	if err := checkConsumerIdleOrSame(ctx, stream, o); err != nil {
+		return nil, err
+	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, o.consumerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on stream %s: %w", ConsumerName(o.Deployment), o.Name, err)
@@ -139,6 +142,38 @@ func ensureSharedStream(ctx context.Context, js jetstream.JetStream, o StreamOpt
 			jetstream.WorkQueuePolicy, streamSubjects(o.Name))
 	}
 	return stream, nil
+}
+
+// ErrConsumerBusy means the deployment's consumer has tasks queued or in
+// flight under other ack_wait or max_deliver settings than this schedule's.
+var ErrConsumerBusy = errors.New("the consumer has work under other settings")
+
+// checkConsumerIdleOrSame refuses to rewrite the deployment's consumer with
+// other ack_wait or max_deliver while it has messages queued or in flight:
+// every run of the database shares it, so a run started with ack_wait 2s
+// would have the server redeliver another run's healthy tasks, whose
+// workers beat every third of the old value, until they were failed as
+// lost. An idle consumer is rewritten freely.
+func checkConsumerIdleOrSame(ctx context.Context, stream jetstream.Stream, o StreamOptions) error {
+	cons, err := stream.Consumer(ctx, ConsumerName(o.Deployment))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read consumer %s on stream %s: %w", ConsumerName(o.Deployment), o.Name, err)
+	}
+	info := cons.CachedInfo()
+	c := info.Config
+	if c.AckWait == o.AckWait && c.MaxDeliver == o.MaxDeliver {
+		return nil
+	}
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: consumer %s has worker.ack_wait %s and worker.max_deliver %d, this schedule %s and %d, "+
+		"and %d tasks are queued and %d in flight under them (another run of this database, or this run before the change): "+
+		"use the consumer's values, or change them once it is idle", ErrConsumerBusy, ConsumerName(o.Deployment),
+		c.AckWait, c.MaxDeliver, o.AckWait, o.MaxDeliver, info.NumPending, info.NumAckPending)
 }
 
 // dropLegacyConsumer deletes the shared consumer of older versions when
