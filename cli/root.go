@@ -19,6 +19,13 @@ func NewRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "selfplay",
 		Short:         "Self-play preference data generation selected by alignment potential",
+		Long: `selfplay samples responses from the current policy through any OpenAI-compatible server,
+rewards them, pairs best against worst, selects the pairs by alignment potential, evolves
+the most useful prompts and exports a dataset per iteration; every row is kept in PostgreSQL
+and work travels over NATS JetStream to any number of workers.
+
+Start with the README. Every command and flag: docs/operations.md ("Commands");
+every schedule key with its default: docs/configuration.md.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -20,7 +20,7 @@ func newStatusCmd() *cobra.Command {
 	var path, run string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show runs and their iterations: stage, task counts, pairs and selection sizes",
+		Short: "Show runs and their iterations (stage, task counts, pairs, selection sizes) and the workers pulling now",
 		Args:  cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
