@@ -17,8 +17,8 @@ import (
 // NewRoot builds the selfplay command tree.
 func NewRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "selfplay",
-		Short:         "Self-play preference data generation selected by alignment potential",
+		Use:   "selfplay",
+		Short: "Self-play preference data generation selected by alignment potential",
 		Long: `selfplay samples responses from the current policy through any OpenAI-compatible server,
 rewards them, pairs best against worst, selects the pairs by alignment potential, evolves
 the most useful prompts and exports a dataset per iteration; every row is kept in PostgreSQL
