@@ -26,7 +26,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/*
 # Not root: the image runs as selfplay (uid 1000). Compose starts the
 # orchestrator as root only for it to become the owner of the bind-mounted
-# ./exports at once (SELFPLAY_RUN_AS_OWNER_OF, see the README), so exports on
+# ./exports at once (SELFPLAY_RUN_AS_OWNER_OF, see docs/operations.md), so exports on
 # the host belong to that user; any uid may write the models directory,
 # which a fresh `models` volume copies (owner and mode).
 RUN groupadd --gid 1000 selfplay \

@@ -75,7 +75,7 @@ func newExportCmd() *cobra.Command {
 		if err := orchestrator.Exportable(*it); err != nil {
 			return err
 		}
-		// The export section is each process's own (README, "One schedule
+		// The export section is each process's own (docs/configuration.md, "One schedule
 		// per run"): a schedule given on the command line decides the
 		// folder and formats; without one they are the stored schedule's.
 		exp := stored.Export

@@ -28,7 +28,7 @@ func checkExportDir(dir string) error {
 		}
 	}
 	if errors.Is(err, fs.ErrPermission) {
-		msg += "; run as its owner (with docker compose: leave SELFPLAY_UID unset and the orchestrator becomes the owner of ./exports, or set SELFPLAY_UID and SELFPLAY_GID to the owner's; see the README) or make it writable"
+		msg += "; run as its owner (with docker compose: leave SELFPLAY_UID unset and the orchestrator becomes the owner of ./exports, or set SELFPLAY_UID and SELFPLAY_GID to the owner's; see docs/operations.md) or make it writable"
 	}
 	return fmt.Errorf("%s: %w", msg, err)
 }

@@ -39,7 +39,7 @@ var screenshotOut = flag.String("screenshot", "", "also save the report screensh
 // on, metrics served by every process, a few injected 500s and one prompt
 // too long for the model (its task fails for good), and then checks what
 // people see: the metrics, the Parquet file, the HTML report in headless
-// Chromium and every query of the README's SQL cookbook.
+// Chromium and every query of the SQL cookbook (README and docs/sql.md).
 func TestObservability(t *testing.T) {
 	t.Parallel()
 	l := startLoop(t, loopOptions{prompts: 60, samples: 4, ackWait: "30s", workerCon: 8,

@@ -161,7 +161,7 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
   </table>
   {{- else}}<p>No pair is selected in this iteration.</p>{{end}}
 </section>
-<footer>Every number here was read from PostgreSQL (tables pairs, responses, tasks, prompts and the pair_details view) when the report was made; see the README's SQL cookbook to query them yourself. Made by selfplay report.</footer>
+<footer>Every number here was read from PostgreSQL (tables pairs, responses, tasks, prompts and the pair_details view) when the report was made; see the SQL cookbook (docs/sql.md) to query them yourself. Made by selfplay report.</footer>
 </body>
 </html>
 `))

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// CookbookQuery is one statement of the README's SQL cookbook.
+// CookbookQuery is one statement of the SQL cookbook (README and docs/sql.md).
 type CookbookQuery struct {
 	// Title is the first line of the statement's leading comment, or the
 	// statement itself when it has none.

@@ -23,7 +23,7 @@ import (
 	"github.com/selfplay/selfplay/store/storetest"
 )
 
-// cookbookQuery is one statement of the README's SQL cookbook.
+// cookbookQuery is one statement of the SQL cookbook (README and docs/sql.md).
 type cookbookQuery = selfplaytest.CookbookQuery
 
 // iterationSettings are the settings SeedRun's selections follow.
@@ -197,7 +197,7 @@ func TestMetricComparisonAtTies(t *testing.T) {
 	}
 }
 
-// TestCookbookOnASeededRun runs every query of the README's SQL cookbook
+// TestCookbookOnASeededRun runs every query of the SQL cookbook (README and docs/sql.md)
 // against a small three-iteration run and checks what each one returns
 // against the run's rows.
 func TestCookbookOnASeededRun(t *testing.T) {

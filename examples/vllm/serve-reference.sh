@@ -5,7 +5,7 @@
 # export's ref_chosen_logps / ref_rejected_logps. It must be the same base
 # model (and tokenizer) as the policy's, and vLLM: llama.cpp's llama-server
 # and Ollama lack vLLM's /tokenize and prompt_logprobs, and a worker refuses
-# to start with them (README, "llama.cpp and Ollama").
+# to start with them (docs/production.md, "llama.cpp and Ollama").
 #
 #   BASE_MODEL=Qwen/Qwen2.5-1.5B-Instruct PORT=8002 examples/vllm/serve-reference.sh
 #
