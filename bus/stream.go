@@ -242,6 +242,41 @@ func PurgeTasks(ctx context.Context, js jetstream.JetStream, stream, deployment,
 	return n, nil
 }
 
+// StoredTasks reads which task messages the stream holds for one kind of
+// one iteration: prompt id → the publication of its message (the highest,
+// if a task has several). It reads nothing when the subject holds no
+// message, and otherwise one message at a time (the work queue's own
+// consumer already filters these subjects, so no second consumer may read
+// them): a recovery path, for the tasks never marked published.
+func StoredTasks(ctx context.Context, js jetstream.JetStream, stream, deployment, kind string, iterationID int64) (map[int64]int, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	subject := Subject(stream, deployment, kind, iterationID)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	stored := map[int64]int{}
+	if info.State.Subjects[subject] == 0 {
+		return stored, nil
+	}
+	for seq := info.State.FirstSeq; ; {
+		msg, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return stored, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s from sequence %d: %w", subject, seq, err)
+		}
+		if t, err := DecodeTask(msg.Data); err == nil && t.Publication >= stored[t.PromptID] {
+			stored[t.PromptID] = t.Publication
+		}
+		seq = msg.Sequence + 1
+	}
+}
+
 // Publisher publishes a deployment's tasks with their message ids,
 // asynchronously with a bounded window, and waits for every
 // acknowledgement in Flush.

@@ -150,6 +150,9 @@ func pollDelay(interval, took time.Duration) time.Duration {
 // publishNew publishes the stage's never-published pending tasks a batch at
 // a time, recording each batch as published once the stream has stored it.
 func (s *iterationState) publishNew(ctx context.Context, kind string) (int, error) {
+	if err := s.markStored(ctx, kind); err != nil {
+		return 0, err
+	}
 	var after int64
 	n := 0
 	for {
@@ -169,6 +172,49 @@ func (s *iterationState) publishNew(ctx context.Context, kind string) (int, erro
 		}
 		n += len(batch)
 		after = ids[len(ids)-1]
+	}
+}
+
+// markStored records as published the never-marked tasks whose current
+// publication the stream already holds: stored by a batch that was cut off
+// (storage full, a lost connection) or by an orchestrator that died before
+// it marked them. Publishing them again is dropped by JetStream only within
+// its duplicate window; after that it would put a second message for the
+// task in the stream. The broker is asked, not the clock: one message per
+// task whatever the timing.
+func (s *iterationState) markStored(ctx context.Context, kind string) error {
+	first, err := store.Unpublished(ctx, s.o.pool, s.it.ID, kind, 0, 1)
+	if err != nil || len(first) == 0 {
+		return err
+	}
+	stored, err := bus.StoredTasks(ctx, s.o.js, s.o.cfg.NATS.Stream, s.o.deployment, kind, s.it.ID)
+	if err != nil || len(stored) == 0 {
+		return err
+	}
+	var after int64
+	marked := 0
+	for {
+		batch, err := store.Unpublished(ctx, s.o.pool, s.it.ID, kind, after, batchSize)
+		if err != nil || len(batch) == 0 {
+			if marked > 0 {
+				s.o.log.InfoContext(ctx, "tasks found in the stream though never marked published; marked, not published again",
+					"iteration", s.it.Name, "kind", kind, "tasks", marked)
+			}
+			return err
+		}
+		var ids []int64
+		for _, t := range batch {
+			if p, ok := stored[t.PromptID]; ok && p == t.Publications {
+				ids = append(ids, t.PromptID)
+			}
+		}
+		if len(ids) > 0 {
+			if err := store.MarkPublished(ctx, s.o.pool, s.it.ID, kind, ids); err != nil {
+				return err
+			}
+			marked += len(ids)
+		}
+		after = batch[len(batch)-1].PromptID
 	}
 }
 

@@ -310,3 +310,43 @@ func (l *loop) status(t testing.TB) string {
 	require.NoError(t, p.Wait(time.Minute), p.Tail(20))
 	return p.Output()
 }
+
+// TestStoredButUnmarkedTasksAreNotPublishedTwice (issue 22): the stream
+// stored a stage's messages but the orchestrator died before it marked
+// half of them published (a batch cut off: storage full, a crash), and the
+// next orchestrator starts after JetStream's duplicate window (1 s on this
+// test's stream, two minutes on selfplay's), so publishing them again would
+// not be dropped as duplicates. It reads from the stream which are there
+// and marks them instead: the stream holds exactly one message per task.
+func TestStoredButUnmarkedTasksAreNotPublishedTwice(t *testing.T) {
+	t.Parallel()
+	const prompts = 40
+	l := startLoop(t, loopOptions{prompts: prompts, samples: 2, ackWait: "30s", workerCon: 4, single: true})
+	js := l.jetStream(t)
+	_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: l.stream,
+		Subjects: []string{strings.ToLower(l.stream) + ".tasks.>"}, Retention: jetstream.WorkQueuePolicy,
+		Storage: jetstream.FileStorage, Duplicates: time.Second})
+	require.NoError(t, err)
+
+	first := l.orchestrator(t, "orchestrator")
+	require.Eventually(t, func() bool {
+		return l.count(t, `SELECT count(*) FROM tasks WHERE published_at IS NOT NULL`) == prompts
+	}, time.Minute, 50*time.Millisecond, first.Tail(20))
+	first.Kill()
+	require.EqualValues(t, prompts, l.deploymentMessages(t, js))
+	_, err = l.pool.Exec(context.Background(), `UPDATE tasks SET published_at = NULL WHERE prompt_id % 2 = 0`)
+	require.NoError(t, err)
+	time.Sleep(1500 * time.Millisecond) // past the stream's duplicate window
+
+	again := l.orchestrator(t, "orchestrator-again")
+	require.Eventually(t, func() bool {
+		return strings.Contains(again.Output(), "tasks found in the stream though never marked published")
+	}, time.Minute, 50*time.Millisecond, again.Tail(20))
+	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE published_at IS NOT NULL`))
+	require.EqualValues(t, prompts, l.deploymentMessages(t, js), "one message per task")
+
+	l.worker(t, "worker")
+	require.NoError(t, again.Wait(2*time.Minute), again.Tail(30))
+	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done' AND attempts = 1`))
+	require.Zero(t, l.deploymentMessages(t, js))
+}
