@@ -214,14 +214,47 @@ func TestVLLMExampleDockerfile(t *testing.T) {
 	require.Equal(t, []string{"build", "trainer"}, stages)
 }
 
-func TestVLLMExampleCompose(t *testing.T) {
+// loadGPUCompose loads the GPU override over the base compose file as
+// `docker compose -f … -f …` does, with env as the shell's variables.
+func loadGPUCompose(t *testing.T, env ...string) *types.Project {
+	t.Helper()
 	opts, err := composecli.NewProjectOptions([]string{"../docker-compose.yml", vllmDir + "/docker-compose.gpu.yml"},
 		composecli.WithName("selfplay"),
 		composecli.WithWorkingDirectory(".."),
+		composecli.WithEnv(env),
 	)
 	require.NoError(t, err)
 	project, err := opts.LoadProject(context.Background())
 	require.NoError(t, err)
+	return project
+}
+
+// TestVLLMExampleGPUsApart: every GPU service reserves its own device by
+// index (issue 21: with `count: 1` Docker gives each container GPU 0, and
+// the second vLLM server cannot start), 0–3 by default and as the
+// SELFPLAY_*_GPU variables say.
+func TestVLLMExampleGPUsApart(t *testing.T) {
+	devices := func(p *types.Project) map[string]string {
+		got := map[string]string{}
+		for _, name := range []string{"vllm-policy", "vllm-reward", "vllm-reference", "orchestrator"} {
+			s, err := p.GetService(name)
+			require.NoError(t, err)
+			devs := s.Deploy.Resources.Reservations.Devices
+			require.Len(t, devs, 1, name)
+			require.Zero(t, devs[0].Count, "%s reserves a device by index, not a count", name)
+			require.Len(t, devs[0].IDs, 1, name)
+			got[name] = devs[0].IDs[0]
+		}
+		return got
+	}
+	require.Equal(t, map[string]string{"vllm-policy": "0", "vllm-reward": "1", "vllm-reference": "2", "orchestrator": "3"},
+		devices(loadGPUCompose(t)))
+	require.Equal(t, map[string]string{"vllm-policy": "3", "vllm-reward": "2", "vllm-reference": "1", "orchestrator": "0"},
+		devices(loadGPUCompose(t, "SELFPLAY_POLICY_GPU=3", "SELFPLAY_REWARD_GPU=2", "SELFPLAY_REFERENCE_GPU=1", "SELFPLAY_TRAINER_GPU=0")))
+}
+
+func TestVLLMExampleCompose(t *testing.T) {
+	project := loadGPUCompose(t)
 	svc := func(name string) types.ServiceConfig {
 		t.Helper()
 		s, err := project.GetService(name)

@@ -107,7 +107,10 @@ def train(args):
 
 
 def load_adapter(url, name, path):
-    body = json.dumps({"lora_name": name, "lora_path": path}).encode()
+    # load_inplace: the orchestrator re-runs the train stage after a crash,
+    # and vLLM answers a second load of a name with 400 unless told to
+    # replace it.
+    body = json.dumps({"lora_name": name, "lora_path": path, "load_inplace": True}).encode()
     req = urllib.request.Request(url.rstrip("/") + "/v1/load_lora_adapter", data=body,
                                  headers={"Content-Type": "application/json"}, method="POST")
     try:
