@@ -41,9 +41,10 @@ type Task struct {
 	Error        *string    `db:"error"`
 	PublishedAt  *time.Time `db:"published_at"`
 	UpdatedAt    time.Time  `db:"updated_at"`
-	// SettingsVersion identifies the iteration's stored settings as they
-	// are now (the md5 of iterations.config); set by ReadTask only. It
-	// changes when a failed iteration is retried with a changed schedule.
+	// SettingsVersion changes whenever the iteration's row is written (its
+	// xmin, the writing transaction's id): when a failed iteration is
+	// retried with a changed schedule, and at each stage change. Set by
+	// ReadTask only; reading it costs nothing.
 	SettingsVersion string `db:"-"`
 }
 
@@ -176,7 +177,7 @@ func ReadTask(ctx context.Context, db DBTX, k TaskKey) (Task, []prompt.Message, 
 	var t Task
 	var msgs []prompt.Message
 	err := db.QueryRow(ctx, `
-		SELECT t.status, t.attempts, t.publications, p.messages, md5(i.config::text)
+		SELECT t.status, t.attempts, t.publications, p.messages, i.xmin::text
 		FROM tasks t JOIN prompts p ON p.id = t.prompt_id JOIN iterations i ON i.id = t.iteration_id
 		WHERE t.iteration_id = $1 AND t.prompt_id = $2 AND t.kind = $3`,
 		k.IterationID, k.PromptID, k.Kind).Scan(&t.Status, &t.Attempts, &t.Publications, &msgs, &t.SettingsVersion)
