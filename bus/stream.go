@@ -223,16 +223,12 @@ func BindConsumer(ctx context.Context, js jetstream.JetStream, stream, deploymen
 // ran out of deliveries (a work queue keeps those) before they are
 // published again.
 func PurgeTasks(ctx context.Context, js jetstream.JetStream, stream, deployment, kind string, iterationID int64) (uint64, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
-	}
 	subject := Subject(stream, deployment, kind, iterationID)
-	before, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	s, info, err := subjectInfo(ctx, js, stream, subject)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return 0, err
 	}
-	n := before.State.Subjects[subject]
+	n := info.State.Subjects[subject]
 	if n == 0 {
 		return 0, nil
 	}
@@ -242,6 +238,20 @@ func PurgeTasks(ctx context.Context, js jetstream.JetStream, stream, deployment,
 	return n, nil
 }
 
+// subjectInfo returns the stream and its state with the message count of
+// subject (State.Subjects[subject]).
+func subjectInfo(ctx context.Context, js jetstream.JetStream, stream, subject string) (jetstream.Stream, *jetstream.StreamInfo, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return s, info, nil
+}
+
 // StoredTasks reads which task messages the stream holds for one kind of
 // one iteration: prompt id → the publication of its message (the highest,
 // if a task has several). It reads nothing when the subject holds no
@@ -249,14 +259,10 @@ func PurgeTasks(ctx context.Context, js jetstream.JetStream, stream, deployment,
 // consumer already filters these subjects, so no second consumer may read
 // them): a recovery path, for the tasks never marked published.
 func StoredTasks(ctx context.Context, js jetstream.JetStream, stream, deployment, kind string, iterationID int64) (map[int64]int, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
 	subject := Subject(stream, deployment, kind, iterationID)
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	s, info, err := subjectInfo(ctx, js, stream, subject)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
+		return nil, err
 	}
 	stored := map[int64]int{}
 	if info.State.Subjects[subject] == 0 {

@@ -108,17 +108,18 @@ func workersLine(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) st
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	where := fmt.Sprintf("consumer %s on stream %s", bus.ConsumerName(token), cfg.NATS.Stream)
 	cons, err := js.Consumer(ctx, cfg.NATS.Stream, bus.ConsumerName(token))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Sprintf("workers: none pulling (no consumer %s on stream %s yet: `selfplay run` makes it)", bus.ConsumerName(token), cfg.NATS.Stream)
+		return fmt.Sprintf("workers: none pulling (no %s yet: `selfplay run` makes it)", where)
+	}
+	var info *jetstream.ConsumerInfo
+	if err == nil {
+		info, err = cons.Info(ctx)
 	}
 	if err != nil {
-		return fmt.Sprintf("workers: unknown (consumer %s on stream %s: %v)", bus.ConsumerName(token), cfg.NATS.Stream, err)
+		return fmt.Sprintf("workers: unknown (%s: %v)", where, err)
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Sprintf("workers: unknown (consumer %s on stream %s: %v)", bus.ConsumerName(token), cfg.NATS.Stream, err)
-	}
-	return fmt.Sprintf("workers: %d pull requests waiting (free worker slots), %d tasks in flight, %d queued (consumer %s on stream %s)",
-		info.NumWaiting, info.NumAckPending, info.NumPending, bus.ConsumerName(token), cfg.NATS.Stream)
+	return fmt.Sprintf("workers: %d pull requests waiting (free worker slots), %d tasks in flight, %d queued (%s)",
+		info.NumWaiting, info.NumAckPending, info.NumPending, where)
 }

@@ -52,20 +52,9 @@ func isDuration(t reflect.Type) bool { return t.PkgPath() == "time" && t.Name() 
 // endpoints.<name>.kind), or after a sibling as a suffix
 // (`nats.tls.ca_file`, `.cert_file`).
 func TestEveryKeyIsInTheReadme(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "docs", "configuration.md"))
-	require.NoError(t, err)
-	text := string(readme)
-	start := strings.Index(text, "## Configuration reference")
-	require.GreaterOrEqual(t, start, 0, "docs/configuration.md has a configuration reference")
-	end := strings.Index(text[start+1:], "\n## ")
-	if end < 0 {
-		end = len(text) - start - 1
-	}
 	var firstCells []string
-	for _, line := range strings.Split(text[start:start+1+end], "\n") {
-		if cells := strings.Split(line, "|"); len(cells) > 2 && strings.HasPrefix(line, "|") {
-			firstCells = append(firstCells, cells[1])
-		}
+	for _, row := range referenceRows(t) {
+		firstCells = append(firstCells, row[0])
 	}
 	keys := configKeys("", reflect.TypeOf(Config{}))
 	require.Contains(t, keys, "endpoints.<name>.base_url")

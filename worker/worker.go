@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -103,6 +104,8 @@ type iterationInfo struct {
 	// Version is the stored settings' version (store.Task.SettingsVersion)
 	// when they were read; "" when read for a task's run nonce only.
 	Version string
+	config  []byte // the stored settings as read
+
 }
 
 // New builds a worker.
@@ -377,10 +380,12 @@ func (w *Worker) iteration(ctx context.Context, id int64, version string) (itera
 	if err := w.readConsumer(ctx, false); err != nil {
 		w.log.WarnContext(ctx, "could not refresh the consumer's settings", "err", err)
 	}
-	if ok && info.Version != "" {
+	if ok && info.Version != "" && !bytes.Equal(info.config, it.Config) {
+		// The version changes at every write of the row (a stage change
+		// too); say so only when the settings themselves changed.
 		w.log.InfoContext(ctx, "the iteration's stored settings changed; using them from now on", "iteration_id", id)
 	}
-	info = iterationInfo{ID: it.ID, RunID: it.RunID, Ordinal: it.Ordinal, Version: version}
+	info = iterationInfo{config: it.Config, ID: it.ID, RunID: it.RunID, Ordinal: it.Ordinal, Version: version}
 	if info.RunNonce, err = store.RunNonce(ctx, w.pool, it.RunID); err != nil {
 		return iterationInfo{}, err
 	}
