@@ -2,7 +2,6 @@ package cli
 
 import (
 	"maps"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -26,15 +25,10 @@ type commandsDoc struct {
 
 func readCommandsDoc(t *testing.T) commandsDoc {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
-	require.NoError(t, err)
-	text := string(b)
-	start := strings.Index(text, "\n## Commands\n")
-	require.GreaterOrEqual(t, start, 0, "docs/operations.md has a Commands section")
 	var doc commandsDoc
 	var paragraph []string
 	inTable := false
-	for _, line := range strings.Split(text[start+1:], "\n")[1:] {
+	for _, line := range selfplaytest.DocLines(t, "docs/operations.md", "## Commands") {
 		blank := strings.TrimSpace(line) == ""
 		if strings.HasPrefix(line, "## ") || (len(paragraph) > 0 && blank) {
 			break // the section, or the paragraph, ends

@@ -80,14 +80,9 @@ func TestEveryKeyIsInTheReadme(t *testing.T) {
 // the |---| line left out; an escaped \| stays inside its cell).
 func referenceRows(t *testing.T) [][]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "docs", "configuration.md"))
-	require.NoError(t, err)
-	text := string(b)
-	start := strings.Index(text, "## Configuration reference")
-	require.GreaterOrEqual(t, start, 0, "docs/configuration.md has a configuration reference")
 	var rows [][]string
 	inTable := false
-	for _, line := range strings.Split(text[start:], "\n") {
+	for _, line := range selfplaytest.DocLines(t, "docs/configuration.md", "## Configuration reference") {
 		if !strings.HasPrefix(line, "|") {
 			if inTable {
 				break

@@ -1,6 +1,11 @@
 package selfplaytest
 
-import "strings"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 // TableCells splits a Markdown table line into its trimmed cells; an
 // escaped \| stays inside its cell as |.
@@ -12,4 +17,24 @@ func TableCells(line string) []string {
 		parts[i] = strings.TrimSpace(strings.ReplaceAll(p, pipe, "|"))
 	}
 	return parts
+}
+
+// DocLines returns the lines of a Markdown page of the repository (path
+// relative to its root) that follow the heading line heading, e.g.
+// "## Commands", to the end of the page; the test fails when the page or
+// the heading is missing.
+func DocLines(t testing.TB, page, heading string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(Root(), page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, line := range lines {
+		if line == heading {
+			return lines[i+1:]
+		}
+	}
+	t.Fatalf("%s has no %q heading", page, heading)
+	return nil
 }
