@@ -272,9 +272,9 @@ func TestConnectWithAuthAndTLS(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: good.Stream, Deployment: "auth", AckWait: 30 * time.Second, MaxDeliver: 3})
+			cons, err := bus.EnsureConsumer(ctx, js, bus.StreamOptions{Name: good.Stream, Deployment: "auth", Run: 1, AckWait: 30 * time.Second, MaxDeliver: 3})
 			require.NoError(t, err)
-			pub := bus.NewPublisher(js, good.Stream, "auth")
+			pub := bus.NewPublisher(js, bus.Queue{Stream: good.Stream, Deployment: "auth", Run: 1})
 			task := bus.Task{IterationID: 3, PromptID: 14, Kind: bus.KindGenerate}
 			require.NoError(t, pub.Publish(ctx, task))
 			require.NoError(t, pub.Flush(ctx))

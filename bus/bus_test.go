@@ -65,12 +65,13 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	ctx := context.Background()
-	cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 3})
+	opts := bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", Run: 1, AckWait: 30 * time.Second, MaxDeliver: 3}
+	cons, err := bus.EnsureConsumer(ctx, js, opts)
 	require.NoError(t, err)
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 3})
+	_, err = bus.EnsureConsumer(ctx, js, opts)
 	require.NoError(t, err, "ensuring twice is fine")
 
-	pub := bus.NewPublisher(js, cfg.Stream, "dep1")
+	pub := bus.NewPublisher(js, opts.Queue())
 	task := bus.Task{IterationID: 1, PromptID: 7, Kind: bus.KindGenerate}
 	for range 3 { // an orchestrator restarting re-publishes the same publication
 		require.NoError(t, pub.Publish(ctx, task))
@@ -93,7 +94,7 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 		tk, err := bus.DecodeTask(msg.Data())
 		require.NoError(t, err)
 		got = append(got, tk)
-		require.Equal(t, bus.Subject(cfg.Stream, "dep1", "generate", 1), msg.Subject())
+		require.Equal(t, strings.ToLower(cfg.Stream)+".tasks.dep1.r1.generate.1", msg.Subject())
 		require.NoError(t, msg.Ack())
 	}
 	require.Len(t, got, 2)
@@ -101,10 +102,12 @@ func TestPublishIsIdempotentPerPublication(t *testing.T) {
 	require.Equal(t, 1, got[1].Publication)
 }
 
-// Two deployments on one stream: each consumer receives only its own
-// deployment's tasks. The unfiltered consumer of older versions, which a
-// work queue would not let stand beside them, is deleted when idle and
-// named in an error while it still has work.
+// Two deployments on one stream, two runs in one of them: each run's
+// consumer receives only its own run's tasks, and a worker's Queues finds
+// exactly its deployment's run consumers. The consumers of older versions
+// (the unfiltered "workers", and one deployment-wide "workers-<token>"),
+// which a work queue would not let stand beside them, are deleted when
+// idle and named in an error while they still have work.
 func TestDeploymentsShareAStreamApart(t *testing.T) {
 	t.Parallel()
 	cfg := bustest.NewStream(t)
@@ -112,55 +115,104 @@ func TestDeploymentsShareAStreamApart(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	ctx := context.Background()
+	subjects := strings.ToLower(cfg.Stream) + ".tasks."
 
-	legacy := func() {
-		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: cfg.Stream, Subjects: []string{strings.ToLower(cfg.Stream) + ".tasks.>"},
+	legacy := func(name, filter string) {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: cfg.Stream, Subjects: []string{subjects + ">"},
 			Retention: jetstream.WorkQueuePolicy, Duplicates: bus.DuplicateWindow})
 		require.NoError(t, err)
-		_, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy,
-			FilterSubject: strings.ToLower(cfg.Stream) + ".tasks.>"})
+		_, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy,
+			FilterSubject: filter})
 		require.NoError(t, err)
 	}
-	legacy()
-	_, err = js.Publish(ctx, strings.ToLower(cfg.Stream)+".tasks.generate", bus.Task{IterationID: 1, PromptID: 1, Kind: bus.KindGenerate}.Encode())
-	require.NoError(t, err)
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "aaa", AckWait: 30 * time.Second, MaxDeliver: 3})
-	require.ErrorContains(t, err, `the consumer "workers" of an older selfplay version, with 1 tasks queued`)
+	legacy("workers", subjects+">")
 	st, err := js.Stream(ctx, cfg.Stream)
 	require.NoError(t, err)
+	_, err = js.Publish(ctx, subjects+"generate", bus.Task{IterationID: 1, PromptID: 1, Kind: bus.KindGenerate}.Encode())
+	require.NoError(t, err)
+	opts := func(dep string, run int64) bus.StreamOptions {
+		return bus.StreamOptions{Name: cfg.Stream, Deployment: dep, Run: run, AckWait: 30 * time.Second, MaxDeliver: 3}
+	}
+	_, err = bus.EnsureConsumer(ctx, js, opts("aaa", 1))
+	require.ErrorContains(t, err, `the consumer "workers" of an older selfplay version, with 1 tasks queued`)
 	require.NoError(t, st.Purge(ctx))
+	_, err = bus.EnsureStream(ctx, js, opts("aaa", 0))
+	require.NoError(t, err, "the idle unfiltered consumer is deleted")
 
-	consumers := map[string]jetstream.Consumer{}
-	for _, dep := range []string{"aaa", "bbb"} {
-		cons, err := bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: dep, AckWait: 30 * time.Second, MaxDeliver: 3})
-		require.NoError(t, err, "the idle legacy consumer is deleted")
-		consumers[dep] = cons
-		pub := bus.NewPublisher(js, cfg.Stream, dep)
+	// The deployment-wide consumer of the version before runs had their
+	// own, with a message that ran out of deliveries left behind.
+	legacy("workers-aaa", subjects+"aaa.>")
+	_, err = js.Publish(ctx, subjects+"aaa.generate.1", bus.Task{IterationID: 1, PromptID: 1, Kind: bus.KindGenerate}.Encode())
+	require.NoError(t, err)
+	_, err = bus.EnsureConsumer(ctx, js, opts("aaa", 1))
+	require.ErrorContains(t, err, `the consumer "workers-aaa" of an older selfplay version, with 1 tasks queued`)
+	old, err := js.Consumer(ctx, cfg.Stream, "workers-aaa")
+	require.NoError(t, err)
+	m, err := old.Next(jetstream.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err)
+	require.NoError(t, m.Term()) // out of deliveries: a work queue keeps it
+
+	queues := []bus.StreamOptions{opts("aaa", 1), opts("aaa", 2), opts("bbb", 1)}
+	consumers := map[bus.Queue]jetstream.Consumer{}
+	for _, o := range queues {
+		cons, err := bus.EnsureConsumer(ctx, js, o)
+		require.NoError(t, err, "the idle legacy consumers are deleted")
+		consumers[o.Queue()] = cons
+		pub := bus.NewPublisher(js, o.Queue())
 		for i := range 3 {
-			require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: 1, PromptID: int64(i + 1), Kind: bus.KindGenerate, Run: dep}))
+			require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: 1, PromptID: int64(i + 1), Kind: bus.KindGenerate,
+				Run: fmt.Sprintf("%s-%d", o.Deployment, o.Run)}))
 		}
 		require.NoError(t, pub.Flush(ctx))
 	}
-	_, err = js.Consumer(ctx, cfg.Stream, "workers")
-	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound)
-	for dep, cons := range consumers {
+	for _, name := range []string{"workers", "workers-aaa"} {
+		_, err = js.Consumer(ctx, cfg.Stream, name)
+		require.ErrorIs(t, err, jetstream.ErrConsumerNotFound, name)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subjects+"aaa.generate.>"))
+	require.NoError(t, err)
+	require.Empty(t, info.State.Subjects, "the old consumer's leftover was purged with it")
+	for q, cons := range consumers {
 		batch, err := cons.Fetch(10, jetstream.FetchMaxWait(time.Second))
 		require.NoError(t, err)
 		n := 0
 		for msg := range batch.Messages() {
 			tk, err := bus.DecodeTask(msg.Data())
 			require.NoError(t, err)
-			require.Equal(t, dep, tk.Run, "a consumer sees only its deployment's tasks")
+			require.Equal(t, fmt.Sprintf("%s-%d", q.Deployment, q.Run), tk.Run, "a consumer sees only its run's tasks")
 			require.NoError(t, msg.Ack())
 			n++
 		}
-		require.Equal(t, 3, n, dep)
-		bound, err := bus.BindConsumer(ctx, js, cfg.Stream, dep)
+		require.Equal(t, 3, n, q)
+		bound, err := bus.RunConsumer(ctx, js, q)
 		require.NoError(t, err)
 		require.Equal(t, 3, bound.CachedInfo().Config.MaxDeliver, "workers bind to what the orchestrator wrote")
 	}
-	_, err = bus.BindConsumer(ctx, js, cfg.Stream, "ccc")
-	require.ErrorIs(t, err, bus.ErrNoConsumer)
+	_, err = bus.RunConsumer(ctx, js, bus.Queue{Stream: cfg.Stream, Deployment: "ccc", Run: 1})
+	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound)
+
+	found := bus.NewQueues(js, cfg.Stream, "aaa")
+	added, err := found.Refresh(ctx)
+	require.NoError(t, err)
+	require.Len(t, added, 2)
+	var runs []int64
+	for _, q := range found.List() {
+		runs = append(runs, q.Run)
+		require.Equal(t, 30*time.Second, q.AckWait)
+	}
+	require.Equal(t, []int64{1, 2}, runs, "deployment aaa's two runs, not bbb's")
+	changed := found.Changed()
+	require.NoError(t, bus.DeleteQueue(ctx, js, opts("aaa", 1).Queue()))
+	added, err = found.Refresh(ctx)
+	require.NoError(t, err)
+	require.Empty(t, added)
+	require.Len(t, found.List(), 1)
+	require.Equal(t, int64(2), found.List()[0].Run)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("a deleted run consumer is a change")
+	}
 }
 
 // TestSharedStreamIsNeverChanged (issue 22): deployment A makes the
@@ -191,8 +243,8 @@ func TestSharedStreamIsNeverChanged(t *testing.T) {
 	info, err := s.Info(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 3, info.Config.Replicas, "deployment A's stream kept its replicas")
-	_, err = s.Consumer(ctx, bus.ConsumerName("deployb"))
-	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound, "nothing of B was made")
+	_, err = bus.EnsureConsumer(ctx, js, bus.StreamOptions{Name: cfg.Stream, Deployment: "deployb", Run: 1, Replicas: 1})
+	require.ErrorIs(t, err, bus.ErrStreamSettingsDiffer, "nor is B's run consumer made")
 
 	_, err = bus.EnsureStream(ctx, js, opts("deployb", 3))
 	require.NoError(t, err, "B with the stream's replicas shares it")
@@ -200,43 +252,54 @@ func TestSharedStreamIsNeverChanged(t *testing.T) {
 	require.NoError(t, err, "A again")
 }
 
-// TestBusyConsumerKeepsItsSettings (issue 22): runs of one database share
-// the deployment's consumer. While it has a task in flight under ack_wait
-// 30s, an orchestrator with ack_wait 2s (another run) is refused with both
-// values, and the consumer keeps 30s, so the in-flight task's worker,
-// beating every 10s, is not redelivered under it. Once idle, the consumer
-// takes the new values.
-func TestBusyConsumerKeepsItsSettings(t *testing.T) {
+// TestRunsHaveTheirOwnConsumers (issue 22): two runs of one database.
+// Run 1 has a task in flight under ack_wait 30s; run 2 starts with
+// ack_wait 1s and max_deliver 2. Run 1's consumer keeps its settings, so
+// its in-flight task is not redelivered once run 2's shorter ack_wait has
+// passed several times; run 2's own task is redelivered under its 1s. The
+// same run's orchestrator changing its own consumer is applied, busy or
+// not (workers follow the new ack_wait).
+func TestRunsHaveTheirOwnConsumers(t *testing.T) {
 	t.Parallel()
 	cfg := bustest.NewStream(t)
 	nc, js, err := bus.Connect(cfg, "test", slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	defer nc.Close()
 	ctx := context.Background()
-	opts := bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", AckWait: 30 * time.Second, MaxDeliver: 5}
-	cons, err := bus.EnsureStream(ctx, js, opts)
+	one := bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", Run: 1, AckWait: 30 * time.Second, MaxDeliver: 5}
+	two := bus.StreamOptions{Name: cfg.Stream, Deployment: "dep1", Run: 2, AckWait: time.Second, MaxDeliver: 2}
+	consOne, err := bus.EnsureConsumer(ctx, js, one)
 	require.NoError(t, err)
-	pub := bus.NewPublisher(js, cfg.Stream, "dep1")
-	require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: 1, PromptID: 1, Kind: bus.KindGenerate}))
-	require.NoError(t, pub.Flush(ctx))
-	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	consTwo, err := bus.EnsureConsumer(ctx, js, two)
 	require.NoError(t, err)
-
-	other := opts
-	other.AckWait = 2 * time.Second
-	_, err = bus.EnsureStream(ctx, js, other)
-	require.ErrorIs(t, err, bus.ErrConsumerBusy)
-	require.ErrorContains(t, err, "has worker.ack_wait 30s and worker.max_deliver 5, this schedule 2s and 5, and 0 tasks are queued and 1 in flight")
-	info, err := cons.Info(ctx)
+	for _, o := range []bus.StreamOptions{one, two} {
+		pub := bus.NewPublisher(js, o.Queue())
+		require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: o.Run, PromptID: 1, Kind: bus.KindGenerate}))
+		require.NoError(t, pub.Flush(ctx))
+	}
+	msgOne, err := consOne.Next(jetstream.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err)
+	_, err = consTwo.Next(jetstream.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err)
+	// Run 2's message comes back under its own 1s ack_wait ...
+	again, err := consTwo.Next(jetstream.FetchMaxWait(10 * time.Second))
+	require.NoError(t, err)
+	md, err := again.Metadata()
+	require.NoError(t, err)
+	require.EqualValues(t, 2, md.NumDelivered)
+	// ... while run 1's, well past that, is still in flight once.
+	info, err := consOne.Info(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 30*time.Second, info.Config.AckWait)
-	_, err = bus.EnsureStream(ctx, js, opts)
-	require.NoError(t, err, "the same settings are fine while busy")
+	require.Equal(t, 1, info.NumAckPending)
+	require.Zero(t, info.NumRedelivered)
 
-	require.NoError(t, msg.DoubleAck(ctx))
-	_, err = bus.EnsureStream(ctx, js, other)
-	require.NoError(t, err, "an idle consumer takes the new settings")
-	info, err = cons.Info(ctx)
+	changed := one
+	changed.AckWait = 20 * time.Second
+	_, err = bus.EnsureConsumer(ctx, js, changed)
+	require.NoError(t, err, "the run's own orchestrator may change its consumer while busy")
+	info, err = consOne.Info(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2*time.Second, info.Config.AckWait)
+	require.Equal(t, 20*time.Second, info.Config.AckWait)
+	require.NoError(t, msgOne.DoubleAck(ctx))
 }

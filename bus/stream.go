@@ -16,8 +16,9 @@ import (
 // which a work-queue stream refuses.
 const legacyConsumer = "workers"
 
-// ConsumerName is the durable pull consumer of one deployment's workers.
-func ConsumerName(deployment string) string { return "workers-" + deployment }
+// deploymentConsumer is the consumer one deployment's runs shared before
+// each run had its own; its filter overlaps the runs' filters.
+func deploymentConsumer(deployment string) string { return "workers-" + deployment }
 
 // DuplicateWindow is how long JetStream remembers message ids. It only has
 // to cover a publish retried after a lost acknowledgement or an
@@ -26,25 +27,47 @@ func ConsumerName(deployment string) string { return "workers-" + deployment }
 // same id, and every id the window holds costs server memory.
 const DuplicateWindow = 2 * time.Minute
 
-// Subject is the subject of the tasks of one kind of one iteration of a
-// deployment: "<stream>.tasks.<deployment>.<kind>.<iteration id>".
-func Subject(stream, deployment, kind string, iterationID int64) string {
-	return DeploymentSubjects(stream, deployment) + kind + "." + strconv.FormatInt(iterationID, 10)
+// Queue is one run's part of the work-queue stream: the subjects its tasks
+// travel on, "<stream>.tasks.<deployment>.r<run>.<kind>.<iteration id>",
+// and the durable consumer only its workers pull from,
+// "workers-<deployment>-r<run>". Each run so has its own ack_wait and
+// max_deliver, and its own counts of queued and in-flight tasks.
+type Queue struct {
+	Stream     string // stream name, e.g. SELFPLAY
+	Deployment string // the database's deployment token (store.DeploymentToken)
+	Run        int64  // the run's row id (store.Run.ID)
 }
+
+// Prefix is the beginning of every subject of the run's tasks; its
+// consumer filters on it followed by ">".
+func (q Queue) Prefix() string {
+	return DeploymentSubjects(q.Stream, q.Deployment) + "r" + strconv.FormatInt(q.Run, 10) + "."
+}
+
+// Subject is the subject of the tasks of one kind of one iteration.
+func (q Queue) Subject(kind string, iterationID int64) string {
+	return q.Prefix() + kind + "." + strconv.FormatInt(iterationID, 10)
+}
+
+// Consumer is the name of the run's durable pull consumer.
+func (q Queue) Consumer() string { return runConsumerPrefix(q.Deployment) + strconv.FormatInt(q.Run, 10) }
+
+// runConsumerPrefix begins the name of every run consumer of a deployment.
+func runConsumerPrefix(deployment string) string { return deploymentConsumer(deployment) + "-r" }
 
 // streamSubjects are the subjects of the named stream's tasks.
 func streamSubjects(stream string) string { return strings.ToLower(stream) + ".tasks.>" }
 
-// DeploymentSubjects is the prefix of every subject of a deployment; its
-// consumer filters on it followed by ">".
+// DeploymentSubjects is the prefix of every subject of a deployment's runs.
 func DeploymentSubjects(stream, deployment string) string {
 	return strings.ToLower(stream) + ".tasks." + deployment + "."
 }
 
-// StreamOptions configures the work queue and a deployment's consumer.
+// StreamOptions configures the work queue and a run's consumer.
 type StreamOptions struct {
 	Name       string // stream name, e.g. SELFPLAY
 	Deployment string // the database's deployment token (store.DeploymentToken)
+	Run        int64  // the run's row id; EnsureConsumer needs it
 	AckWait    time.Duration
 	MaxDeliver int
 	// MaxAckPending bounds messages in flight across all workers; default 10000.
@@ -53,26 +76,30 @@ type StreamOptions struct {
 	Replicas int
 }
 
-// consumerConfig is the deployment's consumer as the orchestrator writes it.
+// Queue is the run's queue the options name.
+func (o StreamOptions) Queue() Queue { return Queue{Stream: o.Name, Deployment: o.Deployment, Run: o.Run} }
+
+// consumerConfig is the run's consumer as the orchestrator writes it.
 func (o StreamOptions) consumerConfig() jetstream.ConsumerConfig {
 	if o.MaxAckPending == 0 {
 		o.MaxAckPending = 10000
 	}
+	q := o.Queue()
 	return jetstream.ConsumerConfig{
-		Durable:       ConsumerName(o.Deployment),
+		Durable:       q.Consumer(),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.AckWait,
 		MaxDeliver:    o.MaxDeliver,
 		MaxAckPending: o.MaxAckPending,
-		FilterSubject: DeploymentSubjects(o.Name, o.Deployment) + ">",
+		FilterSubject: q.Prefix() + ">",
 	}
 }
 
-// EnsureStream creates or updates the work-queue stream (shared by every
-// deployment that names it) and the deployment's own durable consumer with
-// the options' settings. The orchestrator owns the consumer and calls this
-// at start; workers bind to it with BindConsumer and take its settings.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Consumer, error) {
+// EnsureStream creates the work-queue stream (shared by every deployment
+// that names it) or checks the one there, and deletes the idle consumers of
+// older versions whose filters overlap the runs'. The orchestrator calls it
+// at start, before it stores anything.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {
 	if o.Deployment == "" {
 		return nil, fmt.Errorf("stream %s: no deployment token", o.Name)
 	}
@@ -83,17 +110,59 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 	if err != nil {
 		return nil, err
 	}
-	if err := dropLegacyConsumer(ctx, stream); err != nil {
+	if err := dropLegacyConsumer(ctx, stream, legacyConsumer, nil); err != nil {
 		return nil, err
 	}
-	if err := checkConsumerIdleOrSame(ctx, stream, o); err != nil {
+	// The deployment-wide consumer of the version before runs had their
+	// own: its leftover messages (on subjects without a run) are ones that
+	// ran out of deliveries; their tasks, still pending, are found lost and
+	// published again on the run's subjects.
+	old := []string{DeploymentSubjects(o.Name, o.Deployment) + KindGenerate + ".>", DeploymentSubjects(o.Name, o.Deployment) + KindEvolve + ".>"}
+	if err := dropLegacyConsumer(ctx, stream, deploymentConsumer(o.Deployment), old); err != nil {
+		return nil, err
+	}
+	return stream, nil
+}
+
+// EnsureConsumer makes sure of the stream (EnsureStream) and creates or
+// updates the run's own consumer with the options' ack_wait and
+// max_deliver. Only this run's orchestrator writes it (it holds the run's
+// lock); workers find it and read its settings from the broker, and their
+// heartbeats follow its ack_wait as it is now, so a changed value never
+// has a healthy task redelivered.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Consumer, error) {
+	if o.Run <= 0 {
+		return nil, fmt.Errorf("stream %s: a run's consumer needs the run's id", o.Name)
+	}
+	stream, err := EnsureStream(ctx, js, o)
+	if err != nil {
 		return nil, err
 	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, o.consumerConfig())
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s on stream %s: %w", ConsumerName(o.Deployment), o.Name, err)
+		return nil, fmt.Errorf("create consumer %s on stream %s: %w", o.Queue().Consumer(), o.Name, err)
 	}
 	return cons, nil
+}
+
+// DeleteQueue removes a finished run's consumer and whatever messages are
+// left on its subjects (ones that ran out of deliveries, whose tasks were
+// settled): a run leaves nothing behind in a stream that lives for years.
+func DeleteQueue(ctx context.Context, js jetstream.JetStream, q Queue) error {
+	s, err := js.Stream(ctx, q.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", q.Stream, err)
+	}
+	if err := s.DeleteConsumer(ctx, q.Consumer()); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer %s: %w", q.Consumer(), err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(q.Prefix()+">")); err != nil {
+		return fmt.Errorf("purge %s>: %w", q.Prefix(), err)
+	}
+	return nil
 }
 
 // ErrStreamSettingsDiffer means the stream exists with settings other than
@@ -144,87 +213,43 @@ func ensureSharedStream(ctx context.Context, js jetstream.JetStream, o StreamOpt
 	return stream, nil
 }
 
-// ErrConsumerBusy means the deployment's consumer has tasks queued or in
-// flight under other ack_wait or max_deliver settings than this schedule's.
-var ErrConsumerBusy = errors.New("the consumer has work under other settings")
-
-// checkConsumerIdleOrSame refuses to rewrite the deployment's consumer with
-// other ack_wait or max_deliver while it has messages queued or in flight:
-// every run of the database shares it, so a run started with ack_wait 2s
-// would have the server redeliver another run's healthy tasks, whose
-// workers beat every third of the old value, until they were failed as
-// lost. An idle consumer is rewritten freely.
-func checkConsumerIdleOrSame(ctx context.Context, stream jetstream.Stream, o StreamOptions) error {
-	cons, err := stream.Consumer(ctx, ConsumerName(o.Deployment))
+// dropLegacyConsumer deletes a consumer of an older version when nothing
+// is queued or in flight on it, and purges the subjects it leaves behind;
+// while it has work it is left to its workers, and the error says so.
+func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream, name string, purge []string) error {
+	old, err := stream.Consumer(ctx, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read consumer %s on stream %s: %w", ConsumerName(o.Deployment), o.Name, err)
-	}
-	info := cons.CachedInfo()
-	c := info.Config
-	if c.AckWait == o.AckWait && c.MaxDeliver == o.MaxDeliver {
-		return nil
-	}
-	if info.NumPending == 0 && info.NumAckPending == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: consumer %s has worker.ack_wait %s and worker.max_deliver %d, this schedule %s and %d, "+
-		"and %d tasks are queued and %d in flight under them (another run of this database, or this run before the change): "+
-		"use the consumer's values, or change them once it is idle", ErrConsumerBusy, ConsumerName(o.Deployment),
-		c.AckWait, c.MaxDeliver, o.AckWait, o.MaxDeliver, info.NumPending, info.NumAckPending)
-}
-
-// dropLegacyConsumer deletes the shared consumer of older versions when
-// nothing is queued or in flight on it; while it has work it is left to
-// its workers, and the error says so.
-func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream) error {
-	old, err := stream.Consumer(ctx, legacyConsumer)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("look for the consumer %q of older versions: %w", legacyConsumer, err)
+		return fmt.Errorf("look for the consumer %q of older versions: %w", name, err)
 	}
 	info := old.CachedInfo()
 	if info.NumPending > 0 || info.NumAckPending > 0 {
 		return fmt.Errorf("stream %s still has the consumer %q of an older selfplay version, with %d tasks queued and %d in flight: "+
 			"let its workers finish, then delete it (`nats consumer rm %s %s`)",
-			info.Stream, legacyConsumer, info.NumPending, info.NumAckPending, info.Stream, legacyConsumer)
+			info.Stream, name, info.NumPending, info.NumAckPending, info.Stream, name)
 	}
-	if err := stream.DeleteConsumer(ctx, legacyConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("delete the idle consumer %q of an older version: %w", legacyConsumer, err)
+	if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete the idle consumer %q of an older version: %w", name, err)
+	}
+	for _, subject := range purge {
+		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("purge %s: %w", subject, err)
+		}
 	}
 	return nil
 }
 
-// ErrNoConsumer means the deployment's consumer does not exist yet: no
-// orchestrator of this database has started since the stream was made.
-var ErrNoConsumer = errors.New("no consumer for this deployment yet")
-
-// BindConsumer returns the deployment's consumer as its orchestrator made
-// it, never creating or changing it; ErrNoConsumer when there is none yet.
-func BindConsumer(ctx context.Context, js jetstream.JetStream, stream, deployment string) (jetstream.Consumer, error) {
-	cons, err := js.Consumer(ctx, stream, ConsumerName(deployment))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("%w: consumer %s on stream %s: start `selfplay run` for this database first: %w",
-			ErrNoConsumer, ConsumerName(deployment), stream, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("bind consumer %s on stream %s: %w", ConsumerName(deployment), stream, err)
-	}
-	return cons, nil
-}
-
 // PurgeTasks removes every message of one kind of one iteration from the
-// stream. The orchestrator calls it only when the deployment's consumer
-// has nothing queued or in flight, so what it removes are messages that
-// ran out of deliveries (a work queue keeps those) before they are
-// published again.
-func PurgeTasks(ctx context.Context, js jetstream.JetStream, stream, deployment, kind string, iterationID int64) (uint64, error) {
-	subject := Subject(stream, deployment, kind, iterationID)
-	s, info, err := subjectInfo(ctx, js, stream, subject)
+// stream. The orchestrator calls it when the run's consumer has nothing
+// queued or in flight, or the stage has no pending task left, so what it
+// removes are messages that ran out of deliveries (a work queue keeps
+// those): before their tasks are published again, and when a stage ends,
+// so a stream never piles up finished stages' messages.
+func PurgeTasks(ctx context.Context, js jetstream.JetStream, q Queue, kind string, iterationID int64) (uint64, error) {
+	subject := q.Subject(kind, iterationID)
+	s, info, err := subjectInfo(ctx, js, q.Stream, subject)
 	if err != nil {
 		return 0, err
 	}
@@ -258,9 +283,9 @@ func subjectInfo(ctx context.Context, js jetstream.JetStream, stream, subject st
 // message, and otherwise one message at a time (the work queue's own
 // consumer already filters these subjects, so no second consumer may read
 // them): a recovery path, for the tasks never marked published.
-func StoredTasks(ctx context.Context, js jetstream.JetStream, stream, deployment, kind string, iterationID int64) (map[int64]int, error) {
-	subject := Subject(stream, deployment, kind, iterationID)
-	s, info, err := subjectInfo(ctx, js, stream, subject)
+func StoredTasks(ctx context.Context, js jetstream.JetStream, q Queue, kind string, iterationID int64) (map[int64]int, error) {
+	subject := q.Subject(kind, iterationID)
+	s, info, err := subjectInfo(ctx, js, q.Stream, subject)
 	if err != nil {
 		return nil, err
 	}
@@ -283,25 +308,24 @@ func StoredTasks(ctx context.Context, js jetstream.JetStream, stream, deployment
 	}
 }
 
-// Publisher publishes a deployment's tasks with their message ids,
+// Publisher publishes a run's tasks with their message ids,
 // asynchronously with a bounded window, and waits for every
 // acknowledgement in Flush.
 type Publisher struct {
 	js         jetstream.JetStream
-	stream     string
-	deployment string
+	q          Queue
 	acks       []jetstream.PubAckFuture
 	duplicates int
 }
 
-// NewPublisher publishes to the named stream on the deployment's subjects.
-func NewPublisher(js jetstream.JetStream, stream, deployment string) *Publisher {
-	return &Publisher{js: js, stream: stream, deployment: deployment}
+// NewPublisher publishes on the run's subjects.
+func NewPublisher(js jetstream.JetStream, q Queue) *Publisher {
+	return &Publisher{js: js, q: q}
 }
 
 // Publish queues one task; call Flush to wait for the server's acks.
 func (p *Publisher) Publish(ctx context.Context, t Task) error {
-	f, err := p.js.PublishAsync(Subject(p.stream, p.deployment, t.Kind, t.IterationID), t.Encode(), jetstream.WithMsgID(t.MsgID()))
+	f, err := p.js.PublishAsync(p.q.Subject(t.Kind, t.IterationID), t.Encode(), jetstream.WithMsgID(t.MsgID()))
 	if err != nil {
 		return fmt.Errorf("publish task %s: %w", t.MsgID(), err)
 	}
@@ -340,9 +364,9 @@ func (p *Publisher) Flush(ctx context.Context) error {
 }
 
 // ExhaustedSubject is where the server announces that a message of the
-// deployment's consumer ran out of deliveries.
-func ExhaustedSubject(stream, deployment string) string {
-	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + "." + ConsumerName(deployment)
+// run's consumer ran out of deliveries.
+func ExhaustedSubject(q Queue) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + q.Stream + "." + q.Consumer()
 }
 
 // Exhausted is the part of the server's max-deliveries advisory we use

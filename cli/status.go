@@ -2,14 +2,14 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/selfplay/selfplay/bus"
@@ -89,17 +89,27 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-// workersLine says who pulls this deployment's tasks now, read from its
-// JetStream consumer: pull requests waiting (a worker with a free slot
-// always has one), messages in flight and messages queued. The database
-// needs nothing from NATS, so a NATS that cannot be asked is reported on
-// the line, not as the command's error.
+// workersLine says who pulls this deployment's tasks now, read from the
+// JetStream consumer of each run that has one: pull requests waiting (a
+// worker with a free slot always has one), messages in flight and
+// messages queued. The database needs nothing from NATS, so a NATS that
+// cannot be asked is reported on the line, not as the command's error.
 func workersLine(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) string {
 	var token string
 	// A plain read (not store.DeploymentToken, which renews the token of
 	// a copied database): status may run as the read-only analyst role.
 	if err := pool.QueryRow(ctx, `SELECT token FROM deployment`).Scan(&token); err != nil {
 		return fmt.Sprintf("workers: unknown (read the deployment token: %v)", err)
+	}
+	runs := map[int64]string{}
+	rows, err := pool.Query(ctx, `SELECT id, name FROM runs`)
+	if err == nil {
+		var id int64
+		var name string
+		_, err = pgx.ForEachRow(rows, []any{&id, &name}, func() error { runs[id] = name; return nil })
+	}
+	if err != nil {
+		return fmt.Sprintf("workers: unknown (read the runs: %v)", err)
 	}
 	nc, js, err := bus.Connect(cfg.NATS, "selfplay-status", slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -108,18 +118,26 @@ func workersLine(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) st
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	where := fmt.Sprintf("consumer %s on stream %s", bus.ConsumerName(token), cfg.NATS.Stream)
-	cons, err := js.Consumer(ctx, cfg.NATS.Stream, bus.ConsumerName(token))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Sprintf("workers: none pulling (no %s yet: `selfplay run` makes it)", where)
+	queues := bus.NewQueues(js, cfg.NATS.Stream, token)
+	if _, err := queues.Refresh(ctx); err != nil {
+		return fmt.Sprintf("workers: unknown (%v)", err)
 	}
-	var info *jetstream.ConsumerInfo
-	if err == nil {
-		info, err = cons.Info(ctx)
+	if len(queues.List()) == 0 {
+		return fmt.Sprintf("workers: none pulling (no run has a consumer on stream %s now: `selfplay run` makes one, and removes it when the run is done)", cfg.NATS.Stream)
 	}
-	if err != nil {
-		return fmt.Sprintf("workers: unknown (%s: %v)", where, err)
+	var b strings.Builder
+	for i, q := range queues.List() {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		where := fmt.Sprintf("run %s, consumer %s on stream %s", runs[q.Run], q.Name, cfg.NATS.Stream)
+		info, err := q.Consumer.Info(ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "workers: unknown (%s: %v)", where, err)
+			continue
+		}
+		fmt.Fprintf(&b, "workers: %d pull requests waiting (free worker slots), %d tasks in flight, %d queued (%s)",
+			info.NumWaiting, info.NumAckPending, info.NumPending, where)
 	}
-	return fmt.Sprintf("workers: %d pull requests waiting (free worker slots), %d tasks in flight, %d queued (%s)",
-		info.NumWaiting, info.NumAckPending, info.NumPending, where)
+	return b.String()
 }

@@ -1,14 +1,7 @@
 package cli
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"os"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spf13/cobra"
 
@@ -53,15 +46,7 @@ func newWorkerCmd() *cobra.Command {
 		if err := probeReference(ctx, cfg, clients, log); err != nil {
 			return err
 		}
-		// The reference is probed first: a worker that could never score
-		// refuses to start at once, without waiting for an orchestrator.
-		cons, err := bindConsumer(ctx, cfg.NATS.Stream, pool, js, log)
-		if err != nil && ctx.Err() != nil {
-			// Stopped (SIGTERM, SIGINT) while waiting for an orchestrator:
-			// nothing was taken, so this is a clean stop like any other.
-			log.InfoContext(ctx, "worker stopped before its deployment's consumer existed")
-			return nil
-		}
+		dep, err := store.DeploymentToken(ctx, pool)
 		if err != nil {
 			return err
 		}
@@ -72,40 +57,11 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 		}
-		w := worker.New(pool, cons, clients, worker.Options{
+		w := worker.New(pool, bus.NewQueues(js, cfg.NATS.Stream, dep), clients, worker.Options{
 			Concurrency: cfg.Worker.Concurrency, MaxDeliver: cfg.Worker.MaxDeliver, AckWait: cfg.Worker.AckWait,
 			OnTask: metrics.OnTask, OnInFlight: metrics.OnInFlight,
 		}, log)
 		return w.Run(ctx)
 	}
 	return cmd
-}
-
-// bindConsumer binds to the consumer of this database's deployment, which
-// the orchestrator creates: a worker started first waits for it.
-func bindConsumer(ctx context.Context, stream string, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger) (jetstream.Consumer, error) {
-	dep, err := store.DeploymentToken(ctx, pool)
-	if err != nil {
-		return nil, err
-	}
-	logged := false
-	for {
-		cons, err := bus.BindConsumer(ctx, js, stream, dep)
-		if err == nil {
-			return cons, nil
-		}
-		if !errors.Is(err, bus.ErrNoConsumer) {
-			return nil, err
-		}
-		if !logged {
-			log.InfoContext(ctx, "waiting for the orchestrator to create this deployment's consumer", "stream", stream,
-				"consumer", bus.ConsumerName(dep))
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }

@@ -13,11 +13,12 @@ import (
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/bus/bustest"
 	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/store"
 	"github.com/selfplay/selfplay/store/storetest"
 )
 
 // boundOrchestrator returns an orchestrator on a fresh test database and
-// its own stream, with the deployment's queue bound as Run binds it, for
+// its own stream, with the run's queue bound as Run binds it, for
 // tests that drive one stage by hand. configure adjusts the default
 // configuration (the stream and a 30 s ack_wait, 3 deliveries are set).
 func boundOrchestrator(t *testing.T, configure func(*config.Config)) (*Orchestrator, *pgxpool.Pool) {
@@ -33,6 +34,9 @@ func boundOrchestrator(t *testing.T, configure func(*config.Config)) (*Orchestra
 	cfg.Worker.AckWait, cfg.Worker.MaxDeliver = 30*time.Second, 3
 	configure(&cfg)
 	o := New(&cfg, pool, js, Options{}, log)
-	require.NoError(t, o.bindQueue(context.Background()))
+	require.NoError(t, o.checkStream(context.Background()))
+	run, err := store.EnsureRun(context.Background(), pool, cfg.Run, []byte(`{}`))
+	require.NoError(t, err)
+	require.NoError(t, o.bindQueue(context.Background(), run.ID))
 	return o, pool
 }

@@ -74,8 +74,8 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 			// The broker lost the consumer (or the whole stream): make them
 			// again; the tasks whose messages went with them are found
 			// lost on the next poll.
-			s.o.log.WarnContext(ctx, "the deployment's consumer is gone; creating it again", "err", err)
-			if err := s.o.bindQueue(ctx); err != nil {
+			s.o.log.WarnContext(ctx, "the run's consumer is gone; creating it again", "err", err)
+			if err := s.o.bindQueue(ctx, s.run.ID); err != nil {
 				return err
 			}
 			continue
@@ -90,6 +90,13 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 		prog.update(ctx, counts)
 		if counts.Pending == 0 {
 			prog.finish(ctx, counts)
+			// What the stream still holds of the stage ran out of
+			// deliveries after its task was settled: gone with the stage,
+			// so the stream never piles up finished stages.
+			// A failure costs only the leftovers.
+			if _, err := bus.PurgeTasks(ctx, s.o.js, s.o.queue, kind, s.it.ID); err != nil {
+				s.o.log.WarnContext(ctx, "could not remove the finished stage's leftover messages", "iteration", s.it.Name, "kind", kind, "err", err)
+			}
 			return s.checkFailures(ctx, kind, counts)
 		}
 		if s.cannotSucceed(counts) {
@@ -187,7 +194,7 @@ func (s *iterationState) markStored(ctx context.Context, kind string) error {
 	if err != nil || len(first) == 0 {
 		return err
 	}
-	stored, err := bus.StoredTasks(ctx, s.o.js, s.o.cfg.NATS.Stream, s.o.deployment, kind, s.it.ID)
+	stored, err := bus.StoredTasks(ctx, s.o.js, s.o.queue, kind, s.it.ID)
 	if err != nil || len(stored) == 0 {
 		return err
 	}
@@ -234,7 +241,7 @@ func (s *iterationState) publish(ctx context.Context, kind string, tasks []store
 // a loss for each pending task and publishes it again under its next
 // message id; a task lost maxLosses times is failed with the reason.
 func (s *iterationState) recoverLost(ctx context.Context, kind string) error {
-	dead, err := bus.PurgeTasks(ctx, s.o.js, s.o.cfg.NATS.Stream, s.o.deployment, kind, s.it.ID)
+	dead, err := bus.PurgeTasks(ctx, s.o.js, s.o.queue, kind, s.it.ID)
 	if err != nil {
 		return err
 	}

@@ -14,14 +14,14 @@ import (
 )
 
 // watchExhausted subscribes to the server's advisories of messages of the
-// deployment's consumer that ran out of deliveries, and returns their
+// run's consumer that ran out of deliveries, and returns their
 // stream sequence numbers. A work queue keeps such a message, undelivered,
 // and its task stays pending: settling it at once spares the wait for the
 // consumer to go idle (recoverLost, the backstop, which also covers a
 // missed advisory). Without permission to subscribe it only logs.
 func (s *iterationState) watchExhausted(ctx context.Context) (<-chan uint64, func()) {
 	seqs := make(chan uint64, 1024)
-	subject := bus.ExhaustedSubject(s.o.cfg.NATS.Stream, s.o.deployment)
+	subject := bus.ExhaustedSubject(s.o.queue)
 	sub, err := s.o.js.Conn().Subscribe(subject, func(m *nats.Msg) {
 		var a bus.Exhausted
 		if err := json.Unmarshal(m.Data, &a); err != nil || a.StreamSeq == 0 {

@@ -50,6 +50,16 @@ func (l *loop) deploymentMessages(t testing.TB, js jetstream.JetStream) uint64 {
 	return n
 }
 
+// queue is the queue of the loop's run (the only one in its database).
+func (l *loop) queue(t testing.TB) bus.Queue {
+	t.Helper()
+	dep, err := store.DeploymentToken(context.Background(), l.pool)
+	require.NoError(t, err)
+	q := bus.Queue{Stream: l.stream, Deployment: dep}
+	require.NoError(t, l.pool.QueryRow(context.Background(), `SELECT id FROM runs`).Scan(&q.Run))
+	return q
+}
+
 // watchStream samples the deployment's message count until stopped and
 // returns the largest it saw.
 func (l *loop) watchStream(t testing.TB, js jetstream.JetStream) (stop func() uint64) {
@@ -231,9 +241,7 @@ func TestExhaustedMessageIsRepublishedAtOnce(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return l.count(t, `SELECT count(*) FROM tasks WHERE published_at IS NOT NULL`) == prompts
 	}, time.Minute, 50*time.Millisecond)
-	dep, err := store.DeploymentToken(context.Background(), l.pool)
-	require.NoError(t, err)
-	cons, err := js.Consumer(context.Background(), l.stream, bus.ConsumerName(dep))
+	cons, err := bus.RunConsumer(context.Background(), js, l.queue(t))
 	require.NoError(t, err)
 	stop := l.watchStream(t, js)
 

@@ -47,9 +47,11 @@ type Orchestrator struct {
 	log  *slog.Logger
 	lk   *runLock
 
-	// Set at the start of Run: the database's deployment token, the
-	// consumer of its workers and the publisher of its tasks.
+	// Set at the start of Run: the database's deployment token; once the
+	// run's row exists, the run's queue, its consumer and the publisher
+	// of its tasks.
 	deployment string
+	queue      bus.Queue
 	cons       jetstream.Consumer
 	pub        *bus.Publisher
 }
@@ -92,7 +94,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // runLocked does the run's work while the lock is held (ctx ends when it
 // is lost).
 func (o *Orchestrator) runLocked(ctx context.Context) error {
-	if err := o.riding(ctx, "bind the task queue", func() error { return o.bindQueue(ctx) }); err != nil {
+	if err := o.riding(ctx, "check the task stream", func() error { return o.checkStream(ctx) }); err != nil {
 		return err
 	}
 	snapshot, err := o.cfg.Snapshot()
@@ -136,6 +138,10 @@ func (o *Orchestrator) runLocked(ctx context.Context) error {
 		run, err = store.EnsureRun(ctx, o.pool, o.cfg.Run, snapshot)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	err = o.riding(ctx, "bind the run's task queue", func() error { return o.bindQueue(ctx, run.ID) })
 	if err != nil {
 		return err
 	}
@@ -190,6 +196,12 @@ func (o *Orchestrator) runLocked(ctx context.Context) error {
 		}
 	}
 	o.log.InfoContext(ctx, "run done", "run", o.cfg.Run)
+	// Nothing of the run is left to deliver: its consumer goes, with any
+	// message that ran out of deliveries, so the stream keeps no trace of
+	// finished runs. A failure here costs nothing but the leftovers.
+	if err := bus.DeleteQueue(ctx, o.js, o.queue); err != nil {
+		o.log.WarnContext(ctx, "could not remove the finished run's consumer", "consumer", o.queue.Consumer(), "err", err)
+	}
 	return nil
 }
 
@@ -200,25 +212,42 @@ func deref(s *string) string {
 	return *s
 }
 
-// bindQueue reads the database's deployment token, makes sure of the
-// stream and writes the deployment's consumer from the schedule's worker
-// settings (the orchestrator owns it; workers bind and take its settings).
-func (o *Orchestrator) bindQueue(ctx context.Context) error {
+// checkStream reads the database's deployment token and makes sure of
+// the stream, before anything of the run is stored: a stream with other
+// settings is refused first.
+func (o *Orchestrator) checkStream(ctx context.Context) error {
 	dep, err := store.DeploymentToken(ctx, o.pool)
 	if err != nil {
 		return err
 	}
-	cons, err := bus.EnsureStream(ctx, o.js, bus.StreamOptions{
-		Name: o.cfg.NATS.Stream, Deployment: dep, Replicas: o.cfg.NATS.Replicas,
-		AckWait: o.cfg.Worker.AckWait, MaxDeliver: o.cfg.Worker.MaxDeliver,
-	})
+	if _, err := bus.EnsureStream(ctx, o.js, o.streamOptions(dep, 0)); err != nil {
+		return err
+	}
+	o.deployment = dep
+	return nil
+}
+
+// streamOptions are the stream's and the run's consumer's settings from
+// the schedule.
+func (o *Orchestrator) streamOptions(dep string, run int64) bus.StreamOptions {
+	return bus.StreamOptions{Name: o.cfg.NATS.Stream, Deployment: dep, Run: run, Replicas: o.cfg.NATS.Replicas,
+		AckWait: o.cfg.Worker.AckWait, MaxDeliver: o.cfg.Worker.MaxDeliver}
+}
+
+// bindQueue writes the run's own consumer from the schedule's worker
+// settings (the orchestrator owns it; workers find it and take its
+// settings from the broker).
+func (o *Orchestrator) bindQueue(ctx context.Context, run int64) error {
+	opts := o.streamOptions(o.deployment, run)
+	cons, err := bus.EnsureConsumer(ctx, o.js, opts)
 	if err != nil {
 		return err
 	}
-	o.deployment, o.cons = dep, cons
-	o.pub = bus.NewPublisher(o.js, o.cfg.NATS.Stream, dep)
-	o.log.InfoContext(ctx, "task queue", "stream", o.cfg.NATS.Stream, "deployment", dep,
-		"subjects", bus.DeploymentSubjects(o.cfg.NATS.Stream, dep)+">", "consumer", bus.ConsumerName(dep))
+	o.queue, o.cons = opts.Queue(), cons
+	o.pub = bus.NewPublisher(o.js, o.queue)
+	o.log.InfoContext(ctx, "task queue", "stream", o.cfg.NATS.Stream, "deployment", o.deployment,
+		"subjects", o.queue.Prefix()+">", "consumer", o.queue.Consumer(),
+		"ack_wait", o.cfg.Worker.AckWait, "max_deliver", o.cfg.Worker.MaxDeliver)
 	return nil
 }
 

@@ -16,6 +16,6 @@
 //	m := telemetry.NewWorkerMetrics(reg)
 //	clients, _ := buildClients(cfg, log, m.LLMHooks())
 //	clients.Policy = m.Sampler("generate", clients.Policy)
-//	w := worker.New(pool, cons, clients, worker.Options{OnTask: m.OnTask, OnInFlight: m.OnInFlight}, log)
+//	w := worker.New(pool, queues, clients, worker.Options{OnTask: m.OnTask, OnInFlight: m.OnInFlight}, log)
 //	addr, _ := telemetry.Serve(ctx, ":9464", reg, log)
 package telemetry

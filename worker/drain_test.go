@@ -25,7 +25,7 @@ func TestWorkerHoldsOnlyWhatItWorksOn(t *testing.T) {
 	t.Parallel()
 	e := setup(t, "--response-time", "3s") // a task takes at least 6 s: policy and reward
 	ids := e.addTasks(t, "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10")
-	cons, err := e.js.Consumer(context.Background(), e.stream, bus.ConsumerName(e.deployment))
+	cons, err := bus.RunConsumer(context.Background(), e.js, e.queue)
 	require.NoError(t, err)
 
 	// concurrency 2 instead of the schedule's 4

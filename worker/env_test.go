@@ -38,6 +38,7 @@ type env struct {
 	iterationID int64
 	samples     int
 	deployment  string
+	queue       bus.Queue // the run's
 }
 
 const envSamples = 3
@@ -95,12 +96,14 @@ iterations:
 	nc, js, err := bus.Connect(cfg.NATS, "worker-test", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	// The orchestrator's part: the deployment's consumer.
+	// The orchestrator's part: the run's consumer.
 	dep, err := store.DeploymentToken(ctx, pool)
 	require.NoError(t, err)
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.NATS.Stream, Deployment: dep, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver})
+	opts := bus.StreamOptions{Name: cfg.NATS.Stream, Deployment: dep, Run: run.ID, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver}
+	_, err = bus.EnsureConsumer(ctx, js, opts)
 	require.NoError(t, err)
-	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples, deployment: dep}
+	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples,
+		deployment: dep, queue: opts.Queue()}
 }
 
 // addTasks puts prompts with these texts into the iteration's pool, makes
@@ -117,7 +120,7 @@ func (e *env) addTasks(t *testing.T, texts ...string) []int64 {
 	require.NoError(t, store.AddToPool(ctx, e.pool, e.iterationID, ids))
 	_, err = store.CreateGenerateTasks(ctx, e.pool, e.iterationID)
 	require.NoError(t, err)
-	pub := bus.NewPublisher(e.js, e.stream, e.deployment)
+	pub := bus.NewPublisher(e.js, e.queue)
 	for _, id := range ids {
 		require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: e.iterationID, PromptID: id, Kind: bus.KindGenerate}))
 	}

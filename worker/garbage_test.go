@@ -21,7 +21,7 @@ func TestGarbageOnTheTaskSubject(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
-	subject := bus.Subject(e.stream, e.deployment, bus.KindGenerate, e.iterationID)
+	subject := e.queue.Subject(bus.KindGenerate, e.iterationID)
 	publish := func(data []byte) {
 		_, err := e.js.Publish(ctx, subject, data)
 		require.NoError(t, err)
@@ -44,7 +44,7 @@ func TestGarbageOnTheTaskSubject(t *testing.T) {
 		publish(g.data)
 	}
 	// Well-formed tasks whose ids are not in the database.
-	pub := bus.NewPublisher(e.js, e.stream, e.deployment)
+	pub := bus.NewPublisher(e.js, e.queue)
 	require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: 999_999, PromptID: 1, Kind: bus.KindGenerate}))
 	require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: e.iterationID, PromptID: 999_999, Kind: bus.KindEvolve}))
 	require.NoError(t, pub.Flush(ctx))

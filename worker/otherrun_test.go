@@ -30,7 +30,7 @@ func TestMessageOfAnotherRunIsIgnored(t *testing.T) {
 	var nonce string
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT r.nonce FROM runs r JOIN iterations i ON i.run_id = r.id WHERE i.id = $1`, e.iterationID).Scan(&nonce))
 
-	pub := bus.NewPublisher(e.js, e.stream, e.deployment)
+	pub := bus.NewPublisher(e.js, e.queue)
 	stale := bus.Task{IterationID: e.iterationID, PromptID: ids[0], Kind: bus.KindGenerate, Run: "an-older-database"}
 	require.NoError(t, pub.Publish(ctx, stale))
 	require.NoError(t, pub.Flush(ctx))

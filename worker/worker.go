@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -77,21 +76,18 @@ type Options struct {
 	OnInFlight func(delta int)
 }
 
-// Worker runs tasks from its deployment's consumer.
+// Worker runs tasks from its deployment's run consumers, every run of its
+// database that has one.
 type Worker struct {
 	pool    *pgxpool.Pool
-	cons    jetstream.Consumer
+	queues  *bus.Queues
 	clients Clients
 	opts    Options
 	log     *slog.Logger
 
 	mu       sync.Mutex
 	settings map[int64]iterationInfo
-
-	// The consumer's settings, read from the broker at start and whenever
-	// a task of an iteration not seen before arrives.
-	maxDeliver atomic.Int64
-	ackWait    atomic.Int64 // nanoseconds
+	waiting  bool // said that no run has a consumer yet
 }
 
 // iterationInfo is what a task needs to know of its iteration.
@@ -108,41 +104,67 @@ type iterationInfo struct {
 
 }
 
-// New builds a worker.
-func New(pool *pgxpool.Pool, cons jetstream.Consumer, clients Clients, opts Options, log *slog.Logger) *Worker {
+// New builds a worker pulling from the run consumers queues follows.
+func New(pool *pgxpool.Pool, queues *bus.Queues, clients Clients, opts Options, log *slog.Logger) *Worker {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 16
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 60 * time.Second
 	}
-	return &Worker{pool: pool, cons: cons, clients: clients, opts: opts, log: log, settings: map[int64]iterationInfo{}}
+	return &Worker{pool: pool, queues: queues, clients: clients, opts: opts, log: log, settings: map[int64]iterationInfo{}}
 }
 
 // fetchWait is how long one pull request waits for a message.
 const fetchWait = 5 * time.Second
 
-// readConsumer takes the consumer's ack_wait and max_deliver from the
-// broker; at start it says when the worker's own configuration disagrees.
-func (w *Worker) readConsumer(ctx context.Context, atStart bool) error {
-	info, err := w.cons.Info(ctx)
+// refresh reads the deployment's run consumers from the broker. A consumer
+// seen for the first time is logged with its settings, and with a warning
+// when this worker's own configuration differs from them.
+func (w *Worker) refresh(ctx context.Context) error {
+	added, err := w.queues.Refresh(ctx)
 	if err != nil {
-		return fmt.Errorf("read the consumer's settings: %w", err)
+		return fmt.Errorf("read the runs' consumers: %w", err)
 	}
-	c := info.Config
-	w.maxDeliver.Store(int64(c.MaxDeliver))
-	w.ackWait.Store(int64(c.AckWait))
-	if atStart {
-		if w.opts.AckWait > 0 && w.opts.AckWait != c.AckWait {
+	for _, q := range added {
+		w.log.InfoContext(ctx, "pulling a run's tasks", "consumer", q.Name, "ack_wait", q.AckWait, "max_deliver", q.MaxDeliver)
+		if w.opts.AckWait > 0 && w.opts.AckWait != q.AckWait {
 			w.log.WarnContext(ctx, "worker.ack_wait in this worker's configuration differs from the consumer's, set by the orchestrator from the run's schedule; using the consumer's",
-				"consumer", c.Durable, "worker.ack_wait", w.opts.AckWait, "consumer_ack_wait", c.AckWait)
+				"consumer", q.Name, "worker.ack_wait", w.opts.AckWait, "consumer_ack_wait", q.AckWait)
 		}
-		if w.opts.MaxDeliver > 0 && w.opts.MaxDeliver != c.MaxDeliver {
+		if w.opts.MaxDeliver > 0 && w.opts.MaxDeliver != q.MaxDeliver {
 			w.log.WarnContext(ctx, "worker.max_deliver in this worker's configuration differs from the consumer's, set by the orchestrator from the run's schedule; using the consumer's",
-				"consumer", c.Durable, "worker.max_deliver", w.opts.MaxDeliver, "consumer_max_deliver", c.MaxDeliver)
+				"consumer", q.Name, "worker.max_deliver", w.opts.MaxDeliver, "consumer_max_deliver", q.MaxDeliver)
 		}
+	}
+	w.mu.Lock()
+	none := len(w.queues.List()) == 0
+	say := none && !w.waiting
+	w.waiting = none
+	w.mu.Unlock()
+	if say {
+		w.log.InfoContext(ctx, "waiting for the orchestrator to create a run's consumer: no run of this database has one now",
+			"deployment", w.queues.Deployment())
 	}
 	return nil
+}
+
+// watchQueues reads the run consumers again every fetchWait until ctx
+// ends, so a run started (or finished) after this worker is pulled from
+// (or dropped) and a changed ack_wait is followed by the heartbeats.
+func (w *Worker) watchQueues(ctx context.Context) {
+	t := time.NewTicker(fetchWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := w.refresh(ctx); err != nil && ctx.Err() == nil {
+				w.log.WarnContext(ctx, "could not read the runs' consumers", "err", err)
+			}
+		}
+	}
 }
 
 // Run consumes tasks until ctx ends, then stops pulling, lets in-flight
@@ -151,7 +173,7 @@ func (w *Worker) readConsumer(ctx context.Context, atStart bool) error {
 // heartbeat), so the worker never holds messages it is not working on; a
 // message that arrives after ctx ended is handed back unstarted.
 func (w *Worker) Run(ctx context.Context) error {
-	if err := w.readConsumer(ctx, true); err != nil {
+	if err := w.refresh(ctx); err != nil {
 		return err
 	}
 	// In-flight tasks outlive ctx by up to DrainTimeout.
@@ -161,13 +183,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stop()
 
 	var wg sync.WaitGroup
-	w.log.InfoContext(ctx, "worker started", "concurrency", w.opts.Concurrency,
-		"ack_wait", time.Duration(w.ackWait.Load()), "max_deliver", w.maxDeliver.Load())
-	for range w.opts.Concurrency {
+	w.log.InfoContext(ctx, "worker started", "concurrency", w.opts.Concurrency, "runs", len(w.queues.List()))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.watchQueues(ctx)
+	}()
+	for i := range w.opts.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.slot(ctx, taskCtx)
+			w.slot(ctx, taskCtx, i)
 		}()
 	}
 	wg.Wait()
@@ -175,13 +201,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// slot pulls and runs one message at a time until ctx ends.
-func (w *Worker) slot(ctx, taskCtx context.Context) {
+// slot pulls and runs one message at a time until ctx ends; turn is
+// where it starts going round the runs' consumers.
+func (w *Worker) slot(ctx, taskCtx context.Context, turn int) {
 	for ctx.Err() == nil {
-		msg, err := w.cons.Next(jetstream.FetchMaxWait(fetchWait))
+		queues := w.queues.List()
+		if len(queues) == 0 {
+			// No run has a consumer: wait for one to be read.
+			select {
+			case <-ctx.Done():
+			case <-w.queues.Changed():
+			}
+			continue
+		}
+		msg, err := w.pull(queues, &turn)
 		if err != nil {
 			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 				continue // nothing queued
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// The run finished and its orchestrator deleted the consumer.
+				if err := w.refresh(ctx); err != nil {
+					w.log.WarnContext(ctx, "could not read the runs' consumers", "err", err)
+				}
+				continue
 			}
 			// The server may be restarting: the client reconnects by
 			// itself; do not spin meanwhile.
@@ -206,12 +249,43 @@ func (w *Worker) slot(ctx, taskCtx context.Context) {
 	}
 }
 
+// pull takes the next message for a free slot. With one run (the usual
+// case) it is one pull request that waits up to fetchWait. With several,
+// it asks each run's consumer in turn for a message already queued,
+// without waiting, and only when none has one waits on the next in turn
+// for a shorter time, so no run's tasks wait for another's quiet
+// consumer. Either way the worker never holds a message it is not
+// working on.
+func (w *Worker) pull(queues []bus.RunQueue, turn *int) (jetstream.Msg, error) {
+	if len(queues) == 1 {
+		return queues[0].Consumer.Next(jetstream.FetchMaxWait(fetchWait))
+	}
+	for range queues {
+		q := queues[*turn%len(queues)]
+		*turn++
+		batch, err := q.Consumer.FetchNoWait(1)
+		if err != nil {
+			return nil, err
+		}
+		for msg := range batch.Messages() {
+			return msg, nil
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, err
+		}
+	}
+	q := queues[*turn%len(queues)]
+	*turn++
+	return q.Consumer.Next(jetstream.FetchMaxWait(max(fetchWait/time.Duration(len(queues)), time.Second)))
+}
+
 // handle runs one message to its settlement. It never panics the worker:
 // a handler panic is recorded as the task's permanent failure.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	var delivered uint64 = 1
+	var consumer string
 	if md, err := msg.Metadata(); err == nil {
-		delivered = md.NumDelivered
+		delivered, consumer = md.NumDelivered, md.Consumer
 	}
 	task, err := bus.DecodeTask(msg.Data())
 	if err != nil {
@@ -234,7 +308,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
-	stopBeat := w.heartbeat(ctx, msg)
+	stopBeat := w.heartbeat(ctx, msg, consumer)
 	result := w.run(ctx, key, int(delivered), log)
 	stopBeat()
 
@@ -254,7 +328,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	fail := func(reason string) error {
 		return store.FailTask(context.WithoutCancel(ctx), w.pool, key, failure(reason, result), int(delivered))
 	}
-	s, delay, derr := decide(result, delivered, uint64(w.maxDeliver.Load()), fail)
+	// The run's consumer's max_deliver as it is now: the orchestrator may
+	// have changed it since the message was pulled.
+	q, _ := w.queues.Get(consumer)
+	s, delay, derr := decide(result, delivered, uint64(max(q.MaxDeliver, 0)), fail)
 	if derr != nil {
 		log.Warn("could not record task failure", "err", derr)
 	}
@@ -303,13 +380,26 @@ func (w *Worker) count(kind, result string) {
 	}
 }
 
+// heartbeatCap is the longest a worker goes without telling the server
+// it still works on a message. A beat a second costs the server next to
+// nothing, and it keeps a task alive when its orchestrator shortens the
+// run's ack_wait (to 2 s, say) while the task is in flight: the server
+// applies the new value to delivered messages at once, before a worker can
+// read it.
+const heartbeatCap = time.Second
+
 // heartbeat tells the server the message is still being worked on, every
-// ack_wait/3 (the consumer's), until stopped.
-func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) func() {
-	every := max(time.Duration(w.ackWait.Load())/3, 100*time.Millisecond)
+// third of its consumer's ack_wait and at least every heartbeatCap, until
+// stopped. The ack_wait is the consumer's as last read from the broker
+// (watchQueues, and each new iteration), taken anew at every beat.
+func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg, consumer string) func() {
+	every := func() time.Duration {
+		q, _ := w.queues.Get(consumer)
+		return min(max(q.AckWait/3, 100*time.Millisecond), heartbeatCap)
+	}
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(every)
+		t := time.NewTimer(every())
 		defer t.Stop()
 		for {
 			select {
@@ -319,6 +409,7 @@ func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) func() {
 				return
 			case <-t.C:
 				_ = msg.InProgress()
+				t.Reset(every())
 			}
 		}
 	}()
@@ -375,9 +466,9 @@ func (w *Worker) iteration(ctx context.Context, id int64, version string) (itera
 	if err != nil {
 		return iterationInfo{}, fmt.Errorf("read iteration %d: %w", id, err)
 	}
-	// A new iteration: the orchestrator may have rewritten the consumer
-	// from the run's schedule since this worker started.
-	if err := w.readConsumer(ctx, false); err != nil {
+	// A new iteration, or changed settings: the orchestrator may have
+	// rewritten the run's consumer from the schedule since it was read.
+	if err := w.refresh(ctx); err != nil {
 		w.log.WarnContext(ctx, "could not refresh the consumer's settings", "err", err)
 	}
 	if ok && info.Version != "" && !bytes.Equal(info.config, it.Config) {
