@@ -50,7 +50,9 @@ func (q Queue) Subject(kind string, iterationID int64) string {
 }
 
 // Consumer is the name of the run's durable pull consumer.
-func (q Queue) Consumer() string { return runConsumerPrefix(q.Deployment) + strconv.FormatInt(q.Run, 10) }
+func (q Queue) Consumer() string {
+	return runConsumerPrefix(q.Deployment) + strconv.FormatInt(q.Run, 10)
+}
 
 // runConsumerPrefix begins the name of every run consumer of a deployment.
 func runConsumerPrefix(deployment string) string { return deploymentConsumer(deployment) + "-r" }
@@ -77,7 +79,9 @@ type StreamOptions struct {
 }
 
 // Queue is the run's queue the options name.
-func (o StreamOptions) Queue() Queue { return Queue{Stream: o.Name, Deployment: o.Deployment, Run: o.Run} }
+func (o StreamOptions) Queue() Queue {
+	return Queue{Stream: o.Name, Deployment: o.Deployment, Run: o.Run}
+}
 
 // consumerConfig is the run's consumer as the orchestrator writes it.
 func (o StreamOptions) consumerConfig() jetstream.ConsumerConfig {
