@@ -140,18 +140,24 @@ func TestDeploymentsShareAStreamApart(t *testing.T) {
 	require.NoError(t, err, "the idle unfiltered consumer is deleted")
 
 	// The deployment-wide consumer of the version before runs had their
-	// own, with a message that ran out of deliveries left behind.
+	// own, with a task queued and one delivered to a worker of that
+	// version: the queued one is taken off it at once, the consumer kept
+	// while the worker holds the other; once that is handed back, it is
+	// taken off too and the consumer deleted (their tasks are found lost
+	// and published again on the run's subjects).
 	legacy("workers-aaa", subjects+"aaa.>")
-	_, err = js.Publish(ctx, subjects+"aaa.generate.1", bus.Task{IterationID: 1, PromptID: 1, Kind: bus.KindGenerate}.Encode())
-	require.NoError(t, err)
-	_, err = bus.EnsureConsumer(ctx, js, opts("aaa", 1))
-	require.ErrorContains(t, err, `the consumer "workers-aaa" of an older selfplay version, with 1 tasks queued`)
+	for id := range int64(2) {
+		_, err = js.Publish(ctx, subjects+"aaa.generate.1", bus.Task{IterationID: 1, PromptID: id + 1, Kind: bus.KindGenerate}.Encode())
+		require.NoError(t, err)
+	}
 	old, err := js.Consumer(ctx, cfg.Stream, "workers-aaa")
 	require.NoError(t, err)
 	m, err := old.Next(jetstream.FetchMaxWait(5 * time.Second))
 	require.NoError(t, err)
-	require.NoError(t, m.Term()) // out of deliveries: a work queue keeps it
-
+	_, err = bus.EnsureConsumer(ctx, js, opts("aaa", 1))
+	require.ErrorContains(t, err, `the consumer "workers-aaa" of an older selfplay version, with 0 tasks queued and 1 in flight`,
+		"a worker of the old version still works on a message")
+	require.NoError(t, m.Nak()) // the old worker stopped and handed it back
 	queues := []bus.StreamOptions{opts("aaa", 1), opts("aaa", 2), opts("bbb", 1)}
 	consumers := map[bus.Queue]jetstream.Consumer{}
 	for _, o := range queues {

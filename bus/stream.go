@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -118,9 +119,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 		return nil, err
 	}
 	// The deployment-wide consumer of the version before runs had their
-	// own: its leftover messages (on subjects without a run) are ones that
-	// ran out of deliveries; their tasks, still pending, are found lost and
-	// published again on the run's subjects.
+	// own: emptied of what no worker of that version holds, then deleted
+	// with its subjects (see dropLegacyConsumer).
 	old := []string{DeploymentSubjects(o.Name, o.Deployment) + KindGenerate + ".>", DeploymentSubjects(o.Name, o.Deployment) + KindEvolve + ".>"}
 	if err := dropLegacyConsumer(ctx, stream, deploymentConsumer(o.Deployment), old); err != nil {
 		return nil, err
@@ -220,6 +220,14 @@ func ensureSharedStream(ctx context.Context, js jetstream.JetStream, o StreamOpt
 // dropLegacyConsumer deletes a consumer of an older version when nothing
 // is queued or in flight on it, and purges the subjects it leaves behind;
 // while it has work it is left to its workers, and the error says so.
+//
+// A deployment's own old consumer (purge names its subjects) is first
+// emptied of every message the server would deliver now: queued ones, and
+// ones handed back or whose ack_wait ran out (a stopped worker's, which
+// the server counts as in flight until it delivers them again). Each is
+// terminated: its task, still pending, is found lost and published again
+// on the run's subjects. What remains in flight is held by a worker of the
+// old version that is still running.
 func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream, name string, purge []string) error {
 	old, err := stream.Consumer(ctx, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -229,6 +237,14 @@ func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream, name strin
 		return fmt.Errorf("look for the consumer %q of older versions: %w", name, err)
 	}
 	info := old.CachedInfo()
+	if purge != nil && (info.NumPending > 0 || info.NumAckPending > 0) {
+		if err := drainDeliverable(old); err != nil {
+			return fmt.Errorf("empty the consumer %q of an older version: %w", name, err)
+		}
+		if info, err = old.Info(ctx); err != nil {
+			return fmt.Errorf("read the consumer %q of an older version: %w", name, err)
+		}
+	}
 	if info.NumPending > 0 || info.NumAckPending > 0 {
 		return fmt.Errorf("stream %s still has the consumer %q of an older selfplay version, with %d tasks queued and %d in flight: "+
 			"let its workers finish, then delete it (`nats consumer rm %s %s`)",
@@ -244,6 +260,31 @@ func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream, name strin
 	}
 	return nil
 }
+
+// drainDeliverable takes and terminates every message the consumer would
+// deliver now, until a fetch without waiting returns none.
+func drainDeliverable(cons jetstream.Consumer) error {
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			if err := msg.Term(); err != nil {
+				return err
+			}
+			n++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
 
 // PurgeTasks removes every message of one kind of one iteration from the
 // stream. The orchestrator calls it when the run's consumer has nothing
