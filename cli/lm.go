@@ -57,8 +57,8 @@ clients.
 
 With VLLM_ALLOW_RUNTIME_LORA_UPDATING=true (or 1) in the environment, as for
 vLLM, POST /v1/load_lora_adapter {"lora_name": NAME, "lora_path": FILE,
-"load_inplace": BOOL} serves the tinylm weights file FILE as NAME (tinylm's
-stand-in for a LoRA adapter) and POST /v1/unload_lora_adapter {"lora_name":
+"load_inplace": BOOL} serves the tinylm weights file FILE as NAME, in place
+of a LoRA adapter, and POST /v1/unload_lora_adapter {"lora_name":
 NAME} stops serving it; without the variable the routes answer 404.`,
 		Example: `  selfplay lm serve --addr 127.0.0.1:8000 --model tiny-0=builtin --model tiny-1=runs/tiny-1.bin.gz
   selfplay lm serve --addr 0.0.0.0:8000 --models-dir /models
