@@ -29,7 +29,10 @@ type SampleParams struct {
 	// the server choose. One-request-per-sample fallback uses Seed+i.
 	Seed *int64
 	// TopK keeps the k most likely tokens; 0 or -1 keeps all and is sent as
-	// -1. vLLM otherwise applies the model's generation_config default.
+	// 0, vLLM's current spelling (SamplingParams.top_k defaults to 0, "set
+	// to 0 (or -1) to consider all tokens", vllm/sampling_params.py;
+	// llama.cpp's server also takes k ≤ 0 as no limit). Always sent: vLLM
+	// otherwise applies the model's generation_config default.
 	TopK int
 	// MinP drops tokens below MinP times the top token's probability, in
 	// [0, 1]; 0 (sent) disables it.
@@ -47,7 +50,7 @@ type SampleParams struct {
 // vllm/entrypoints/openai/chat_completion/protocol.py to_sampling_params:
 // "Priority: user -> server default -> OpenAI default").
 const (
-	neutralTopK              = -1
+	neutralTopK              = 0
 	neutralRepetitionPenalty = 1.0
 )
 
@@ -239,7 +242,7 @@ func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, ex
 		req.Seed = &s
 	}
 	topK := sp.TopK
-	if topK == 0 {
+	if topK == -1 {
 		topK = neutralTopK
 	}
 	rep := sp.RepetitionPenalty
