@@ -64,6 +64,79 @@ func probeReference(ctx context.Context, cfg *config.Config, clients worker.Clie
 	return nil
 }
 
+// checkReferenceContext refuses to start a worker whose reference server
+// cannot score the longest reply the policy can give. The policy server
+// takes a prompt only when prompt plus max_tokens fits its context
+// (max_model_len), so the longest prompt is its max_model_len −
+// generation.max_tokens and prompt plus reply reach its max_model_len. The
+// reference scores prompt and reply as one prompt with max_tokens 1, which
+// vLLM refuses unless prompt plus 1 fits its own max_model_len: it needs
+// the policy's + 1. When the policy server reports no context length (an
+// OpenAI-style server), only a one-token prompt with a full reply is
+// checked; a reference server that reports none (vLLM always does, on
+// /tokenize) is not checked. A length that cannot be read now is logged,
+// as probeReference does.
+func checkReferenceContext(ctx context.Context, cfg *config.Config, clients worker.Clients, log *slog.Logger) error {
+	ref, ok := clients.Reference.(*llm.Reference)
+	policy, pok := clients.Policy.(*llm.Policy)
+	if !ok || ref == nil || !pok || policy == nil {
+		return nil
+	}
+	type length struct {
+		n   int
+		err error
+	}
+	refLens, policyLens := map[string]length{}, map[string]length{}
+	for _, it := range cfg.Iterations {
+		if it.ReferenceModel == "" {
+			continue
+		}
+		rl, ok := refLens[it.ReferenceModel]
+		if !ok {
+			rl.n, rl.err = ref.MaxModelLen(ctx, it.ReferenceModel)
+			refLens[it.ReferenceModel] = rl
+			switch {
+			case rl.err != nil:
+				log.WarnContext(ctx, "could not read the reference's max_model_len; the longest reply it can score is not checked", "model", it.ReferenceModel, "err", rl.err)
+			case rl.n == 0:
+				log.WarnContext(ctx, "the reference server reports no max_model_len on /tokenize; the longest reply it can score is not checked", "model", it.ReferenceModel)
+			}
+		}
+		if rl.err != nil || rl.n == 0 {
+			continue
+		}
+		pl, ok := policyLens[it.PolicyModel]
+		if !ok {
+			pl.n, pl.err = policy.MaxModelLen(ctx, it.PolicyModel)
+			policyLens[it.PolicyModel] = pl
+			switch {
+			case pl.err != nil:
+				log.WarnContext(ctx, "could not read the policy's context length; checking the reference against a one-token prompt only", "model", it.PolicyModel, "err", pl.err)
+			case pl.n == 0:
+				log.WarnContext(ctx, "the policy server reports no context length on /v1/models; checking the reference against a one-token prompt only", "model", it.PolicyModel)
+			}
+		}
+		maxTokens := it.Generation.MaxTokens
+		if pl.err != nil || pl.n == 0 {
+			if need := 1 + maxTokens + 1; rl.n < need {
+				return fmt.Errorf("endpoints.reference cannot score a reply of generation.max_tokens %d (iteration %s), so this worker will not start: "+
+					"it scores prompt and reply as one prompt with max_tokens 1, which needs max_model_len ≥ %d even for a one-token prompt, "+
+					"and reference model %q serves %d; raise its --max-model-len or lower generation.max_tokens",
+					maxTokens, it.Name, need, it.ReferenceModel, rl.n)
+			}
+			continue
+		}
+		if need := pl.n + 1; rl.n < need {
+			return fmt.Errorf("endpoints.reference cannot score the longest reply of iteration %s, so this worker will not start: "+
+				"policy model %q (max_model_len %d) takes prompts of up to %d tokens with replies of up to generation.max_tokens %d, %d tokens in all; "+
+				"the reference scores prompt and reply as one prompt with max_tokens 1, so reference model %q needs max_model_len ≥ %d and serves %d: "+
+				"start it with --max-model-len %d or more (examples/vllm/serve-reference.sh) or the policy with a shorter one",
+				it.Name, it.PolicyModel, pl.n, max(pl.n-maxTokens, 0), maxTokens, pl.n, it.ReferenceModel, need, rl.n, need)
+		}
+	}
+	return nil
+}
+
 // buildClients makes the worker's LLM clients from the configuration.
 func buildClients(cfg *config.Config, log *slog.Logger, hooks llm.Hooks) (worker.Clients, error) {
 	opts := []llm.Option{llm.WithLogger(log), llm.WithHooks(hooks)}

@@ -53,6 +53,9 @@ func newWorkerCmd() *cobra.Command {
 		if err := probeReference(ctx, cfg, clients, log); err != nil {
 			return err
 		}
+		if err := checkReferenceContext(ctx, cfg, clients, log); err != nil {
+			return err
+		}
 		// The reference is probed first: a worker that could never score
 		// refuses to start at once, without waiting for an orchestrator.
 		cons, err := bindConsumer(ctx, cfg.NATS.Stream, pool, js, log)

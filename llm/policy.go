@@ -45,6 +45,25 @@ type SampleParams struct {
 	PresencePenalty, FrequencyPenalty float64
 }
 
+// MaxModelLen returns the context length, prompt plus generated tokens,
+// that serves model on the policy server, from its /v1/models (vLLM's
+// ModelCard.max_model_len; an adapter's is its base model's, and an adapter
+// not loaded yet gets the base model's too), or from llama.cpp's server its
+// context per slot (meta.n_ctx); 0 when the server reports neither. vLLM
+// refuses a request whose prompt plus max_tokens exceeds it, and llama.cpp
+// stops a reply that fills it, so no prompt plus reply sampled is longer.
+func (p *Policy) MaxModelLen(ctx context.Context, model string) (int, error) {
+	t := p.chat.t
+	if model == "" {
+		model = t.ep.Model
+	}
+	list, err := getJSON[modelList](ctx, t, model, "/v1/models", t.v1+"/models", nil)
+	if err != nil {
+		return 0, err
+	}
+	return list.maxModelLen(model), nil
+}
+
 // Neutral values of the sampling knobs a server would otherwise take from
 // the model's generation_config (vLLM's default_sampling_params in
 // vllm/entrypoints/openai/chat_completion/protocol.py to_sampling_params:
