@@ -82,56 +82,50 @@ func checkReferenceContext(ctx context.Context, cfg *config.Config, clients work
 	if !ok || ref == nil || !pok || policy == nil {
 		return nil
 	}
-	type length struct {
-		n   int
-		err error
+	// lengthOf reads a server's context length for a model once, logging
+	// why it is unknown (0) when it is.
+	lengthOf := func(cache map[string]int, model, what string, read func(context.Context, string) (int, error)) int {
+		n, ok := cache[model]
+		if ok {
+			return n
+		}
+		n, err := read(ctx, model)
+		switch {
+		case err != nil:
+			log.WarnContext(ctx, "could not read the "+what, "model", model, "err", err)
+			n = 0
+		case n == 0:
+			log.WarnContext(ctx, "the server reports no "+what, "model", model)
+		}
+		cache[model] = n
+		return n
 	}
-	refLens, policyLens := map[string]length{}, map[string]length{}
+	refLens, policyLens := map[string]int{}, map[string]int{}
 	for _, it := range cfg.Iterations {
 		if it.ReferenceModel == "" {
 			continue
 		}
-		rl, ok := refLens[it.ReferenceModel]
-		if !ok {
-			rl.n, rl.err = ref.MaxModelLen(ctx, it.ReferenceModel)
-			refLens[it.ReferenceModel] = rl
-			switch {
-			case rl.err != nil:
-				log.WarnContext(ctx, "could not read the reference's max_model_len; the longest reply it can score is not checked", "model", it.ReferenceModel, "err", rl.err)
-			case rl.n == 0:
-				log.WarnContext(ctx, "the reference server reports no max_model_len on /tokenize; the longest reply it can score is not checked", "model", it.ReferenceModel)
-			}
-		}
-		if rl.err != nil || rl.n == 0 {
+		refLen := lengthOf(refLens, it.ReferenceModel, "reference's max_model_len (/tokenize); the longest reply it can score is not checked", ref.MaxModelLen)
+		if refLen == 0 {
 			continue
 		}
-		pl, ok := policyLens[it.PolicyModel]
-		if !ok {
-			pl.n, pl.err = policy.MaxModelLen(ctx, it.PolicyModel)
-			policyLens[it.PolicyModel] = pl
-			switch {
-			case pl.err != nil:
-				log.WarnContext(ctx, "could not read the policy's context length; checking the reference against a one-token prompt only", "model", it.PolicyModel, "err", pl.err)
-			case pl.n == 0:
-				log.WarnContext(ctx, "the policy server reports no context length on /v1/models; checking the reference against a one-token prompt only", "model", it.PolicyModel)
-			}
-		}
+		policyLen := lengthOf(policyLens, it.PolicyModel, "policy's context length (/v1/models); the reference is checked against a one-token prompt only", policy.MaxModelLen)
 		maxTokens := it.Generation.MaxTokens
-		if pl.err != nil || pl.n == 0 {
-			if need := 1 + maxTokens + 1; rl.n < need {
+		if policyLen == 0 {
+			if need := 1 + maxTokens + 1; refLen < need {
 				return fmt.Errorf("endpoints.reference cannot score a reply of generation.max_tokens %d (iteration %s), so this worker will not start: "+
 					"it scores prompt and reply as one prompt with max_tokens 1, which needs max_model_len ≥ %d even for a one-token prompt, "+
 					"and reference model %q serves %d; raise its --max-model-len or lower generation.max_tokens",
-					maxTokens, it.Name, need, it.ReferenceModel, rl.n)
+					maxTokens, it.Name, need, it.ReferenceModel, refLen)
 			}
 			continue
 		}
-		if need := pl.n + 1; rl.n < need {
+		if need := policyLen + 1; refLen < need {
 			return fmt.Errorf("endpoints.reference cannot score the longest reply of iteration %s, so this worker will not start: "+
 				"policy model %q (max_model_len %d) takes prompts of up to %d tokens with replies of up to generation.max_tokens %d, %d tokens in all; "+
 				"the reference scores prompt and reply as one prompt with max_tokens 1, so reference model %q needs max_model_len ≥ %d and serves %d: "+
 				"start it with --max-model-len %d or more (examples/vllm/serve-reference.sh) or the policy with a shorter one",
-				it.Name, it.PolicyModel, pl.n, max(pl.n-maxTokens, 0), maxTokens, pl.n, it.ReferenceModel, need, rl.n, need)
+				it.Name, it.PolicyModel, policyLen, max(policyLen-maxTokens, 0), maxTokens, policyLen, it.ReferenceModel, need, refLen, need)
 		}
 	}
 	return nil

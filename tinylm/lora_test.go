@@ -30,21 +30,11 @@ import (
 //   - vllm/envs.py: the variable is true for "1" or "true", any case, spaces
 //     stripped.
 
-// apiErr is the OpenAI error object vLLM's ErrorResponse serialises.
-type apiErr struct {
-	Error struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Param   *string `json:"param"`
-		Code    int     `json:"code"`
-	} `json:"error"`
-}
-
-func callErr(t *testing.T, base, path string, body any, status int) apiErr {
+func callErr(t *testing.T, base, path string, body any, status int) errResp {
 	t.Helper()
 	got, _, raw := call(t, base, path, body)
 	require.Equal(t, status, got, "body: %s", raw)
-	var e apiErr
+	var e errResp
 	require.NoError(t, json.Unmarshal(raw, &e), "body: %s", raw)
 	require.Equal(t, status, e.Error.Code, "vLLM sets code to the HTTP status")
 	return e
@@ -173,7 +163,7 @@ func TestLoRALoadErrors(t *testing.T) {
 	require.NoError(t, os.WriteFile(broken, []byte("not gzip"), 0o644))
 	require.NoError(t, variant(t, "cake", 1).Save(filepath.Join(models, "from-dir.bin.gz")))
 	srv, base := tinylmtest.StartServer(t, tinylm.ServerOptions{RuntimeLoRAUpdating: true, ModelsDir: models})
-	load := func(body map[string]any, status int) apiErr {
+	load := func(body map[string]any, status int) errResp {
 		t.Helper()
 		return callErr(t, base, "/v1/load_lora_adapter", body, status)
 	}
