@@ -64,6 +64,73 @@ func probeReference(ctx context.Context, cfg *config.Config, clients worker.Clie
 	return nil
 }
 
+// checkReferenceContext refuses to start a worker whose reference server
+// cannot score the longest reply the policy can give. The policy server
+// takes a prompt only when prompt plus max_tokens fits its context
+// (max_model_len), so the longest prompt is its max_model_len −
+// generation.max_tokens and prompt plus reply reach its max_model_len. The
+// reference scores prompt and reply as one prompt with max_tokens 1, which
+// vLLM refuses unless prompt plus 1 fits its own max_model_len: it needs
+// the policy's + 1. When the policy server reports no context length (an
+// OpenAI-style server), only a one-token prompt with a full reply is
+// checked; a reference server that reports none (vLLM always does, on
+// /tokenize) is not checked. A length that cannot be read now is logged,
+// as probeReference does.
+func checkReferenceContext(ctx context.Context, cfg *config.Config, clients worker.Clients, log *slog.Logger) error {
+	ref, ok := clients.Reference.(*llm.Reference)
+	policy, pok := clients.Policy.(*llm.Policy)
+	if !ok || ref == nil || !pok || policy == nil {
+		return nil
+	}
+	// lengthOf reads a server's context length for a model once, logging
+	// why it is unknown (0) when it is.
+	lengthOf := func(cache map[string]int, model, what string, read func(context.Context, string) (int, error)) int {
+		n, ok := cache[model]
+		if ok {
+			return n
+		}
+		n, err := read(ctx, model)
+		switch {
+		case err != nil:
+			log.WarnContext(ctx, "could not read the "+what, "model", model, "err", err)
+			n = 0
+		case n == 0:
+			log.WarnContext(ctx, "the server reports no "+what, "model", model)
+		}
+		cache[model] = n
+		return n
+	}
+	refLens, policyLens := map[string]int{}, map[string]int{}
+	for _, it := range cfg.Iterations {
+		if it.ReferenceModel == "" {
+			continue
+		}
+		refLen := lengthOf(refLens, it.ReferenceModel, "reference's max_model_len (/tokenize); the longest reply it can score is not checked", ref.MaxModelLen)
+		if refLen == 0 {
+			continue
+		}
+		policyLen := lengthOf(policyLens, it.PolicyModel, "policy's context length (/v1/models); the reference is checked against a one-token prompt only", policy.MaxModelLen)
+		maxTokens := it.Generation.MaxTokens
+		if policyLen == 0 {
+			if need := 1 + maxTokens + 1; refLen < need {
+				return fmt.Errorf("endpoints.reference cannot score a reply of generation.max_tokens %d (iteration %s), so this worker will not start: "+
+					"it scores prompt and reply as one prompt with max_tokens 1, which needs max_model_len ≥ %d even for a one-token prompt, "+
+					"and reference model %q serves %d; raise its --max-model-len or lower generation.max_tokens",
+					maxTokens, it.Name, need, it.ReferenceModel, refLen)
+			}
+			continue
+		}
+		if need := policyLen + 1; refLen < need {
+			return fmt.Errorf("endpoints.reference cannot score the longest reply of iteration %s, so this worker will not start: "+
+				"policy model %q (max_model_len %d) takes prompts of up to %d tokens with replies of up to generation.max_tokens %d, %d tokens in all; "+
+				"the reference scores prompt and reply as one prompt with max_tokens 1, so reference model %q needs max_model_len ≥ %d and serves %d: "+
+				"start it with --max-model-len %d or more (examples/vllm/serve-reference.sh) or the policy with a shorter one",
+				it.Name, it.PolicyModel, policyLen, max(policyLen-maxTokens, 0), maxTokens, policyLen, it.ReferenceModel, need, refLen, need)
+		}
+	}
+	return nil
+}
+
 // buildClients makes the worker's LLM clients from the configuration.
 func buildClients(cfg *config.Config, log *slog.Logger, hooks llm.Hooks) (worker.Clients, error) {
 	opts := []llm.Option{llm.WithLogger(log), llm.WithHooks(hooks)}

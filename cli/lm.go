@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ func newLMServeCmd() *cobra.Command {
 		modelsDir   string
 		rescan      time.Duration
 		shutdown    time.Duration
+		maxModelLen int
 		f           tinylm.Faults
 	)
 	cmd := &cobra.Command{
@@ -51,7 +53,13 @@ served as NAME too: the directory is rescanned every --rescan-interval and on
 POST /v1/load, so models that lm train writes there (a train hook) are served
 within a second, replaced files are reloaded and removed ones dropped. The
 fault flags inject latency and errors into the model endpoints, for testing
-clients.`,
+clients.
+
+With VLLM_ALLOW_RUNTIME_LORA_UPDATING=true (or 1) in the environment, as for
+vLLM, POST /v1/load_lora_adapter {"lora_name": NAME, "lora_path": FILE,
+"load_inplace": BOOL} serves the tinylm weights file FILE as NAME, in place
+of a LoRA adapter, and POST /v1/unload_lora_adapter {"lora_name":
+NAME} stops serving it; without the variable the routes answer 404.`,
 		Example: `  selfplay lm serve --addr 127.0.0.1:8000 --model tiny-0=builtin --model tiny-1=runs/tiny-1.bin.gz
   selfplay lm serve --addr 0.0.0.0:8000 --models-dir /models
   selfplay lm serve --error-rate 0.1 --rate-limit-rate 0.05 --retry-after 1s --fault-seed 7
@@ -82,7 +90,9 @@ clients.`,
 		if modelsDir != "" && rescan < 0 {
 			return fmt.Errorf("--rescan-interval %s: want 0 (only on POST /v1/load) or a positive duration", rescan)
 		}
-		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log, ModelsDir: modelsDir})
+		lora := tinylm.RuntimeLoRAUpdating(os.Getenv(tinylm.RuntimeLoRAUpdatingEnv))
+		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log,
+			ModelsDir: modelsDir, MaxModelLen: maxModelLen, RuntimeLoRAUpdating: lora})
 		if err != nil {
 			return err
 		}
@@ -97,6 +107,7 @@ clients.`,
 	fl.StringVar(&rewardModel, "reward-model", tinylm.DefaultRewardModel, "model name of the reward function served by /classify")
 	fl.StringVar(&modelsDir, "models-dir", "", "also serve every DIR/NAME.bin.gz as NAME, rescanned (see --rescan-interval, POST /v1/load)")
 	fl.DurationVar(&rescan, "rescan-interval", time.Second, "how often --models-dir is rescanned (0 = only on POST /v1/load)")
+	fl.IntVar(&maxModelLen, "max-model-len", tinylm.DefaultMaxModelLen, "context length in tokens (prompt plus generated), enforced and reported as max_model_len, as vLLM's --max-model-len")
 	fl.DurationVar(&shutdown, "shutdown-timeout", 10*time.Second, "how long to let in-flight requests finish on SIGTERM")
 	fl.DurationVar(&f.Latency, "latency", 0, "fault: fixed latency added to model requests")
 	fl.DurationVar(&f.LatencyJitter, "latency-jitter", 0, "fault: upper bound of a uniform random extra latency")

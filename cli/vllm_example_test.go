@@ -102,6 +102,15 @@ func TestVLLMExampleShellScripts(t *testing.T) {
 	require.Contains(t, got, "--enable-lora")
 	require.Contains(t, got, "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True", "runtime adapter loading is switched on")
 	require.Equal(t, "16", flagValue(t, got, "--max-lora-rank"))
+	// The reference's context is the policy's plus the one token its
+	// scoring request generates (checkReferenceContext).
+	for env, want := range map[string][2]string{"": {"4096", "4097"}, "POLICY_MAX_MODEL_LEN=8192": {"8192", "8193"}} {
+		pol, err := runScript(t, vllm, []string{env}, "serve-policy.sh")
+		require.NoError(t, err)
+		ref, err := runScript(t, vllm, []string{env}, "serve-reference.sh")
+		require.NoError(t, err)
+		require.Equal(t, want, [2]string{flagValue(t, pol, "--max-model-len"), flagValue(t, ref, "--max-model-len")}, env)
+	}
 	got, err = runScript(t, vllm, nil, "serve-reward.sh")
 	require.NoError(t, err)
 	require.Equal(t, "pooling", flagValue(t, got, "--runner"))

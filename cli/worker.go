@@ -46,6 +46,9 @@ func newWorkerCmd() *cobra.Command {
 		if err := probeReference(ctx, cfg, clients, log); err != nil {
 			return err
 		}
+		if err := checkReferenceContext(ctx, cfg, clients, log); err != nil {
+			return err
+		}
 		dep, err := store.DeploymentToken(ctx, pool)
 		if err != nil {
 			return err

@@ -124,7 +124,8 @@ type Generation struct {
 	// Seed for sampling; the per-prompt seed is derived from it and the
 	// prompt id so a re-run samples the same text. Default 42.
 	Seed int64 `mapstructure:"seed" json:"seed"`
-	// TopK keeps the k most likely tokens; default -1 (all). The neutral
+	// TopK keeps the k most likely tokens; default 0 (all; -1, which vLLM
+	// also reads as all, is accepted and sent as 0). The neutral
 	// values below are sent, not left out, because vLLM otherwise applies
 	// the model's generation_config (often top_k 20 or a repetition
 	// penalty), so samples would not come from temperature and top_p alone.
@@ -305,7 +306,7 @@ func Defaults() Config {
 			"policy": {BaseURL: "http://127.0.0.1:8000/v1"},
 			"reward": {BaseURL: "http://127.0.0.1:8000", Kind: "classify", Model: "reward"},
 		},
-		Generation: Generation{Samples: 5, Temperature: 0.8, TopP: 0.95, MaxTokens: 1024, Seed: 42, TopK: -1, RepetitionPenalty: 1},
+		Generation: Generation{Samples: 5, Temperature: 0.8, TopP: 0.95, MaxTokens: 1024, Seed: 42, TopK: 0, RepetitionPenalty: 1},
 		Scoring:    Scoring{Implicit: "simpo", Beta: 0.01, ImplicitWeight: 1.0},
 		Selection:  Selection{Metric: "alignment_potential", Ratio: 0.4, Seed: 42},
 		Evolve: Evolve{

@@ -30,7 +30,8 @@ func TestSamplingRangesFollowVLLM(t *testing.T) {
 		{name: "evolve greedy", yaml: "evolve: {temperature: 0}\n"},
 		{name: "evolve above 2", yaml: "evolve: {temperature: 3}\n", key: "evolve.temperature", want: "0 (greedy) or a number in [0.01, 2]"},
 		{name: "top_k set", yaml: "generation: {top_k: 20}\n"},
-		{name: "top_k below -1", yaml: "generation: {top_k: -2}\n", key: "generation.top_k", want: "expected -1"},
+		{name: "top_k -1 accepted", yaml: "generation: {top_k: -1}\n"},
+		{name: "top_k below -1", yaml: "generation: {top_k: -2}\n", key: "generation.top_k", want: "expected 0 (all tokens; -1 means the same)"},
 		{name: "min_p above 1", yaml: "generation: {min_p: 1.5}\n", key: "generation.min_p", want: "[0, 1]"},
 		{name: "repetition penalty 0", yaml: "generation: {repetition_penalty: 0}\n", key: "generation.repetition_penalty", want: "> 0"},
 		{name: "presence penalty -2 is allowed", yaml: "generation: {presence_penalty: -2}\n"},
@@ -45,7 +46,7 @@ func TestSamplingRangesFollowVLLM(t *testing.T) {
 				require.NoError(t, err)
 				if tc.yaml == "" {
 					g := cfg.Generation
-					require.Equal(t, []float64{-1, 0, 1, 0, 0}, []float64{float64(g.TopK), g.MinP, g.RepetitionPenalty, g.PresencePenalty, g.FrequencyPenalty})
+					require.Equal(t, []float64{0, 0, 1, 0, 0}, []float64{float64(g.TopK), g.MinP, g.RepetitionPenalty, g.PresencePenalty, g.FrequencyPenalty})
 				}
 				return
 			}

@@ -255,7 +255,7 @@ func (g Generation) check(ch *checker, key string) {
 	}
 	ch.ratio(key+".top_p", g.TopP)
 	if g.TopK < -1 {
-		ch.add(key+".top_k", "expected -1 (all tokens) or a number of tokens ≥ 1, got %d", g.TopK)
+		ch.add(key+".top_k", "expected 0 (all tokens; -1 means the same) or a number of tokens ≥ 1, got %d", g.TopK)
 	}
 	if !(g.MinP >= 0 && g.MinP <= 1) {
 		ch.add(key+".min_p", "expected a number in [0, 1] (0 = off), got %v", g.MinP)

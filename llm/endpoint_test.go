@@ -97,6 +97,10 @@ func TestNewRewardValidatesKind(t *testing.T) {
 		{name: "pooling", ep: Endpoint{Name: "reward", BaseURL: "http://h:1", Kind: KindPooling}},
 		{name: "get_reward with template", ep: Endpoint{Name: "reward", BaseURL: "http://h:1", Kind: KindGetReward}, opts: []Option{WithChatTemplate(TemplateChatML)}},
 		{name: "get_reward without template", ep: Endpoint{Name: "reward", BaseURL: "http://h:1", Kind: KindGetReward}, errPart: "set a chat template"},
+		{name: "get_reward with llama3", ep: Endpoint{Name: "reward", BaseURL: "http://h:1", Kind: KindGetReward}, opts: []Option{WithChatTemplate(TemplateLlama3)}},
+		// OpenRLHF 0.8.3+ reads the reward at the query's last token and
+		// appends no EOS; plain turns end in blank lines only.
+		{name: "get_reward with a template without end token", ep: Endpoint{Name: "reward", BaseURL: "http://h:1", Kind: KindGetReward}, opts: []Option{WithChatTemplate(TemplatePlain)}, errPart: `chat template "plain" ends an assistant turn with no end token`},
 		{name: "judge", ep: Endpoint{Name: "reward", BaseURL: "http://h:1", Kind: KindJudge, Model: "judge"}},
 		{name: "judge without model", ep: Endpoint{Name: "reward", BaseURL: "http://h:1", Kind: KindJudge}, errPart: "judge model name"},
 		{name: "empty kind", ep: Endpoint{Name: "reward", BaseURL: "http://h:1"}, errPart: "reward kind is empty"},
@@ -126,7 +130,7 @@ func TestGetRewardRoute(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r, err := NewReward(Endpoint{Name: "reward", BaseURL: tc.base, Kind: KindGetReward}, WithChatTemplate(TemplatePlain))
+			r, err := NewReward(Endpoint{Name: "reward", BaseURL: tc.base, Kind: KindGetReward}, WithChatTemplate(TemplateChatML))
 			require.NoError(t, err)
 			require.Equal(t, tc.want, r.route)
 		})

@@ -29,7 +29,10 @@ type SampleParams struct {
 	// the server choose. One-request-per-sample fallback uses Seed+i.
 	Seed *int64
 	// TopK keeps the k most likely tokens; 0 or -1 keeps all and is sent as
-	// -1. vLLM otherwise applies the model's generation_config default.
+	// 0, vLLM's current spelling (SamplingParams.top_k defaults to 0, "set
+	// to 0 (or -1) to consider all tokens", vllm/sampling_params.py;
+	// llama.cpp's server also takes k ≤ 0 as no limit). Always sent: vLLM
+	// otherwise applies the model's generation_config default.
 	TopK int
 	// MinP drops tokens below MinP times the top token's probability, in
 	// [0, 1]; 0 (sent) disables it.
@@ -42,12 +45,31 @@ type SampleParams struct {
 	PresencePenalty, FrequencyPenalty float64
 }
 
+// MaxModelLen returns the context length, prompt plus generated tokens,
+// that serves model on the policy server, from its /v1/models (vLLM's
+// ModelCard.max_model_len; an adapter's is its base model's, and an adapter
+// not loaded yet gets the base model's too), or from llama.cpp's server its
+// context per slot (meta.n_ctx); 0 when the server reports neither. vLLM
+// refuses a request whose prompt plus max_tokens exceeds it, and llama.cpp
+// stops a reply that fills it, so no prompt plus reply sampled is longer.
+func (p *Policy) MaxModelLen(ctx context.Context, model string) (int, error) {
+	t := p.chat.t
+	if model == "" {
+		model = t.ep.Model
+	}
+	list, err := getJSON[modelList](ctx, t, model, "/v1/models", t.v1+"/models", nil)
+	if err != nil {
+		return 0, err
+	}
+	return list.maxModelLen(model), nil
+}
+
 // Neutral values of the sampling knobs a server would otherwise take from
 // the model's generation_config (vLLM's default_sampling_params in
 // vllm/entrypoints/openai/chat_completion/protocol.py to_sampling_params:
 // "Priority: user -> server default -> OpenAI default").
 const (
-	neutralTopK              = -1
+	neutralTopK              = 0
 	neutralRepetitionPenalty = 1.0
 )
 
@@ -239,7 +261,7 @@ func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, ex
 		req.Seed = &s
 	}
 	topK := sp.TopK
-	if topK == 0 {
+	if topK == -1 {
 		topK = neutralTopK
 	}
 	rep := sp.RepetitionPenalty

@@ -28,6 +28,56 @@ type tokenizeChatRequest struct {
 	AddSpecialTokens    bool      `json:"add_special_tokens"`
 }
 
+// modelList is vLLM's ModelList from /v1/models; a LoRA adapter's card
+// names its base model as parent and has no max_model_len
+// (vllm/entrypoints/openai/models/serving.py, show_available_models).
+// llama.cpp's server has no max_model_len but reports its context per
+// slot, the most one request's prompt and reply can fill, as meta.n_ctx.
+type modelList struct {
+	Data []struct {
+		ID          string  `json:"id"`
+		Parent      *string `json:"parent"`
+		MaxModelLen *int    `json:"max_model_len"`
+		Meta        *struct {
+			NCtx *int `json:"n_ctx"`
+		} `json:"meta"`
+	} `json:"data"`
+}
+
+// maxModelLen is the context length that serves model: its own card's, its
+// parent's for an adapter, and for a model not listed (an adapter not
+// loaded yet) the longest of the base models'; 0 when none is reported.
+func (l *modelList) maxModelLen(model string) int {
+	lens := map[string]int{}
+	parents := map[string]string{}
+	longest := 0
+	for _, c := range l.Data {
+		if c.MaxModelLen == nil && c.Meta != nil {
+			c.MaxModelLen = c.Meta.NCtx
+		}
+		if c.MaxModelLen != nil {
+			lens[c.ID] = *c.MaxModelLen
+		}
+		if c.Parent != nil {
+			parents[c.ID] = *c.Parent
+		} else if c.MaxModelLen != nil {
+			longest = max(longest, *c.MaxModelLen)
+		}
+	}
+	if n, ok := lens[model]; ok {
+		return n
+	}
+	if p, ok := parents[model]; ok {
+		return lens[p]
+	}
+	for _, c := range l.Data {
+		if c.ID == model {
+			return 0 // listed, without a length of its own or a parent's
+		}
+	}
+	return longest
+}
+
 // tokenizeResponse is vLLM's TokenizeResponse.
 type tokenizeResponse struct {
 	Count       int   `json:"count"`

@@ -15,7 +15,8 @@ import (
 // prompt_logprobs, TokenizeChatRequest, TokenizeCompletionRequest,
 // TokenizeResponse, ClassificationCompletionRequest/ChatRequest,
 // ClassificationResponse, PoolingResponse, ErrorResponse); those in
-// testdata/openrlhf from OpenRLHF's serve_rm. These tests hold the clients'
+// testdata/openrlhf from OpenRLHF's openrlhf/cli/serve_rm.py as of 0.8.3
+// (the response carries rewards, scores and extra_logs). These tests hold the clients'
 // encoders and decoders to those shapes; live_test.go holds tinylm to them.
 
 func readFixture(t *testing.T, name string) []byte {
@@ -395,5 +396,34 @@ func TestAppendJSONFieldsMatchesGeneralMerge(t *testing.T) {
 			require.NoError(t, err)
 			require.JSONEq(t, string(wantJSON), string(got))
 		})
+	}
+}
+
+// TestModelListMaxModelLen reads the context length that serves a model
+// from /v1/models as vLLM (ModelCard, vllm/entrypoints/openai/models/
+// serving.py: base cards carry max_model_len, adapter cards a parent and
+// none), llama.cpp's server (meta.n_ctx, its context per slot) and an
+// OpenAI-style server (nothing) write it.
+func TestModelListMaxModelLen(t *testing.T) {
+	t.Parallel()
+	vllm := `{"object":"list","data":[
+		{"id":"policy-0","object":"model","owned_by":"vllm","root":"Qwen/Qwen2.5-1.5B-Instruct","parent":null,"max_model_len":4096},
+		{"id":"policy-1","object":"model","owned_by":"vllm","root":"/adapters/policy-1","parent":"policy-0","max_model_len":null}]}`
+	for _, tc := range []struct {
+		name, body, model string
+		want              int
+	}{
+		{"vllm base", vllm, "policy-0", 4096},
+		{"vllm adapter: its parent's", vllm, "policy-1", 4096},
+		{"vllm adapter not loaded yet: the base's", vllm, "policy-2", 4096},
+		{"two bases, model not listed: the longest", `{"data":[{"id":"a","max_model_len":2048},{"id":"b","max_model_len":8192}]}`, "c", 8192},
+		{"llama.cpp", `{"object":"list","data":[{"id":"tiny","object":"model","owned_by":"llamacpp","meta":{"n_ctx":1024,"n_ctx_train":4096}}]}`, "tiny", 1024},
+		{"openai style", `{"object":"list","data":[{"id":"gpt","object":"model","created":1,"owned_by":"openai"}]}`, "gpt", 0},
+		{"listed without a length", `{"data":[{"id":"a","max_model_len":2048},{"id":"b"}]}`, "b", 0},
+		{"empty list", `{"data":[]}`, "a", 0},
+	} {
+		var l modelList
+		require.NoError(t, json.Unmarshal([]byte(tc.body), &l), tc.name)
+		require.Equal(t, tc.want, l.maxModelLen(tc.model), tc.name)
 	}
 }

@@ -83,6 +83,24 @@ func (r *Reference) Probe(ctx context.Context, model string) error {
 	return nil
 }
 
+// MaxModelLen returns the context length of model on the reference server,
+// prompt plus generated tokens, as vLLM's /tokenize reports it
+// (TokenizeResponse.max_model_len); 0 when the server reports none.
+// Scoring a reply sends prompt + reply as the prompt with max_tokens 1, so
+// the longest reply it can score ends at MaxModelLen − 1 tokens.
+func (r *Reference) MaxModelLen(ctx context.Context, model string) (int, error) {
+	model = r.model(model)
+	if err := r.needModel(model); err != nil {
+		return 0, err
+	}
+	req := tokenizeTextRequest{Model: model, Prompt: "hello"}
+	got, err := postJSON(ctx, r.t, model, "/tokenize", r.t.root+"/tokenize", req, (*tokenizeResponse).check)
+	if err != nil {
+		return 0, err
+	}
+	return got.MaxModelLen, nil
+}
+
 func probeError(err error) error {
 	var e *Error
 	if errors.As(err, &e) && e.Permanent {

@@ -276,7 +276,7 @@ func TestRewardReplicas(t *testing.T) {
 	require.Equal(t, int64(2), b.Requests())
 
 	g, err := NewReward(Endpoint{Name: "reward", BaseURLs: []string{"http://a:1/get_reward", "http://b:1"}, Kind: KindGetReward},
-		WithChatTemplate(TemplatePlain))
+		WithChatTemplate(TemplateChatML))
 	require.NoError(t, err)
 	require.Equal(t, "http://a:1/get_reward", g.route)
 	require.Equal(t, []string{"http://a:1", "http://b:1"}, []string{g.Replicas()[0].URL, g.Replicas()[1].URL})

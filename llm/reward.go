@@ -49,6 +49,9 @@ func NewReward(ep Endpoint, opts ...Option) (*Reward, error) {
 		if t.opts.template == nil {
 			return nil, fmt.Errorf("llm: %s endpoint: kind get_reward sends rendered text; set a chat template matching the reward model (WithChatTemplate; built-ins: chatml, llama3, tinylm, plain)", ep.Name)
 		}
+		if tmpl := *t.opts.template; strings.TrimSpace(tmpl.part(tmpl.Suffix, "assistant")) == "" {
+			return nil, fmt.Errorf("llm: %s endpoint: chat template %q ends an assistant turn with no end token, and OpenRLHF's reward server (0.8.3 and later) reads the reward at the query's last token without appending an EOS: use a template whose turns end with the reward model's EOS token (chatml, llama3)", ep.Name, tmpl.Name)
+		}
 		// The address may name the route itself; every replica serves it
 		// under its root.
 		for _, rep := range t.bal.reps {
@@ -161,11 +164,18 @@ func renderReplies(t ChatTemplate, msgs []Message, replies []string) []string {
 //
 // A query ends at the reply's end-of-turn token, without the whitespace a
 // template writes after it. OpenRLHF's reward server (openrlhf/cli/
-// serve_rm.py, get_reward; read at commit 080b54f) strips the EOS token
-// from the end of each query and appends exactly one
-// (query.strip(pad).strip(eos) + eos; later versions do the same with a
-// regex, strip_sequence). Trailing whitespace defeats the strip, so the
-// model would score "…<|im_end|>\n" followed by a second end token.
+// serve_rm.py, get_reward) scores each query as sent since OpenRLHF 0.8.3
+// (PR #1038 removed strip_sequence and the appended EOS): it tokenizes it
+// without special tokens and reads the reward at its last token. Its
+// reward models are trained on texts that end with the tokenizer's EOS
+// (openrlhf/datasets/reward_dataset.py: the text right-stripped of
+// newlines, then " " + eos unless it ends with eos already), so the query
+// must end with that token and nothing after it: the end-of-turn token of
+// ChatML and Llama 3 templates is their instruct models' EOS. Servers
+// before 0.8.3 stripped EOS and pad tokens from both ends and appended one
+// EOS, which leaves such a query as it is; whitespace after the end token
+// would have defeated their strip too. The response's rewards are read;
+// 0.8.3 also sends the same list as scores, with extra_logs.
 func newGetRewardRequest(t ChatTemplate, msgs []Message, replies []string) getRewardRequest {
 	req := getRewardRequest{Query: renderReplies(t, msgs, replies), Prompts: make([]string, len(replies))}
 	for i, q := range req.Query {

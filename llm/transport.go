@@ -368,13 +368,30 @@ func postJSON[T any](ctx context.Context, t *transport, model, path, url string,
 	if err != nil {
 		return nil, &Error{Endpoint: t.ep.Name, Model: model, Path: path, Reason: "encoding request", Permanent: true, Err: err}
 	}
+	return sendJSON(ctx, t, model, path, url, payload, check)
+}
+
+// getJSON is postJSON for a GET without a body.
+func getJSON[T any](ctx context.Context, t *transport, model, path, url string, check func(*T) *failure) (*T, error) {
+	return sendJSON(ctx, t, model, path, url, nil, check)
+}
+
+// sendJSON posts payload to url, or GETs it when payload is nil, and
+// decodes the answer as postJSON describes.
+func sendJSON[T any](ctx context.Context, t *transport, model, path, url string, payload []byte, check func(*T) *failure) (*T, error) {
 	var out *T
-	err = t.call(ctx, model, path, func(actx context.Context) *failure {
-		req, err := http.NewRequestWithContext(actx, http.MethodPost, url, bytes.NewReader(payload))
+	err := t.call(ctx, model, path, func(actx context.Context) *failure {
+		method, body := http.MethodGet, io.Reader(nil)
+		if payload != nil {
+			method, body = http.MethodPost, bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(actx, method, url, body)
 		if err != nil {
 			return &failure{reason: "building request", err: err}
 		}
-		req.Header.Set("Content-Type", "application/json")
+		if payload != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		req.Header.Set("Accept", "application/json")
 		if t.ep.APIKey != "" {
 			req.Header.Set("Authorization", "Bearer "+t.ep.APIKey)

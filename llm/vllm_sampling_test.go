@@ -99,3 +99,15 @@ func TestSamplerLengthCapHolds(t *testing.T) {
 	}
 	require.Positive(t, capped, "at least one sample ran into the cap")
 }
+
+// TestTopKAllTokensSentAsZero: 0 and -1 both mean all tokens to vLLM
+// (SamplingParams.top_k: "Set to 0 (or -1) to consider all tokens",
+// vllm/sampling_params.py); the sampler sends vLLM's current spelling, 0,
+// for either, and any other value as given.
+func TestTopKAllTokensSentAsZero(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, sent int }{{0, 0}, {-1, 0}, {1, 1}, {20, 20}} {
+		_, fields := chatSamplingRequest(questionPrompt, SampleParams{Model: "m", N: 2, Temperature: 1, TopK: tc.in}, 2, nil, nil)
+		require.Equal(t, tc.sent, fields["top_k"], "top_k %d", tc.in)
+	}
+}

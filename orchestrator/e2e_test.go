@@ -35,6 +35,7 @@ type loop struct {
 	ratio   float64
 	lmAddr  string
 	lmArgs  []string
+	lmEnv   []string
 	lm      *selfplaytest.Proc
 	workers []workerProc
 	natsURL string
@@ -45,6 +46,8 @@ type loopOptions struct {
 	prompts   int
 	samples   int
 	lmArgs    []string // extra `lm serve` flags (fault injection)
+	lmEnv     []string // extra environment of `lm serve` (NAME=value)
+	lmAddr    string   // address of `lm serve`; default a free port
 	ackWait   string
 	workerCon int
 	// maxConcurrency per endpoint and worker; default 32.
@@ -100,7 +103,7 @@ func startLoop(t testing.TB, o loopOptions) *loop {
 	dir := t.TempDir()
 
 	l := &loop{dbURL: dbURL, pool: pool, dir: dir, samples: o.samples, ratio: 0.4,
-		lmAddr: selfplaytest.FreeAddr(t), lmArgs: o.lmArgs, natsURL: nats.URL, stream: nats.Stream}
+		lmAddr: cmp.Or(o.lmAddr, selfplaytest.FreeAddr(t)), lmArgs: o.lmArgs, lmEnv: o.lmEnv, natsURL: nats.URL, stream: nats.Stream}
 	l.startLM(t)
 	addr := l.lmAddr
 
@@ -174,7 +177,7 @@ iterations:
 func (l *loop) startLM(t testing.TB) {
 	t.Helper()
 	args := append([]string{"lm", "serve", "--addr", l.lmAddr, "--model", "tiny-0=builtin"}, l.lmArgs...)
-	l.lm = selfplaytest.Start(t, "lm", nil, args...)
+	l.lm = selfplaytest.Start(t, "lm", l.lmEnv, args...)
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + l.lmAddr + "/health")
 		if err != nil {

@@ -214,7 +214,7 @@ func llamaChat(t *testing.T, srv *llamacpptest.Server, msgs []prompt.Message, se
 		// The neutral sampling settings the policy client always sends
 		// (generation.top_k, min_p, repetition_penalty and the penalties),
 		// so llama-server's own defaults (top_k 40, min_p 0.05) do not apply.
-		"top_k": -1, "min_p": 0, "repetition_penalty": 1, "presence_penalty": 0, "frequency_penalty": 0,
+		"top_k": 0, "min_p": 0, "repetition_penalty": 1, "presence_penalty": 0, "frequency_penalty": 0,
 	})
 	require.NoError(t, err)
 	resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", bytes.NewReader(body))

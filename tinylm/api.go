@@ -248,7 +248,7 @@ type modelCard struct {
 	OwnedBy     string  `json:"owned_by"`
 	Root        string  `json:"root"`
 	Parent      *string `json:"parent"`
-	MaxModelLen int     `json:"max_model_len"`
+	MaxModelLen *int    `json:"max_model_len"`
 	Permission  []any   `json:"permission"`
 }
 

@@ -63,7 +63,7 @@ func (s *Server) chat(req *chatRequest) (*chatResponse, error) {
 	if req.AddSpecialTokens {
 		prompt = m.Tok.AddSpecial(prompt)
 	}
-	if err := sp.fitContext(len(prompt)); err != nil {
+	if err := sp.fitContext(len(prompt), s.maxModelLen); err != nil {
 		return nil, err
 	}
 	resp := &chatResponse{ID: randomID("chatcmpl"), Object: "chat.completion", Created: time.Now().Unix(), Model: name}

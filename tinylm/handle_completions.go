@@ -105,7 +105,7 @@ func (s *Server) complete(req *completionRequest) (*completionResponse, error) {
 			return nil, badRequest("prompt", "prompt %d: %v", pi, err)
 		}
 		psp := sp
-		if err := psp.fitContext(len(p.ids)); err != nil {
+		if err := psp.fitContext(len(p.ids), s.maxModelLen); err != nil {
 			return nil, err
 		}
 		// Teacher-forced prompt log-probs, shared by echo and prompt_logprobs.

@@ -63,7 +63,7 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("prompt", "send prompt (text) or messages (chat)"))
 		return
 	}
-	resp := tokenizeResponse{Count: len(ids), MaxModelLen: MaxModelLen, Tokens: ids}
+	resp := tokenizeResponse{Count: len(ids), MaxModelLen: s.maxModelLen, Tokens: ids}
 	if req.ReturnTokenStrs {
 		resp.TokenStrs = make([]string, len(ids))
 		for i, id := range ids {

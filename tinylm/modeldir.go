@@ -24,8 +24,8 @@ type ModelsChange struct {
 	// Removed are the names whose files disappeared.
 	Removed []string `json:"removed"`
 	// Failed maps the names of files that could not be served (a corrupt
-	// file, a name taken by a fixed model or the reward model) to the
-	// reason. A file is reported once per version.
+	// file, a name taken by a fixed model, the reward model or a loaded
+	// adapter) to the reason. A file is reported once per version.
 	Failed map[string]string `json:"failed,omitempty"`
 }
 
@@ -133,6 +133,10 @@ func (s *Server) Rescan() (ModelsChange, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, m := range loaded {
+		if _, ok := s.adapters[name]; ok {
+			fail(name, fmt.Sprintf("%s: the name is taken by an adapter loaded through /v1/load_lora_adapter", name+ModelFileSuffix))
+			continue
+		}
 		s.models[name] = m
 		d.served[name] = true
 		ch.Loaded = append(ch.Loaded, name)

@@ -70,7 +70,7 @@ func (p *samplingParams) checkLikeVLLM(k samplingKnobs) error {
 	// What vLLM accepts but tinylm does not implement.
 	switch {
 	case k.TopK != nil && *k.TopK > 0:
-		return badRequest("top_k", "tinylm does not implement top_k; send -1 or 0 (all tokens), got %d", *k.TopK)
+		return badRequest("top_k", "tinylm does not implement top_k; send 0 (all tokens; -1 means the same), got %d", *k.TopK)
 	case k.MinP != nil && *k.MinP != 0:
 		return badRequest("min_p", "tinylm does not implement min_p; send 0, got %v", *k.MinP)
 	case k.RepetitionPenalty != nil && *k.RepetitionPenalty != 1:

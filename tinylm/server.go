@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// MaxModelLen is the context length the server reports and enforces
-// (prompt plus generated tokens).
-const MaxModelLen = 4096
+// DefaultMaxModelLen is the context length (prompt plus generated tokens)
+// the server reports and enforces when ServerOptions.MaxModelLen is 0.
+const DefaultMaxModelLen = 4096
 
 // DefaultMaxTokens is the generation cap when a request sets no max_tokens.
 const DefaultMaxTokens = 256
@@ -48,23 +48,42 @@ type ServerOptions struct {
 	// server reads it once in NewServer and again on every Rescan, on POST
 	// /v1/load and, with Watch, periodically; see Rescan.
 	ModelsDir string
+	// MaxModelLen is the context length in tokens, prompt plus generated
+	// tokens, that the server enforces and reports as max_model_len on
+	// /tokenize and /v1/models, as vLLM's --max-model-len; 0 means
+	// DefaultMaxModelLen.
+	MaxModelLen int
+	// RuntimeLoRAUpdating serves POST /v1/load_lora_adapter and
+	// /v1/unload_lora_adapter, which vLLM serves only when its environment
+	// variable VLLM_ALLOW_RUNTIME_LORA_UPDATING is true (see
+	// RuntimeLoRAUpdatingEnv); without it the routes do not exist (404).
+	RuntimeLoRAUpdating bool
 }
 
 // Server is the vLLM-compatible HTTP server of tinylm. It implements
 // http.Handler and is safe for concurrent use.
 type Server struct {
-	// mu guards models and names, which change when the models directory
-	// does; the *Model values themselves are never written.
-	mu      sync.RWMutex
-	models  map[string]*Model
-	names   []string
-	fixed   map[string]bool
-	dir     *modelDir
-	reward  string
-	log     *slog.Logger
-	faults  *faultInjector
-	created int64
-	routes  map[string]route
+	// mu guards models, names and adapters, which change when the models
+	// directory does and when adapters are loaded; the *Model values
+	// themselves are never written.
+	mu     sync.RWMutex
+	models map[string]*Model
+	names  []string
+	// adapters are the names loaded through /v1/load_lora_adapter, with the
+	// path each was loaded from; they are in models too.
+	adapters map[string]string
+	// loraMu serialises adapter loads and unloads, so a check and the
+	// change it allows are one step (vLLM locks per name).
+	loraMu      sync.Mutex
+	fixed       map[string]bool
+	base        string
+	dir         *modelDir
+	reward      string
+	maxModelLen int
+	log         *slog.Logger
+	faults      *faultInjector
+	created     int64
+	routes      map[string]route
 }
 
 type route struct {
@@ -74,7 +93,14 @@ type route struct {
 
 // NewServer validates opts and builds a server.
 func NewServer(opts ServerOptions) (*Server, error) {
-	s := &Server{models: map[string]*Model{}, fixed: map[string]bool{}, reward: opts.RewardModel, log: opts.Logger, created: time.Now().Unix()}
+	s := &Server{models: map[string]*Model{}, adapters: map[string]string{}, fixed: map[string]bool{}, reward: opts.RewardModel,
+		maxModelLen: opts.MaxModelLen, log: opts.Logger, created: time.Now().Unix()}
+	if s.maxModelLen == 0 {
+		s.maxModelLen = DefaultMaxModelLen
+	}
+	if s.maxModelLen < 2 {
+		return nil, fmt.Errorf("new server: max model len %d: want at least 2 (a prompt token and a generated one)", opts.MaxModelLen)
+	}
 	if s.reward == "" {
 		s.reward = DefaultRewardModel
 	}
@@ -103,6 +129,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		s.names = append(s.names, name)
 	}
 	slices.Sort(s.names)
+	if len(s.names) > 0 {
+		s.base = s.names[0]
+	}
 	if opts.ModelsDir != "" {
 		if err := s.openModelsDir(opts.ModelsDir); err != nil {
 			return nil, fmt.Errorf("new server: %w", err)
@@ -130,6 +159,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		"/classify":            {http.MethodPost, wrap(s.handleClassify)},
 		"/pooling":             {http.MethodPost, wrap(s.handlePooling)},
 		"/v1/load":             {http.MethodPost, s.handleLoad},
+	}
+	if opts.RuntimeLoRAUpdating {
+		s.routes["/v1/load_lora_adapter"] = route{http.MethodPost, s.handleLoadLoRA}
+		s.routes["/v1/unload_lora_adapter"] = route{http.MethodPost, s.handleUnloadLoRA}
 	}
 	return s, nil
 }
@@ -184,9 +217,21 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	list := modelList{Object: "list", Data: []modelCard{}}
-	for _, name := range append(s.ModelNames(), s.reward) {
-		list.Data = append(list.Data, modelCard{ID: name, Object: "model", Created: s.created, OwnedBy: "tinylm", Root: name, MaxModelLen: MaxModelLen, Permission: []any{}})
+	s.mu.RLock()
+	for _, name := range append(slices.Clone(s.names), s.reward) {
+		card := modelCard{ID: name, Object: "model", Created: s.created, OwnedBy: "tinylm", Root: name, MaxModelLen: &s.maxModelLen, Permission: []any{}}
+		if path, ok := s.adapters[name]; ok {
+			// vLLM's card of a LoRA adapter: root is the path it was loaded
+			// from, parent the base model, no max_model_len
+			// (OpenAIServingModels.show_available_models).
+			card.Root, card.MaxModelLen = path, nil
+			if s.base != "" {
+				card.Parent = &s.base
+			}
+		}
+		list.Data = append(list.Data, card)
 	}
+	s.mu.RUnlock()
 	writeJSON(w, http.StatusOK, list)
 }
 
@@ -252,17 +297,17 @@ func parseSampling(n *int, temperature, topP *float64, maxTokens *int, seed *int
 	return p, nil
 }
 
-// fitContext caps max tokens to the context length: an explicit request
-// that does not fit is an error, the default is shortened.
-func (p *samplingParams) fitContext(promptLen int) error {
-	if promptLen > MaxModelLen {
-		return badRequest("messages", "This model's maximum context length is %d tokens. However, your request has %d input tokens. Please reduce the length of the input messages.", MaxModelLen, promptLen)
+// fitContext caps max tokens to the context length maxLen: an explicit
+// request that does not fit is an error, the default is shortened.
+func (p *samplingParams) fitContext(promptLen, maxLen int) error {
+	if promptLen > maxLen {
+		return badRequest("messages", "This model's maximum context length is %d tokens. However, your request has %d input tokens. Please reduce the length of the input messages.", maxLen, promptLen)
 	}
-	if promptLen+p.maxTokens > MaxModelLen {
+	if promptLen+p.maxTokens > maxLen {
 		if p.maxExplicit {
-			return badRequest("max_tokens", "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the input, %d for the completion). Please reduce the length of the input or max_tokens.", MaxModelLen, promptLen+p.maxTokens, promptLen, p.maxTokens)
+			return badRequest("max_tokens", "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the input, %d for the completion). Please reduce the length of the input or max_tokens.", maxLen, promptLen+p.maxTokens, promptLen, p.maxTokens)
 		}
-		p.maxTokens = MaxModelLen - promptLen
+		p.maxTokens = maxLen - promptLen
 	}
 	return nil
 }

@@ -165,7 +165,7 @@ func TestHealthAndModels(t *testing.T) {
 	var ids []string
 	for _, d := range list.Data {
 		require.Equal(t, "model", d.Object)
-		require.Equal(t, tinylm.MaxModelLen, d.MaxModelLen)
+		require.Equal(t, tinylm.DefaultMaxModelLen, d.MaxModelLen)
 		ids = append(ids, d.ID)
 	}
 	require.Equal(t, []string{"tiny-0", "tiny-1", "judge"}, ids)
@@ -474,7 +474,7 @@ func TestTokenize(t *testing.T) {
 	require.Equal(t, []string{"how", "do", "i", "cook", "rice", "?"}, r.TokenStrs)
 	require.Equal(t, tok.Encode("how do i cook rice ?"), r.Tokens)
 	require.Equal(t, 6, r.Count)
-	require.Equal(t, tinylm.MaxModelLen, r.MaxModelLen)
+	require.Equal(t, tinylm.DefaultMaxModelLen, r.MaxModelLen)
 
 	msgs := userMsg("How do I cook rice?")
 	var withGen, noGen, cont tokenizeResp
@@ -588,7 +588,7 @@ func TestErrors(t *testing.T) {
 		{name: "negative temperature", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "temperature": -1}, status: 400, msg: "temperature"},
 		{name: "top_p zero", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "top_p": 0}, status: 400, msg: "top_p"},
 		{name: "negative max_tokens", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "max_tokens": -1}, status: 400, msg: "max_tokens"},
-		{name: "max_tokens over context", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "max_tokens": tinylm.MaxModelLen}, status: 400, msg: "maximum context length"},
+		{name: "max_tokens over context", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "max_tokens": tinylm.DefaultMaxModelLen}, status: 400, msg: "maximum context length"},
 		{name: "top_logprobs without logprobs", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "top_logprobs": 2}, status: 400, msg: "logprobs=true"},
 		{name: "too many top_logprobs", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "logprobs": true, "top_logprobs": 21}, status: 400, msg: "top_logprobs"},
 		{name: "stream", path: "/v1/chat/completions", body: map[string]any{"messages": msgs, "stream": true}, status: 400, msg: "stream"},
@@ -633,6 +633,8 @@ func TestNewServerRejectsBadOptions(t *testing.T) {
 		{name: "rate above one", opts: tinylm.ServerOptions{Faults: tinylm.Faults{ErrorRate: 1.5}}, want: "error rate"},
 		{name: "rates add up above one", opts: tinylm.ServerOptions{Faults: tinylm.Faults{ErrorRate: 0.6, HangRate: 0.6}}, want: "sum"},
 		{name: "negative latency", opts: tinylm.ServerOptions{Faults: tinylm.Faults{Latency: -time.Second}}, want: "latency"},
+		{name: "context of one token", opts: tinylm.ServerOptions{MaxModelLen: 1}, want: "max model len 1"},
+		{name: "negative context", opts: tinylm.ServerOptions{MaxModelLen: -4096}, want: "max model len -4096"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -641,4 +643,36 @@ func TestNewServerRejectsBadOptions(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// TestMaxModelLenOption: the context length is reported on /tokenize and
+// /v1/models and enforced on prompt plus max_tokens, as vLLM's
+// --max-model-len: with 12 tokens, an 11-token prompt leaves room for the
+// one token max_tokens 1 asks, a 12-token prompt does not.
+func TestMaxModelLenOption(t *testing.T) {
+	t.Parallel()
+	base := tinylmtest.Start(t, tinylm.ServerOptions{MaxModelLen: 12})
+	var r tokenizeResp
+	ok(t, base, "/tokenize", map[string]any{"prompt": "rice"}, &r)
+	require.Equal(t, 12, r.MaxModelLen)
+	var list struct {
+		Data []struct {
+			MaxModelLen int `json:"max_model_len"`
+		} `json:"data"`
+	}
+	ok(t, base, "/v1/models", nil, &list)
+	require.Equal(t, 12, list.Data[0].MaxModelLen)
+
+	tok := tinylm.Builtin().Tok
+	ids := tok.Encode(strings.Repeat("rice ", 13))
+	require.Len(t, ids, 13)
+	var c completionResp
+	ok(t, base, "/v1/completions", map[string]any{"prompt": ids[:11], "max_tokens": 1, "prompt_logprobs": 0}, &c)
+	require.Len(t, c.Choices[0].PromptLogprobs, 11)
+	status, _, raw := call(t, base, "/v1/completions", map[string]any{"prompt": ids[:12], "max_tokens": 1, "prompt_logprobs": 0})
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Contains(t, string(raw), "maximum context length is 12 tokens. However, you requested 13 tokens (12 in the input, 1 for the completion)")
+	status, _, raw = call(t, base, "/v1/completions", map[string]any{"prompt": ids, "max_tokens": 1})
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Contains(t, string(raw), "your request has 13 input tokens")
 }

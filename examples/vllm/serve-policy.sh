@@ -9,6 +9,8 @@
 # --generation-config vllm: vLLM's neutral sampling defaults rather than the
 # model's generation_config.json (top_k, repetition_penalty, …), so samples
 # are drawn at the schedule's temperature and top_p alone.
+# POLICY_MAX_MODEL_LEN (default 4096) is the policy's context, prompt plus
+# reply; serve-reference.sh reads it too and serves one token more.
 set -euo pipefail
 BASE_MODEL=${BASE_MODEL:-Qwen/Qwen2.5-1.5B-Instruct}
 PORT=${PORT:-8000}
@@ -18,7 +20,7 @@ exec vllm serve "$BASE_MODEL" \
   --served-model-name policy-0 \
   --host 0.0.0.0 --port "$PORT" \
   --enable-lora --max-loras 4 --max-lora-rank 16 \
-  --max-model-len 4096 \
+  --max-model-len "${POLICY_MAX_MODEL_LEN:-4096}" \
   --gpu-memory-utilization "${GPU_MEMORY_UTILIZATION:-0.85}" \
   --generation-config vllm \
   "$@"
