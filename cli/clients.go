@@ -65,17 +65,21 @@ func probeReference(ctx context.Context, cfg *config.Config, clients worker.Clie
 }
 
 // checkReferenceContext refuses to start a worker whose reference server
-// cannot score the longest reply the policy can give. The policy server
-// takes a prompt only when prompt plus max_tokens fits its context
-// (max_model_len), so the longest prompt is its max_model_len −
-// generation.max_tokens and prompt plus reply reach its max_model_len. The
-// reference scores prompt and reply as one prompt with max_tokens 1, which
-// vLLM refuses unless prompt plus 1 fits its own max_model_len: it needs
-// the policy's + 1. When the policy server reports no context length (an
-// OpenAI-style server), only a one-token prompt with a full reply is
-// checked; a reference server that reports none (vLLM always does, on
-// /tokenize) is not checked. A length that cannot be read now is logged,
-// as probeReference does.
+// cannot score the policy's replies. The policy server takes a prompt only
+// when prompt plus max_tokens fits its context (max_model_len), so prompt
+// plus reply reach at most its max_model_len. The reference scores prompt
+// and reply as one prompt with max_tokens 1, which vLLM refuses unless
+// prompt plus 1 fits its own max_model_len. A reference shorter than the
+// policy is refused. One exactly as long (the usual single server, the
+// policy a LoRA adapter on the reference's base model) starts with a
+// warning: it scores every reply but one that fills the policy's whole
+// context (a prompt of max_model_len − max_tokens tokens or more whose
+// reply was cut at max_tokens), whose task fails with the server's reason;
+// the policy's + 1 scores all. When the policy server reports no context
+// length (an OpenAI-style server), only a one-token prompt with a full
+// reply is checked; a reference server that reports none (vLLM always
+// does, on /tokenize) is not checked. A length that cannot be read now is
+// logged, as probeReference does.
 func checkReferenceContext(ctx context.Context, cfg *config.Config, clients worker.Clients, log *slog.Logger) error {
 	ref, ok := clients.Reference.(*llm.Reference)
 	policy, pok := clients.Policy.(*llm.Policy)
@@ -100,7 +104,7 @@ func checkReferenceContext(ctx context.Context, cfg *config.Config, clients work
 		cache[model] = n
 		return n
 	}
-	refLens, policyLens := map[string]int{}, map[string]int{}
+	refLens, policyLens, warned := map[string]int{}, map[string]int{}, map[string]bool{}
 	for _, it := range cfg.Iterations {
 		if it.ReferenceModel == "" {
 			continue
@@ -120,12 +124,20 @@ func checkReferenceContext(ctx context.Context, cfg *config.Config, clients work
 			}
 			continue
 		}
-		if need := policyLen + 1; refLen < need {
-			return fmt.Errorf("endpoints.reference cannot score the longest reply of iteration %s, so this worker will not start: "+
+		need := policyLen + 1
+		if refLen < policyLen {
+			return fmt.Errorf("endpoints.reference cannot score the long replies of iteration %s, so this worker will not start: "+
 				"policy model %q (max_model_len %d) takes prompts of up to %d tokens with replies of up to generation.max_tokens %d, %d tokens in all; "+
 				"the reference scores prompt and reply as one prompt with max_tokens 1, so reference model %q needs max_model_len ≥ %d and serves %d: "+
 				"start it with --max-model-len %d or more (examples/vllm/serve-reference.sh) or the policy with a shorter one",
 				it.Name, it.PolicyModel, policyLen, max(policyLen-maxTokens, 0), maxTokens, policyLen, it.ReferenceModel, need, refLen, need)
+		}
+		if key := it.ReferenceModel; refLen == policyLen && !warned[key] {
+			warned[key] = true
+			log.WarnContext(ctx, "the reference's context is the policy's: a reply that fills the policy's whole context "+
+				"(a prompt of max_model_len − max_tokens tokens or more, the reply cut at max_tokens) cannot be scored and its task fails; "+
+				"a reference with one token more scores every reply",
+				"iteration", it.Name, "policy_model", it.PolicyModel, "reference_model", it.ReferenceModel, "max_model_len", refLen, "needed_for_all", need)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,9 +52,11 @@ func TestCheckRewardTemplateAtStart(t *testing.T) {
 // which vLLM refuses beyond max_model_len − 1 (tests/v1/e2e/
 // test_context_length.py in vllm-project/vllm: a prompt of max_model_len −
 // 1 tokens with max_tokens 1 is allowed, one of max_model_len is not). A
-// reference with the policy's length is refused at start; one token more
-// is enough — and scoring such a reply over HTTP fails and succeeds to
-// match.
+// reference shorter than the policy is refused at start; one as long (a
+// single server, the policy an adapter on the reference's base) starts
+// with a warning, since only a reply filling the policy's whole context
+// is out of its reach; one token more is enough for all — and scoring
+// such a reply over HTTP fails and succeeds to match.
 func TestCheckReferenceContextAtStart(t *testing.T) {
 	t.Parallel()
 	const policyLen, maxTokens = 64, 16
@@ -107,8 +110,9 @@ func TestCheckReferenceContextAtStart(t *testing.T) {
 		refLen int
 		want   string
 	}{
-		{policyLen, "reference model \"tiny-0\" needs max_model_len ≥ 65 and serves 64: start it with --max-model-len 65 or more"},
+		{policyLen - 1, "reference model \"tiny-0\" needs max_model_len ≥ 65 and serves 63: start it with --max-model-len 65 or more"},
 		{policyLen - 10, "needs max_model_len ≥ 65 and serves 54"},
+		{policyLen, ""},
 		{policyLen + 1, ""},
 		{4 * policyLen, ""},
 	} {
@@ -116,21 +120,34 @@ func TestCheckReferenceContextAtStart(t *testing.T) {
 		ref, err := llm.NewReference(llm.Endpoint{Name: "reference", BaseURL: refBase, MaxRetries: 1}, opts...)
 		require.NoError(t, err)
 		clients := worker.Clients{Policy: policy, Reference: ref}
+		logs.Reset()
 		err = checkReferenceContext(ctx, cfg, clients, log)
 		_, scoreErr := ref.LogProbTokens(ctx, "tiny-0", msgs, reply)
+		if tc.refLen == policyLen {
+			require.NoError(t, err, "as long as the policy: starts")
+			require.Equal(t, 1, strings.Count(logs.String(), "the reference's context is the policy's"), "warned once for the reference model")
+			require.Contains(t, logs.String(), "needed_for_all=65")
+			var e *llm.Error
+			require.ErrorAs(t, scoreErr, &e, "the one reply out of its reach is refused by the reference, as the warning says")
+			require.Equal(t, http.StatusBadRequest, e.Status)
+			_, err = ref.LogProbTokens(ctx, "tiny-0", msgs, reply[1:])
+			require.NoError(t, err, "one token less is scored")
+			continue
+		}
 		if tc.want == "" {
 			require.NoError(t, err, "reference max_model_len %d", tc.refLen)
 			require.NoError(t, scoreErr, "the longest reply is scored")
+			require.Empty(t, logs.String())
 			continue
 		}
 		require.ErrorContains(t, err, tc.want)
-		require.ErrorContains(t, err, `iteration iter0`)
+		require.ErrorContains(t, err, `the long replies of iteration iter0`)
 		require.ErrorContains(t, err, `takes prompts of up to 48 tokens with replies of up to generation.max_tokens 16, 64 tokens in all`)
 		var e *llm.Error
 		require.ErrorAs(t, scoreErr, &e, "the longest reply is refused by the reference: the start-up check is right")
 		require.Equal(t, http.StatusBadRequest, e.Status)
 	}
-	require.Empty(t, logs.String())
+	logs.Reset()
 
 	// Servers that cannot be reached now: logged, and the worker starts.
 	down, err := llm.NewReference(llm.Endpoint{Name: "reference", BaseURL: "http://127.0.0.1:1", MaxRetries: 1}, opts...)
@@ -166,14 +183,14 @@ func TestCheckReferenceContextLlamaServerPolicy(t *testing.T) {
 	require.Equal(t, 1024, nCtx, "llamacpptest gives each of its 2 slots 1024 tokens")
 	cfg := &config.Config{Iterations: []config.Iteration{{Name: "iter0", PolicyModel: srv.Alias, ReferenceModel: "tiny-0", Generation: config.Generation{MaxTokens: 64}}}}
 	log := slog.New(slog.DiscardHandler)
-	for refLen, ok := range map[int]bool{1024: false, 1025: true} {
+	for refLen, ok := range map[int]bool{1023: false, 1024: true, 1025: true} {
 		ref, err := llm.NewReference(llm.Endpoint{Name: "reference", BaseURL: tinylmtest.Start(t, tinylm.ServerOptions{MaxModelLen: refLen}), MaxRetries: 1})
 		require.NoError(t, err)
 		err = checkReferenceContext(ctx, cfg, worker.Clients{Policy: policy, Reference: ref}, log)
 		if ok {
 			require.NoError(t, err)
 		} else {
-			require.ErrorContains(t, err, "needs max_model_len ≥ 1025 and serves 1024")
+			require.ErrorContains(t, err, "needs max_model_len ≥ 1025 and serves 1023")
 		}
 	}
 }
