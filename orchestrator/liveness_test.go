@@ -197,12 +197,34 @@ func TestTwoDeploymentsShareAStream(t *testing.T) {
 	tAlone, err := timeRun(alone, "alone")
 	require.NoError(t, err)
 
+	// While both run: one stream, one consumer per run, each filtering
+	// on its own deployment's subjects.
+	js := a.jetStream(t)
+	s, err := js.Stream(context.Background(), stream)
+	require.NoError(t, err)
+	filters := map[string]bool{}
+	watching, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			for c := range s.ListConsumers(context.Background()).Info() {
+				filters[c.Config.FilterSubject] = true
+			}
+			select {
+			case <-watching:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	var tA, tC time.Duration
 	var errA, errC error
 	wg.Go(func() { tA, errA = timeRun(a, "first") })
 	wg.Go(func() { tC, errC = timeRun(c, "second") })
 	wg.Wait()
+	close(watching)
+	<-watched
 	require.NoError(t, errA)
 	require.NoError(t, errC)
 	for _, l := range []*loop{alone, a, c} {
@@ -210,15 +232,19 @@ func TestTwoDeploymentsShareAStream(t *testing.T) {
 		require.Zero(t, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'failed' OR losses > 0`))
 		require.EqualValues(t, prompts*2, l.count(t, `SELECT count(*) FROM responses`))
 	}
-	// One stream, one consumer per deployment, each on its own subjects.
-	js := a.jetStream(t)
-	s, err := js.Stream(context.Background(), stream)
-	require.NoError(t, err)
-	filters := map[string]bool{}
-	for name := range s.ListConsumers(context.Background()).Info() {
-		filters[name.Config.FilterSubject] = true
+	require.Len(t, filters, 2, "two runs at once, two filters: %v", filters)
+	for _, l := range []*loop{a, c} {
+		dep, err := store.DeploymentToken(context.Background(), l.pool)
+		require.NoError(t, err)
+		require.True(t, filters[strings.ToLower(stream)+".tasks."+dep+".r1.>"], "%s in %v", dep, filters)
 	}
-	require.Len(t, filters, 3, "three deployments, three filters")
+	// Finished runs leave nothing in the shared stream.
+	for range s.ListConsumers(context.Background()).Info() {
+		t.Fatal("a finished run's consumer is still there")
+	}
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, info.State.Msgs)
 	t.Logf("TWO DEPLOYMENTS alone=%s together=%s and %s (%.2f× and %.2f× alone)",
 		tAlone.Round(10*time.Millisecond), tA.Round(10*time.Millisecond), tC.Round(10*time.Millisecond),
 		tA.Seconds()/tAlone.Seconds(), tC.Seconds()/tAlone.Seconds())
@@ -301,12 +327,11 @@ func TestNoWorkerPullingIsWarned(t *testing.T) {
 	// `selfplay status` says the same from the consumer.
 	require.Contains(t, l.status(t), fmt.Sprintf("workers: 0 pull requests waiting (free worker slots), 0 tasks in flight, %d queued", prompts))
 
-	l.worker(t, "worker-late")
+	w := l.worker(t, "worker-late")
 	require.NoError(t, run.Wait(2*time.Minute), run.Tail(30))
-	// The worker's two slots each keep a pull request waiting.
-	require.Eventually(t, func() bool {
-		return strings.Contains(l.status(t), "workers: 2 pull requests waiting (free worker slots), 0 tasks in flight, 0 queued")
-	}, 30*time.Second, 200*time.Millisecond, "status: %s", l.status(t))
+	// The run is done and its consumer gone: the worker waits for another.
+	require.Contains(t, l.status(t), "workers: none pulling (no run has a consumer on stream")
+	require.False(t, w.Exited(), w.Tail(20))
 	require.Equal(t, 1, strings.Count(run.Output(), noWorkerWarning), "no warning once a worker pulled")
 	require.EqualValues(t, prompts, l.count(t, `SELECT count(*) FROM tasks WHERE status = 'done'`))
 }

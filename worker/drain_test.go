@@ -75,3 +75,20 @@ func (e *env) workerWith(t *testing.T, workerLine string) *selfplaytest.Proc {
 	require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
 	return selfplaytest.Start(t, "worker", nil, "worker", "-c", path, "--log-level", "info")
 }
+
+// TestIdleWorkerKeepsAPullPerSlot: a worker of two slots with nothing
+// queued keeps one pull request waiting per slot on its run's consumer
+// (what `selfplay status` and the orchestrator's idle warning read), and
+// says it serves the run.
+func TestIdleWorkerKeepsAPullPerSlot(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	cons, err := bus.RunConsumer(context.Background(), e.js, e.queue)
+	require.NoError(t, err)
+	w := e.workerWith(t, "worker: {concurrency: 2, ack_wait: 5s, max_deliver: 2}")
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumWaiting == 2
+	}, 30*time.Second, 20*time.Millisecond, w.Tail(20))
+	require.Contains(t, w.Output(), `msg="pulling a run's tasks" consumer=`+e.queue.Consumer())
+}
