@@ -285,7 +285,6 @@ func drainDeliverable(cons jetstream.Consumer) error {
 	}
 }
 
-
 // PurgeTasks removes every message of one kind of one iteration from the
 // stream. The orchestrator calls it when the run's consumer has nothing
 // queued or in flight, or the stage has no pending task left, so what it
