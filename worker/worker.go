@@ -149,11 +149,18 @@ func (w *Worker) refresh(ctx context.Context) error {
 	return nil
 }
 
-// watchQueues reads the run consumers again every fetchWait until ctx
-// ends, so a run started (or finished) after this worker is pulled from
-// (or dropped) and a changed ack_wait is followed by the heartbeats.
+// watchQueues reads the run consumers again every fetchWait, and every
+// second while there is none, until ctx ends, so a run started (or
+// finished) after this worker is pulled from (or dropped) and a changed
+// ack_wait is followed by the heartbeats.
 func (w *Worker) watchQueues(ctx context.Context) {
-	t := time.NewTicker(fetchWait)
+	next := func() time.Duration {
+		if len(w.queues.List()) == 0 {
+			return time.Second
+		}
+		return fetchWait
+	}
+	t := time.NewTimer(next()) // Run read them just now
 	defer t.Stop()
 	for {
 		select {
@@ -163,6 +170,7 @@ func (w *Worker) watchQueues(ctx context.Context) {
 			if err := w.refresh(ctx); err != nil && ctx.Err() == nil {
 				w.log.WarnContext(ctx, "could not read the runs' consumers", "err", err)
 			}
+			t.Reset(next())
 		}
 	}
 }
