@@ -16,6 +16,7 @@ import (
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/decontam"
 	"github.com/selfplay/selfplay/store"
 )
 
@@ -52,6 +53,8 @@ type Orchestrator struct {
 	deployment string
 	cons       jetstream.Consumer
 	pub        *bus.Publisher
+	// bench is the n-gram set of decontaminate.files, nil without them.
+	bench *decontam.Set
 }
 
 // New builds an orchestrator that publishes to cfg.NATS.Stream through js.
@@ -92,6 +95,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // runLocked does the run's work while the lock is held (ctx ends when it
 // is lost).
 func (o *Orchestrator) runLocked(ctx context.Context) error {
+	if err := o.buildBenchmark(ctx); err != nil {
+		return err
+	}
 	if err := o.riding(ctx, "bind the task queue", func() error { return o.bindQueue(ctx) }); err != nil {
 		return err
 	}
