@@ -1,7 +1,7 @@
 // Package decontam finds prompts that share a run of words with a
 // benchmark: the n-gram set of the benchmark prompts is built once per run
-// as sorted 64-bit hashes, and checking a prompt is one hash and one
-// bucket search per n-gram of its words.
+// as a table of 64-bit hashes (open addressing), and checking a prompt is
+// one hash and one table probe per n-gram of its words.
 //
 // Words are those of prompt.Words (NFKC, case folding, punctuation and
 // symbols as separators), over prompt.Content (the non-system messages).
@@ -11,11 +11,9 @@
 package decontam
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math/bits"
-	"slices"
 
 	"github.com/selfplay/selfplay/internal/hash64"
 	"github.com/selfplay/selfplay/prompt"
@@ -37,10 +35,10 @@ func (m Match) String() string { return fmt.Sprintf("%s:%d", m.File, m.Row) }
 // for concurrent use.
 type Set struct {
 	n     int
-	keys  []uint64 // sorted, distinct n-gram hashes
-	refs  []uint32 // refs[i] is the row of keys[i] in rows
-	index []uint32 // index[b] is the first key whose top bits are ≥ b
-	shift uint
+	slots []uint64 // n-gram hashes by position, 0 for an empty slot
+	refs  []uint32 // refs[i] is the benchmark row of slots[i] in rows
+	mask  uint64
+	count int
 	files []string
 	rows  []ref
 
@@ -58,7 +56,7 @@ type ref struct {
 func (s *Set) N() int { return s.n }
 
 // NGrams is the number of distinct n-grams in the set.
-func (s *Set) NGrams() int { return len(s.keys) }
+func (s *Set) NGrams() int { return s.count }
 
 // Files are the benchmark files the set was built from.
 func (s *Set) Files() []string { return s.files }
@@ -98,35 +96,34 @@ func Build(ctx context.Context, files []string, column string, n int) (*Set, err
 	if err != nil {
 		return nil, fmt.Errorf("decontaminate.files: %w", err)
 	}
-	// Stable: of equal hashes, the first file's first row is kept.
-	slices.SortStableFunc(entries, func(a, b entry) int { return cmp.Compare(a.key, b.key) })
-	s.keys = make([]uint64, 0, len(entries))
-	s.refs = make([]uint32, 0, len(entries))
-	for i, e := range entries {
-		if i > 0 && e.key == entries[i-1].key {
-			continue
+	s.fill(len(entries), func(yield func(key uint64, ref uint32)) {
+		for _, e := range entries {
+			yield(e.key, e.ref)
 		}
-		s.keys = append(s.keys, e.key)
-		s.refs = append(s.refs, e.ref)
-	}
-	s.buildIndex()
+	})
 	return s, nil
 }
 
-// buildIndex splits the sorted keys into 2^b buckets by their top b bits,
-// about one key per bucket (b at most 22: a 16 MiB index).
-func (s *Set) buildIndex() {
-	b := min(max(bits.Len(uint(len(s.keys))), 1), 22)
-	s.shift = uint(64 - b)
-	s.index = make([]uint32, 1<<b+1)
-	k := 0
-	for top := range 1 << b {
-		for k < len(s.keys) && s.keys[k]>>s.shift < uint64(top) {
-			k++
+// fill builds the table from n entries: a power of two of slots, at least
+// 4/3 of n (a load of 3/4 at most; an unsuccessful probe then reads about 8
+// consecutive slots, one or two cache lines). Of equal keys the first is
+// kept: the first file's first row.
+func (s *Set) fill(n int, entries func(func(uint64, uint32))) {
+	size := 1 << bits.Len(uint(max(n+n/3, 1)))
+	s.slots, s.refs = make([]uint64, size), make([]uint32, size)
+	s.mask = uint64(size - 1)
+	entries(func(key uint64, ref uint32) {
+		key = max(key, 1) // 0 marks an empty slot
+		i := key & s.mask
+		for s.slots[i] != 0 {
+			if s.slots[i] == key {
+				return
+			}
+			i = (i + 1) & s.mask
 		}
-		s.index[top] = uint32(k)
-	}
-	s.index[1<<b] = uint32(len(s.keys))
+		s.slots[i], s.refs[i] = key, ref
+		s.count++
+	})
 }
 
 // wordHashes appends the hash of each word to dst.
@@ -149,7 +146,7 @@ func (s *Set) Check(msgs []prompt.Message) (Match, bool) {
 
 // CheckWords is Check on words already split by prompt.Words.
 func (s *Set) CheckWords(words []string) (Match, bool) {
-	if s == nil || len(s.keys) == 0 || len(words) < s.n {
+	if s == nil || s.count == 0 || len(words) < s.n {
 		return Match{}, false
 	}
 	var buf [64]uint64
@@ -163,14 +160,13 @@ func (s *Set) CheckWords(words []string) (Match, bool) {
 	return Match{}, false
 }
 
-// find looks key up in its bucket.
+// find looks key up.
 func (s *Set) find(key uint64) (uint32, bool) {
-	top := key >> s.shift
-	lo, hi := s.index[top], s.index[top+1]
-	bucket := s.keys[lo:hi]
-	i, ok := slices.BinarySearch(bucket, key)
-	if !ok {
-		return 0, false
+	key = max(key, 1)
+	for i := key & s.mask; s.slots[i] != 0; i = (i + 1) & s.mask {
+		if s.slots[i] == key {
+			return s.refs[i], true
+		}
 	}
-	return s.refs[int(lo)+i], true
+	return 0, false
 }

@@ -3,6 +3,7 @@ package prompt
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
@@ -17,7 +18,12 @@ import (
 // are kept: "café" and "cafe" differ. Text without spaces between words
 // (Chinese, Japanese) is one word per run of letters.
 func Words(text string) []string {
-	folded := norm.NFKC.String(cases.Fold().String(norm.NFKC.String(text)))
+	var folded string
+	if isASCII(text) {
+		folded = strings.ToLower(text) // NFKC leaves ASCII alone; folding it is lowering
+	} else {
+		folded = norm.NFKC.String(cases.Fold().String(norm.NFKC.String(text)))
+	}
 	return strings.FieldsFunc(folded, func(r rune) bool {
 		return !unicode.IsLetter(r) && !unicode.IsMark(r) && !unicode.IsNumber(r)
 	})
@@ -39,4 +45,13 @@ func Content(msgs []Message) string {
 		b.WriteString(m.Content)
 	}
 	return b.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
