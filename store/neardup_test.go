@@ -97,7 +97,7 @@ func TestFindNear(t *testing.T) {
 		oneWord,
 		sixWords,
 		"Describe a mountain village in winter, its people, its animals and the long nights by the fire in great detail.", // another run's
-		"Write a short poem about the sea at night, with the moon on the water and a lighthouse far away on the rocks!",  // ordinal 1
+		"Write a short poem about the sea at night, with the moon on the water and a lighthouse far away on the rocks!",   // ordinal 1
 		"?!", // no words, no signature
 	))
 	require.NoError(t, err)
