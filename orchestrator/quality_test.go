@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/prompt"
+	"github.com/selfplay/selfplay/selfplaytest"
 	"github.com/selfplay/selfplay/store"
 	"github.com/selfplay/selfplay/store/storetest"
 )
@@ -171,6 +173,24 @@ func TestLoadScreensPromptFiles(t *testing.T) {
 	sigs := count(t, pool, `SELECT count(*) FROM prompt_signatures`)
 	require.Equal(t, 4, sigs)
 	require.Equal(t, 4*20, count(t, pool, `SELECT count(*) FROM prompt_bands WHERE run_id = $1`, a.run.ID))
+
+	// The queries of docs/data-quality.md find them.
+	docs, err := os.ReadFile(filepath.Join(selfplaytest.Root(), "docs", "data-quality.md"))
+	require.NoError(t, err)
+	blocks := regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(docs), -1)
+	require.Len(t, blocks, 1)
+	queries := strings.Split(strings.TrimSpace(blocks[0][1]), ";\n")
+	require.Len(t, queries, 3)
+	for i, want := range []int{2, 1, 2} { // groups: contaminated of prompts.jsonl (2), near_duplicate (1)
+		rows, err := pool.Query(ctx, strings.ReplaceAll(queries[i], "'demo'", "'a'"))
+		require.NoError(t, err, queries[i])
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		require.NoError(t, rows.Err())
+		require.Equal(t, want, n, queries[i])
+	}
 
 	// The load stage again (an orchestrator restarted in it): nothing new.
 	require.NoError(t, a.states[0].load(ctx))
