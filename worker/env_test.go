@@ -51,16 +51,7 @@ func setup(t *testing.T, lmArgs ...string) *env {
 	t.Cleanup(pool.Close)
 	natsCfg := bustest.NewStream(t)
 
-	addr := selfplaytest.FreeAddr(t)
-	selfplaytest.Start(t, "lm", nil, append([]string{"lm", "serve", "--addr", addr}, lmArgs...)...)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	addr := startTinyLM(t, lmArgs...)
 
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "selfplay.yaml")
@@ -92,15 +83,41 @@ iterations:
 	require.NoError(t, err)
 	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageGenerating, ""))
 
+	js, dep := bindDeployment(t, pool, cfg)
+	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples, deployment: dep}
+}
+
+// startTinyLM starts a tinylm server process with the given flags and
+// returns its address once it answers.
+func startTinyLM(t *testing.T, lmArgs ...string) string {
+	t.Helper()
+	addr := selfplaytest.FreeAddr(t)
+	selfplaytest.Start(t, "lm", nil, append([]string{"lm", "serve", "--addr", addr}, lmArgs...)...)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	return addr
+}
+
+// bindDeployment does the orchestrator's part: it makes the deployment's
+// stream and consumer, and returns the JetStream context and the
+// deployment token.
+func bindDeployment(t *testing.T, pool *pgxpool.Pool, cfg *config.Config) (jetstream.JetStream, string) {
+	t.Helper()
+	ctx := context.Background()
 	nc, js, err := bus.Connect(cfg.NATS, "worker-test", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	// The orchestrator's part: the deployment's consumer.
 	dep, err := store.DeploymentToken(ctx, pool)
 	require.NoError(t, err)
 	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.NATS.Stream, Deployment: dep, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver})
 	require.NoError(t, err)
-	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples, deployment: dep}
+	return js, dep
 }
 
 // addTasks puts prompts with these texts into the iteration's pool, makes

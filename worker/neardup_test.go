@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,16 +60,7 @@ func TestEvolveDropsNearDuplicateRewrites(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	natsCfg := bustest.NewStream(t)
-	addr := selfplaytest.FreeAddr(t)
-	selfplaytest.Start(t, "lm", nil, "lm", "serve", "--addr", addr)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	addr := startTinyLM(t)
 
 	cfgPath := filepath.Join(t.TempDir(), "selfplay.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, `
@@ -126,13 +115,7 @@ iterations:
 	}
 	require.NoError(t, store.StoreSignatures(ctx, pool, run.ID, 0, params, ids, items))
 
-	nc, js, err := bus.Connect(cfg.NATS, "worker-test", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	dep, err := store.DeploymentToken(ctx, pool)
-	require.NoError(t, err)
-	_, err = bus.EnsureStream(ctx, js, bus.StreamOptions{Name: cfg.NATS.Stream, Deployment: dep, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver})
-	require.NoError(t, err)
+	js, dep := bindDeployment(t, pool, cfg)
 	pub := bus.NewPublisher(js, cfg.NATS.Stream, dep)
 	for _, id := range ids[:2] {
 		_, err := pool.Exec(ctx, `INSERT INTO tasks (iteration_id, prompt_id, kind) VALUES ($1, $2, 'evolve')`, its[0].ID, id)
