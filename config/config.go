@@ -12,19 +12,22 @@ type Config struct {
 	// Run names the run; it is unique per database and also names the
 	// export folder, so it may only hold letters, digits, '.', '_' and '-'.
 	// Default "demo".
-	Run          string              `mapstructure:"run" json:"run"`
-	Database     Database            `mapstructure:"database" json:"database"`
-	NATS         NATS                `mapstructure:"nats" json:"nats"`
-	Endpoints    map[string]Endpoint `mapstructure:"endpoints" json:"endpoints"`
-	Generation   Generation          `mapstructure:"generation" json:"generation"`
-	Scoring      Scoring             `mapstructure:"scoring" json:"scoring"`
-	Selection    Selection           `mapstructure:"selection" json:"selection"`
-	Evolve       Evolve              `mapstructure:"evolve" json:"evolve"`
-	Export       Export              `mapstructure:"export" json:"export"`
-	Hooks        Hooks               `mapstructure:"hooks" json:"hooks"`
-	Worker       Worker              `mapstructure:"worker" json:"worker"`
-	Orchestrator Orchestrator        `mapstructure:"orchestrator" json:"orchestrator"`
-	Iterations   []Iteration         `mapstructure:"iterations" json:"iterations"`
+	Run        string              `mapstructure:"run" json:"run"`
+	Database   Database            `mapstructure:"database" json:"database"`
+	NATS       NATS                `mapstructure:"nats" json:"nats"`
+	Endpoints  map[string]Endpoint `mapstructure:"endpoints" json:"endpoints"`
+	Generation Generation          `mapstructure:"generation" json:"generation"`
+	Scoring    Scoring             `mapstructure:"scoring" json:"scoring"`
+	Selection  Selection           `mapstructure:"selection" json:"selection"`
+	Evolve     Evolve              `mapstructure:"evolve" json:"evolve"`
+	Dedup      Dedup               `mapstructure:"dedup" json:"dedup"`
+	// Decontaminate names benchmark files no prompt may overlap.
+	Decontaminate Decontaminate `mapstructure:"decontaminate" json:"decontaminate"`
+	Export        Export        `mapstructure:"export" json:"export"`
+	Hooks         Hooks         `mapstructure:"hooks" json:"hooks"`
+	Worker        Worker        `mapstructure:"worker" json:"worker"`
+	Orchestrator  Orchestrator  `mapstructure:"orchestrator" json:"orchestrator"`
+	Iterations    []Iteration   `mapstructure:"iterations" json:"iterations"`
 
 	// Path is the file the configuration was read from ("" when none).
 	Path string `mapstructure:"-" json:"-"`
@@ -193,6 +196,48 @@ type Evolve struct {
 	MaxTokens int `mapstructure:"max_tokens" json:"max_tokens"`
 }
 
+// DedupLoaded values: what happens to a near-duplicate in a prompt file.
+const (
+	DedupReport = "report"
+	DedupDrop   = "drop"
+)
+
+// Dedup controls near-duplicate detection: every prompt that enters a pool
+// gets a MinHash signature of its word shingles, indexed by LSH bands (see
+// package minhash). The section is run-wide (signatures of one run must be
+// comparable), not overridable per iteration.
+type Dedup struct {
+	// Shingle is the number of consecutive words in a shingle; default 3.
+	Shingle int `mapstructure:"shingle" json:"shingle"`
+	// Bands × Rows is the signature's length (at most 1024); default
+	// 20 × 6 = 120, whose LSH S-curve turns at (1/20)^(1/6) ≈ 0.61: a pair
+	// at Jaccard 0.8 is a candidate with probability 0.998, one at 0.3 with
+	// 0.014.
+	Bands int `mapstructure:"bands" json:"bands"`
+	Rows  int `mapstructure:"rows" json:"rows"`
+	// NearThreshold is the estimated Jaccard similarity, in (0, 1], at
+	// which a prompt is a near-duplicate of one already in the run;
+	// default 0.8.
+	NearThreshold float64 `mapstructure:"near_threshold" json:"near_threshold"`
+	// Loaded says what happens to a near-duplicate read from a prompt
+	// file: "report" (default; kept, counted and shown in the report) or
+	// "drop". Evolved near-duplicates are always dropped.
+	Loaded string `mapstructure:"loaded" json:"loaded"`
+}
+
+// Decontaminate names benchmark prompt files: a prompt (loaded or evolved)
+// that shares a run of NGram words with any of their prompts is dropped.
+type Decontaminate struct {
+	// Files are benchmark prompt files, in the formats of prompts.files;
+	// default none (no check).
+	Files []string `mapstructure:"files" json:"files"`
+	// NGram is the length in words of a shared run that counts; default 13.
+	NGram int `mapstructure:"ngram" json:"ngram"`
+	// Column names the benchmark files' prompt column, as prompts.column;
+	// "" (default): "prompt" or "messages".
+	Column string `mapstructure:"column" json:"column,omitempty"`
+}
+
 // Export controls the per-iteration dataset files.
 type Export struct {
 	// Dir receives exports/<run>/<iteration>/; default ./exports.
@@ -268,6 +313,9 @@ type Iteration struct {
 	Scoring    Scoring    `mapstructure:"-" json:"-"`
 	Selection  Selection  `mapstructure:"-" json:"-"`
 	Evolve     Evolve     `mapstructure:"-" json:"-"`
+	// The run-wide sections, stored with every iteration.
+	Dedup         Dedup         `mapstructure:"-" json:"-"`
+	Decontaminate Decontaminate `mapstructure:"-" json:"-"`
 }
 
 // Prompts says where an iteration's prompt pool comes from.
@@ -314,10 +362,12 @@ func Defaults() Config {
 			Strategies:  []string{"breadth", "deepen", "constraints", "concretize", "reasoning"},
 			LengthRatio: 5, MaxPromptChars: 8000, Endpoint: "policy", Temperature: 0.7, MaxTokens: 512,
 		},
-		Export:       Export{Dir: "./exports", Formats: []string{"jsonl"}},
-		Hooks:        Hooks{Train: []string{}, TrainTimeout: 24 * time.Hour, WaitForModel: 2 * time.Hour},
-		Worker:       Worker{Concurrency: 16, AckWait: 10 * time.Minute, MaxDeliver: 5},
-		Orchestrator: Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond, OutageTimeout: 10 * time.Minute, IdleWarning: time.Minute},
+		Dedup:         Dedup{Shingle: 3, Bands: 20, Rows: 6, NearThreshold: 0.8, Loaded: DedupReport},
+		Decontaminate: Decontaminate{Files: []string{}, NGram: 13},
+		Export:        Export{Dir: "./exports", Formats: []string{"jsonl"}},
+		Hooks:         Hooks{Train: []string{}, TrainTimeout: 24 * time.Hour, WaitForModel: 2 * time.Hour},
+		Worker:        Worker{Concurrency: 16, AckWait: 10 * time.Minute, MaxDeliver: 5},
+		Orchestrator:  Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond, OutageTimeout: 10 * time.Minute, IdleWarning: time.Minute},
 	}
 }
 
@@ -358,6 +408,9 @@ type Settings struct {
 	Scoring        Scoring    `json:"scoring"`
 	Selection      Selection  `json:"selection"`
 	Evolve         Evolve     `json:"evolve"`
+	// Dedup and Decontaminate are run-wide: the same in every iteration.
+	Dedup         Dedup         `json:"dedup"`
+	Decontaminate Decontaminate `json:"decontaminate"`
 }
 
 // Settings returns the iteration's effective settings.
@@ -365,5 +418,6 @@ func (it Iteration) Settings() Settings {
 	return Settings{
 		Name: it.Name, PolicyModel: it.PolicyModel, ReferenceModel: it.ReferenceModel, Prompts: it.Prompts,
 		Generation: it.Generation, Scoring: it.Scoring, Selection: it.Selection, Evolve: it.Evolve,
+		Dedup: it.Dedup, Decontaminate: it.Decontaminate,
 	}
 }

@@ -436,6 +436,8 @@ func (c *Config) resolveOverrides(settings map[string]any) []Problem {
 	for i := range c.Iterations {
 		it := &c.Iterations[i]
 		it.Generation, it.Scoring, it.Selection, it.Evolve = c.Generation, c.Scoring, c.Selection, c.Evolve
+		it.Dedup, it.Decontaminate = c.Dedup, c.Decontaminate
+		it.Decontaminate.Files = append([]string{}, c.Decontaminate.Files...)
 		if it.ReferenceModel == "" {
 			// A reference endpoint that names its model scores every
 			// iteration with it unless the iteration names another.

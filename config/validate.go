@@ -136,6 +136,8 @@ func (c *Config) validate() []Problem {
 	c.Scoring.check(&ch, "scoring", c)
 	c.Selection.check(&ch, "selection")
 	c.Evolve.check(&ch, "evolve", c)
+	c.Dedup.check(&ch)
+	c.Decontaminate.check(&ch)
 
 	if c.Export.Dir == "" {
 		ch.add("export.dir", "required: a folder for the exports")
@@ -333,5 +335,44 @@ func (e Evolve) check(ch *checker, key string, c *Config) {
 	}
 	if e.MaxTokens < 1 {
 		ch.add(key+".max_tokens", "expected at least 1, got %d", e.MaxTokens)
+	}
+}
+
+// DedupLoadedModes are the values of dedup.loaded.
+var DedupLoadedModes = []string{DedupReport, DedupDrop}
+
+func (d Dedup) check(ch *checker) {
+	if d.Shingle < 1 {
+		ch.add("dedup.shingle", "expected at least 1 word, got %d", d.Shingle)
+	}
+	if d.Bands < 1 {
+		ch.add("dedup.bands", "expected at least 1, got %d", d.Bands)
+	}
+	if d.Rows < 1 {
+		ch.add("dedup.rows", "expected at least 1, got %d", d.Rows)
+	}
+	if d.Bands >= 1 && d.Rows >= 1 && d.Bands*d.Rows > 1024 {
+		ch.add("dedup.bands", "bands × rows is %d, over 1024 hash functions", d.Bands*d.Rows)
+	}
+	ch.ratio("dedup.near_threshold", d.NearThreshold)
+	ch.oneOf("dedup.loaded", d.Loaded, DedupLoadedModes)
+}
+
+func (d Decontaminate) check(ch *checker) {
+	if d.NGram < 1 {
+		ch.add("decontaminate.ngram", "expected at least 1 word, got %d", d.NGram)
+	}
+	seen := map[string]bool{}
+	for i, f := range d.Files {
+		switch {
+		case f == "":
+			ch.add(fmt.Sprintf("decontaminate.files[%d]", i), "expected a file name")
+		case seen[f]:
+			ch.add(fmt.Sprintf("decontaminate.files[%d]", i), "%q is listed twice", f)
+		}
+		seen[f] = true
+	}
+	if len(d.Files) == 0 && d.Column != "" {
+		ch.add("decontaminate.column", "set without decontaminate.files")
 	}
 }

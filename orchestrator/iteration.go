@@ -74,7 +74,10 @@ func (s *iterationState) runStage(ctx context.Context, stage string) error {
 		return s.selectEvolve(ctx)
 	case store.StageEvolving:
 		if s.evolves() {
-			return s.dispatch(ctx, bus.KindEvolve)
+			if err := s.dispatch(ctx, bus.KindEvolve); err != nil {
+				return err
+			}
+			return s.screenEvolved(ctx)
 		}
 	case store.StageExporting:
 		res, err := Export(ctx, s.o.pool, s.exportSpec())
@@ -108,7 +111,7 @@ func (s *iterationState) load(ctx context.Context) error {
 		if err != nil {
 			return &permanentError{err}
 		}
-		if _, err := store.LoadPool(ctx, s.o.pool, s.it.ID, ps); err != nil {
+		if err := s.loadPool(ctx, ps); err != nil {
 			return err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/config"
+	"github.com/selfplay/selfplay/decontam"
 	"github.com/selfplay/selfplay/store"
 )
 
@@ -54,6 +55,8 @@ type Orchestrator struct {
 	queue      bus.Queue
 	cons       jetstream.Consumer
 	pub        *bus.Publisher
+	// bench is the n-gram set of decontaminate.files, nil without them.
+	bench *decontam.Set
 }
 
 // New builds an orchestrator that publishes to cfg.NATS.Stream through js.
@@ -94,6 +97,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // runLocked does the run's work while the lock is held (ctx ends when it
 // is lost).
 func (o *Orchestrator) runLocked(ctx context.Context) error {
+	if err := o.buildBenchmark(ctx); err != nil {
+		return err
+	}
 	if err := o.riding(ctx, "check the task stream", func() error { return o.checkStream(ctx) }); err != nil {
 		return err
 	}

@@ -25,7 +25,10 @@ import (
 
 // storedSettings reads the settings stored with an iteration.
 func storedSettings(it store.Iteration) (config.Settings, error) {
-	var s config.Settings
+	// Settings stored before the dedup and decontaminate sections existed
+	// read as their defaults.
+	d := config.Defaults()
+	s := config.Settings{Dedup: d.Dedup, Decontaminate: d.Decontaminate}
 	if err := json.Unmarshal(it.Config, &s); err != nil {
 		return s, fmt.Errorf("iteration %s: stored settings: %w", it.Name, err)
 	}
@@ -36,7 +39,8 @@ func storedSettings(it store.Iteration) (config.Settings, error) {
 // settings.
 func iterationOf(s config.Settings) config.Iteration {
 	return config.Iteration{Name: s.Name, PolicyModel: s.PolicyModel, ReferenceModel: s.ReferenceModel, Prompts: s.Prompts,
-		Generation: s.Generation, Scoring: s.Scoring, Selection: s.Selection, Evolve: s.Evolve}
+		Generation: s.Generation, Scoring: s.Scoring, Selection: s.Selection, Evolve: s.Evolve,
+		Dedup: s.Dedup, Decontaminate: s.Decontaminate}
 }
 
 // settingsDiff lists the keys whose values differ between the stored

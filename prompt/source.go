@@ -63,7 +63,7 @@ func ReadSource(ctx context.Context, src Source) ([]Prompt, error) {
 		if src.Limit > 0 && rows >= src.Limit {
 			break
 		}
-		n, err := readOne(ctx, path, src, src.Limit-rows, func(p Prompt) {
+		n, err := readOne(ctx, path, src, src.Limit-rows, func(p Prompt, _ int) {
 			if !seen[p.Hash] {
 				seen[p.Hash] = true
 				out = append(out, p)
@@ -90,9 +90,27 @@ func ReadSource(ctx context.Context, src Source) ([]Prompt, error) {
 	return out, nil
 }
 
-// readOne reads up to limit rows (all when limit <= 0) of one file and
-// returns how many it read.
-func readOne(ctx context.Context, path string, src Source, limit int, add func(Prompt)) (int, error) {
+// EachRow reads the source's files (Limit, Sample and duplicate removal do
+// not apply) and calls fn with every prompt, its file and its row (the
+// line of a JSON Lines file, the row of a Parquet file, both 1-based). A bad
+// row fails the read with a *LineError naming file and row, an empty file
+// with an error naming the file.
+func EachRow(ctx context.Context, src Source, fn func(file string, row int, p Prompt)) error {
+	for _, path := range src.Files {
+		n, err := readOne(ctx, path, src, 0, func(p Prompt, row int) { fn(path, row, p) })
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%s: no prompts in file", path)
+		}
+	}
+	return nil
+}
+
+// readOne reads up to limit rows (all when limit <= 0) of one file, calls
+// add with each prompt and its 1-based row, and returns how many it read.
+func readOne(ctx context.Context, path string, src Source, limit int, add func(Prompt, int)) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("read prompts: %w", err)
@@ -126,7 +144,7 @@ func readOne(ctx context.Context, path string, src Source, limit int, add func(P
 		if reason != "" {
 			return &LineError{File: path, Line: n, Reason: reason}
 		}
-		add(p)
+		add(p, n)
 		if rows++; limit > 0 && rows >= limit {
 			return errLimit
 		}
@@ -269,7 +287,7 @@ func finish(msgs []Message, name string, id any, maxChars int) (Prompt, string) 
 
 // readParquet reads the prompt (and id) columns of a Parquet file row by
 // row; the other columns are not decoded.
-func readParquet(ctx context.Context, f *os.File, path string, src Source, limit int, add func(Prompt)) (int, error) {
+func readParquet(ctx context.Context, f *os.File, path string, src Source, limit int, add func(Prompt, int)) (int, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("read prompts: %w", err)
@@ -342,7 +360,7 @@ func readParquet(ctx context.Context, f *os.File, path string, src Source, limit
 		if reason != "" {
 			return 0, &LineError{File: path, Line: n, Reason: reason}
 		}
-		add(p)
+		add(p, n)
 		rows++
 	}
 	return rows, nil

@@ -59,6 +59,11 @@ type Data struct {
 	Trend []IterationTrend
 	// Top are the best selected pairs, by rank.
 	Top []TopPair
+	// Flags count the prompts this iteration found near-duplicate or
+	// contaminated (loaded ones by file, evolved ones by strategy), and
+	// NearExamples and ContaminatedExamples show the first few of each.
+	Flags                              []store.FlagCount
+	NearExamples, ContaminatedExamples []store.FlagExample
 
 	ranges ranges // read by loadSummary for loadHistograms
 	// tasks are the iteration's task counts, read first.
@@ -228,6 +233,7 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 		{"evolution", d.loadEvolution},
 		{"trend", d.loadTrend},
 		{"top pairs", d.loadTop},
+		{"data quality", d.loadFlags},
 	} {
 		if err := step.load(ctx, db, it.ID); err != nil {
 			return nil, fmt.Errorf("report of %s/%s: %s: %w", run, iteration, step.what, err)
@@ -426,8 +432,10 @@ func (d *Data) loadPairs(ctx context.Context, db store.DBTX, id int64) error {
 	return nil
 }
 
-// droppedPart reads one "N reason" of an evolve outcome's dropped list.
-var droppedPart = regexp.MustCompile(`(\d+) ([^,]+)`)
+// droppedPart reads one "N reason" of an evolve outcome's dropped list,
+// leaving out a list of strategies in parentheses ("2 near_duplicate
+// (breadth, deepen)").
+var droppedPart = regexp.MustCompile(`(\d+) ([^,(]+)(?:\([^)]*\))?`)
 
 func (d *Data) loadEvolution(ctx context.Context, db store.DBTX, id int64) error {
 	// Made: every done evolve task tried each configured strategy once.
@@ -486,6 +494,21 @@ func (d *Data) loadEvolution(ctx context.Context, db store.DBTX, id int64) error
 		return d.Dropped[i].Label < d.Dropped[j].Label
 	})
 	return nil
+}
+
+// flagExamples is how many flags of each reason the report shows in full.
+const flagExamples = 5
+
+func (d *Data) loadFlags(ctx context.Context, db store.DBTX, id int64) error {
+	var err error
+	if d.Flags, err = store.FlagCounts(ctx, db, id); err != nil {
+		return err
+	}
+	if d.NearExamples, err = store.FlagExamples(ctx, db, id, store.ReasonNearDuplicate, flagExamples); err != nil {
+		return err
+	}
+	d.ContaminatedExamples, err = store.FlagExamples(ctx, db, id, store.ReasonContaminated, flagExamples)
+	return err
 }
 
 func (d *Data) loadTrend(ctx context.Context, db store.DBTX, id int64) error {

@@ -88,6 +88,9 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"trunc": func(s string, n int) string {
 		return truncate(s, n)
 	},
+	"deref":  func(s *string) string { return *s },
+	"derefF": func(f *float64) float64 { return *f },
+	"derefI": func(i *int32) int32 { return *i },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -161,7 +164,35 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
   </table>
   {{- else}}<p>No pair is selected in this iteration.</p>{{end}}
 </section>
-<footer>Every number here was read from PostgreSQL (tables pairs, responses, tasks, prompts and the pair_details view) when the report was made; see the SQL cookbook (docs/sql.md) to query them yourself. Made by selfplay report.</footer>
+<section class="top" id="data-quality">
+  <h2>Data quality</h2>
+  {{- if .Flags}}
+  <table>
+    <tr><th>reason</th><th>action</th><th>prompts</th><th>file or strategy</th><th class="n">count</th></tr>
+    {{- range .Flags}}
+    <tr><td>{{.Reason}}</td><td>{{if .Dropped}}dropped{{else}}kept, reported{{end}}</td><td>{{.Origin}}</td><td>{{.Source}}</td><td class="n">{{.Count}}</td></tr>
+    {{- end}}
+  </table>
+  {{- if .NearExamples}}
+  <table>
+    <tr><th>near-duplicate</th><th>of the run's prompt</th><th class="n">Jaccard<br>estimated / exact</th></tr>
+    {{- range .NearExamples}}
+    <tr><td class="text">{{trunc .Text 300}}{{if .Strategy}} <i>({{.Strategy}})</i>{{end}}</td><td class="text">{{if .MatchedText}}{{trunc (deref .MatchedText) 300}}{{end}}</td>
+      <td class="n">{{if .Estimated}}{{num (derefF .Estimated)}}{{end}} / {{if .Exact}}{{num (derefF .Exact)}}{{end}}</td></tr>
+    {{- end}}
+  </table>
+  {{- end}}
+  {{- if .ContaminatedExamples}}
+  <table>
+    <tr><th>contaminated prompt</th><th>benchmark file:row</th></tr>
+    {{- range .ContaminatedExamples}}
+    <tr><td class="text">{{trunc .Text 300}}{{if .Strategy}} <i>({{.Strategy}})</i>{{end}}</td><td>{{if .BenchmarkFile}}{{deref .BenchmarkFile}}:{{derefI .BenchmarkRow}}{{end}}</td></tr>
+    {{- end}}
+  </table>
+  {{- end}}
+  {{- else}}<p>No prompt of this iteration was found near-duplicate (dedup.near_threshold {{.Settings.Dedup.NearThreshold}}){{if .Settings.Decontaminate.Files}} or contaminated ({{len .Settings.Decontaminate.Files}} benchmark files, {{.Settings.Decontaminate.NGram}}-word n-grams){{else}}; no benchmark files are set (decontaminate.files){{end}}.</p>{{end}}
+</section>
+<footer>Every number here was read from PostgreSQL (tables pairs, responses, tasks, prompts, prompt_flags and the pair_details view) when the report was made; see the SQL cookbook (docs/sql.md) to query them yourself. Made by selfplay report.</footer>
 </body>
 </html>
 `))

@@ -52,16 +52,7 @@ func setup(t *testing.T, lmArgs ...string) *env {
 	t.Cleanup(pool.Close)
 	natsCfg := bustest.NewStream(t)
 
-	addr := selfplaytest.FreeAddr(t)
-	selfplaytest.Start(t, "lm", nil, append([]string{"lm", "serve", "--addr", addr}, lmArgs...)...)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	addr := startTinyLM(t, lmArgs...)
 
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "selfplay.yaml")
@@ -93,17 +84,42 @@ iterations:
 	require.NoError(t, err)
 	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageGenerating, ""))
 
+	js, queue := bindRun(t, pool, cfg, run.ID)
+	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples,
+		deployment: queue.Deployment, queue: queue}
+}
+
+// startTinyLM starts a tinylm server process with the given flags and
+// returns its address once it answers.
+func startTinyLM(t *testing.T, lmArgs ...string) string {
+	t.Helper()
+	addr := selfplaytest.FreeAddr(t)
+	selfplaytest.Start(t, "lm", nil, append([]string{"lm", "serve", "--addr", addr}, lmArgs...)...)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	return addr
+}
+
+// bindRun does the orchestrator's part: it makes the stream and the run's
+// consumer, and returns the JetStream context and the run's queue.
+func bindRun(t *testing.T, pool *pgxpool.Pool, cfg *config.Config, run int64) (jetstream.JetStream, bus.Queue) {
+	t.Helper()
+	ctx := context.Background()
 	nc, js, err := bus.Connect(cfg.NATS, "worker-test", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	// The orchestrator's part: the run's consumer.
 	dep, err := store.DeploymentToken(ctx, pool)
 	require.NoError(t, err)
-	opts := bus.StreamOptions{Name: cfg.NATS.Stream, Deployment: dep, Run: run.ID, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver}
+	opts := bus.StreamOptions{Name: cfg.NATS.Stream, Deployment: dep, Run: run, AckWait: cfg.Worker.AckWait, MaxDeliver: cfg.Worker.MaxDeliver}
 	_, err = bus.EnsureConsumer(ctx, js, opts)
 	require.NoError(t, err)
-	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples,
-		deployment: dep, queue: opts.Queue()}
+	return js, opts.Queue()
 }
 
 // addTasks puts prompts with these texts into the iteration's pool, makes

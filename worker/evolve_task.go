@@ -93,17 +93,17 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 			seen[c.Hash] = true
 			fresh = append(fresh, c)
 		}
-		kept = len(fresh)
-		ids, err := store.InsertPrompts(ctx, tx, fresh)
+		ids, near, err := insertUnlessNear(ctx, tx, it, fresh)
 		if err != nil {
 			return err
 		}
+		kept = len(ids)
 		if nextID != 0 && len(ids) > 0 {
 			if err := store.AddToPool(ctx, tx, nextID, ids); err != nil {
 				return err
 			}
 		}
-		return store.FinishTask(ctx, tx, key, evolveOutcome(kept, len(ev.Strategies), dropped), delivered)
+		return store.FinishTask(ctx, tx, key, evolveOutcome(kept, len(ev.Strategies), dropped, near), delivered)
 	})
 	if err != nil {
 		return Retry(0, fmt.Errorf("store evolved prompts: %w", err))
@@ -112,11 +112,12 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 	return nil
 }
 
-// evolveOutcome reads like "kept 3 of 5; dropped: 1 too long for
-// length_ratio, 1 empty".
-func evolveOutcome(kept, total int, dropped map[string]int) string {
+// evolveOutcome reads like "kept 2 of 5; dropped: 1 too long for
+// length_ratio, 1 empty, 1 near_duplicate (deepen)": near lists the
+// strategies of the rewrites dropped as near-duplicates.
+func evolveOutcome(kept, total int, dropped map[string]int, near []string) string {
 	s := fmt.Sprintf("kept %d of %d", kept, total)
-	if len(dropped) == 0 {
+	if len(dropped) == 0 && len(near) == 0 {
 		return s
 	}
 	var parts []string
@@ -124,6 +125,9 @@ func evolveOutcome(kept, total int, dropped map[string]int) string {
 		if n := dropped[why]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, why))
 		}
+	}
+	if len(near) > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s (%s)", len(near), store.ReasonNearDuplicate, strings.Join(near, ", ")))
 	}
 	return s + "; dropped: " + strings.Join(parts, ", ")
 }
