@@ -92,6 +92,8 @@ type replyScanner struct {
 	err error
 	// generic turns off fastEntry, for tests that compare the two paths.
 	generic bool
+	// entries is the number of log-prob entries of the last choice read.
+	entries int
 }
 
 func (d *replyScanner) fail(format string, args ...any) {
@@ -466,6 +468,10 @@ func (d *replyScanner) choice(c *chatChoice) {
 					return
 				}
 				c.HasLogProbs = true
+				if c.LogProbs == nil && d.entries > 0 {
+					// The choices of a reply are mostly of one length.
+					c.LogProbs = make([]float64, 0, d.entries)
+				}
 				c.LogProbs, entryIDs, formIDs = c.LogProbs[:0], entryIDs[:0], formIDs[:0]
 				everyID, everyForm = true, true
 				d.array(func() {
@@ -485,6 +491,7 @@ func (d *replyScanner) choice(c *chatChoice) {
 						formIDs = append(formIDs, form)
 					}
 				})
+				d.entries = len(c.LogProbs)
 			})
 		case "finish_reason":
 			c.FinishReason, _ = d.text("finish_reason")
