@@ -11,7 +11,7 @@ import (
 	"github.com/selfplay/selfplay/store/storetest"
 )
 
-// TestResponsesCompressWithLZ4: since migration 9 a response long enough
+// TestResponsesCompressWithLZ4: since migration 11 a response long enough
 // to be compressed is stored with lz4 (this project's PostgreSQL is built
 // with it), reads back unchanged, and a short one is stored as it is.
 func TestResponsesCompressWithLZ4(t *testing.T) {
