@@ -139,7 +139,11 @@ func (c *chatClient) create(ctx context.Context, req openai.ChatCompletionReques
 		if c.t.ep.APIKey != "" {
 			hreq.Header.Set("Authorization", "Bearer "+c.t.ep.APIKey)
 		}
-		x := c.t.roundTrip(hreq)
+		// Nothing kept from the attempt refers to the body: samples
+		// and failures copy what they keep.
+		buf := pooledBody()
+		defer releaseBody(buf)
+		x := c.t.roundTripInto(hreq, buf)
 		if f := x.classify(); f != nil {
 			return f
 		}

@@ -49,7 +49,12 @@ type chatChoice struct {
 // encoding/json's own error, so describeDecodeError explains it the same
 // way; a body of the wrong shape gets an error naming the field.
 func decodeChatReply(raw []byte) (*chatReply, error) {
-	d := replyScanner{b: raw}
+	return scanChatReply(&replyScanner{b: raw})
+}
+
+// scanChatReply is decodeChatReply with the scanner given.
+func scanChatReply(d *replyScanner) (*chatReply, error) {
+	raw := d.b
 	var r chatReply
 	d.object(func(key []byte) {
 		switch string(key) {
@@ -63,7 +68,7 @@ func decodeChatReply(raw []byte) (*chatReply, error) {
 				r.Choices = append(r.Choices, c)
 			})
 		case "prompt_token_ids":
-			r.PromptTokenIDs = d.ints("prompt_token_ids")
+			r.PromptTokenIDs = d.ints("prompt_token_ids", 0)
 		default:
 			d.skip()
 		}
@@ -85,6 +90,10 @@ type replyScanner struct {
 	b   []byte
 	i   int
 	err error
+	// generic turns off fastEntry, for tests that compare the two paths.
+	generic bool
+	// entries is the number of log-prob entries of the last choice read.
+	entries int
 }
 
 func (d *replyScanner) fail(format string, args ...any) {
@@ -382,12 +391,13 @@ func (d *replyScanner) int(field string) int {
 	return v
 }
 
-// ints reads a list of integers or null (nil).
-func (d *replyScanner) ints(field string) []int {
+// ints reads a list of integers or null (nil); capacity is how many it
+// probably holds.
+func (d *replyScanner) ints(field string, capacity int) []int {
 	if d.null() {
 		return nil
 	}
-	out := []int{}
+	out := make([]int, 0, capacity)
 	d.array(func() { out = append(out, d.int(field)) })
 	return out
 }
@@ -458,9 +468,18 @@ func (d *replyScanner) choice(c *chatChoice) {
 					return
 				}
 				c.HasLogProbs = true
+				if c.LogProbs == nil && d.entries > 0 {
+					// The choices of a reply are mostly of one length.
+					c.LogProbs = make([]float64, 0, d.entries)
+				}
 				c.LogProbs, entryIDs, formIDs = c.LogProbs[:0], entryIDs[:0], formIDs[:0]
 				everyID, everyForm = true, true
 				d.array(func() {
+					if lp, ok := d.fastEntry(); ok {
+						c.LogProbs = append(c.LogProbs, lp)
+						everyID, everyForm = false, false
+						return
+					}
 					lp, id, hasID, form, hasForm := d.logprobEntry()
 					c.LogProbs = append(c.LogProbs, lp)
 					everyID = everyID && hasID
@@ -472,11 +491,13 @@ func (d *replyScanner) choice(c *chatChoice) {
 						formIDs = append(formIDs, form)
 					}
 				})
+				d.entries = len(c.LogProbs)
 			})
 		case "finish_reason":
 			c.FinishReason, _ = d.text("finish_reason")
 		case "token_ids":
-			tokenIDs = d.ints("token_ids")
+			// vLLM sends them after the log-probs, one per token.
+			tokenIDs = d.ints("token_ids", len(c.LogProbs))
 		default:
 			d.skip()
 		}
@@ -489,6 +510,82 @@ func (d *replyScanner) choice(c *chatChoice) {
 	case everyForm && len(formIDs) > 0:
 		c.TokenIDs = formIDs
 	}
+}
+
+// Parts of a log-prob entry as vLLM writes it (pydantic's compact JSON,
+// keys in the order of ChatCompletionLogProbsContent in vllm/entrypoints/
+// openai/chat_completion/protocol.py).
+var (
+	entryToken   = []byte(`{"token":"`)
+	entryLogProb = []byte(`","logprob":`)
+	entryBytes   = []byte(`,"bytes":[`)
+	entryEnd     = []byte(`,"top_logprobs":[]}`)
+	tokenIDForm  = []byte("token_id:")
+)
+
+// fastEntry reads a log-prob entry of exactly the shape vLLM writes,
+// {"token":"…","logprob":-0.25,"bytes":[32,116],"top_logprobs":[]}, in
+// one straight pass: the bulk of a reply with log-probs. For anything else
+// (spaces, other keys or order, an escape in the token, a "token_id:N"
+// token, top log-probs) it returns false with the scanner where it was,
+// and logprobEntry reads the entry. A malformed log-prob is an error, as
+// there.
+func (d *replyScanner) fastEntry() (lp float64, ok bool) {
+	b, start := d.b, d.i
+	if d.generic || !bytes.HasPrefix(b[start:], entryToken) {
+		return 0, false
+	}
+	i := start + len(entryToken)
+	tok := i
+	for i < len(b) && b[i] != '"' {
+		if b[i] == '\\' || b[i] < 0x20 {
+			return 0, false
+		}
+		i++
+	}
+	if bytes.HasPrefix(b[tok:i], tokenIDForm) || !bytes.HasPrefix(b[i:], entryLogProb) {
+		return 0, false
+	}
+	d.i = i + len(entryLogProb)
+	lp = d.float("logprobs.content[].logprob")
+	if d.err != nil {
+		return 0, true
+	}
+	i = d.i
+	if !bytes.HasPrefix(b[i:], entryBytes) {
+		d.i = start
+		return 0, false
+	}
+	i += len(entryBytes)
+	if i < len(b) && b[i] == ']' {
+		i++
+	} else {
+		// Byte values: digits without a leading zero, then , or ].
+		for {
+			n := 0
+			for i+n < len(b) && b[i+n] >= '0' && b[i+n] <= '9' {
+				n++
+			}
+			if n == 0 || (n > 1 && b[i] == '0') || i+n >= len(b) {
+				d.i = start
+				return 0, false
+			}
+			i += n + 1
+			if b[i-1] == ']' {
+				break
+			}
+			if b[i-1] != ',' {
+				d.i = start
+				return 0, false
+			}
+		}
+	}
+	if !bytes.HasPrefix(b[i:], entryEnd) {
+		d.i = start
+		return 0, false
+	}
+	d.i = i + len(entryEnd)
+	return lp, true
 }
 
 // logprobEntry reads one logprobs.content entry: its log-prob, its "id"

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -242,6 +243,31 @@ type exchange struct {
 // roundTrip sends req and reads the whole response body under the
 // request's context, so the attempt timeout covers slow bodies too.
 func (t *transport) roundTrip(req *http.Request) exchange {
+	return t.roundTripInto(req, new(bytes.Buffer))
+}
+
+// bodyBuffers keep response buffers between chat calls: a reply with
+// log-probs is hundreds of kilobytes, and a fresh buffer for each (zeroed,
+// then collected) cost a worker a tenth of its CPU. Buffers beyond
+// maxPooledBody are left to the collector.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 4 << 20
+
+// pooledBody takes a buffer from bodyBuffers; give it back with
+// releaseBody once nothing refers to the bytes read into it.
+func pooledBody() *bytes.Buffer { return bodyBuffers.Get().(*bytes.Buffer) }
+
+func releaseBody(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBody {
+		buf.Reset()
+		bodyBuffers.Put(buf)
+	}
+}
+
+// roundTripInto is roundTrip reading the body into buf, which the
+// exchange's body then aliases.
+func (t *transport) roundTripInto(req *http.Request, buf *bytes.Buffer) exchange {
 	if err := t.rebase(req); err != nil {
 		return exchange{err: err}
 	}
@@ -251,10 +277,10 @@ func (t *transport) roundTrip(req *http.Request) exchange {
 	}
 	defer resp.Body.Close()
 	var body []byte
+	buf.Reset()
 	if n := resp.ContentLength; n > 0 && n <= maxBodyBytes {
 		// One read into a buffer of the announced size, not ReadAll's
 		// doublings: a reply with log-probs is hundreds of kilobytes.
-		var buf bytes.Buffer
 		buf.Grow(int(n) + bytes.MinRead)
 		_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxBodyBytes+1))
 		body = buf.Bytes()

@@ -97,6 +97,14 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Pid is the running server's process id, 0 when it is stopped.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Restart stops the server, waits for down, and starts it again with the
 // same JetStream storage.
 func (s *Server) Restart(down time.Duration) {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,6 +183,22 @@ func (s *Server) NewDatabase(t testing.TB) string {
 func (s *Server) Stop() {
 	s.t.Helper()
 	s.ctl("stop", "-m", "fast", "-w", "-t", "60")
+}
+
+// Pid is the process id of the running server's postmaster, the parent
+// of its backends (read from postmaster.pid).
+func (s *Server) Pid() int {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, "data", "postmaster.pid"))
+	if err != nil {
+		s.t.Fatalf("private PostgreSQL: %v", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		s.t.Fatalf("private PostgreSQL: postmaster.pid: %v", err)
+	}
+	return pid
 }
 
 // Restart stops the server, waits for down, and starts it again.
