@@ -99,7 +99,12 @@ def load_export(path, need_reference):
         sys.exit(f"{path}: not an export file (want train.jsonl or train.parquet)")
     if not Path(path).is_file():
         sys.exit(f"{path}: no such file")
-    ds = load_dataset(kind, data_files=str(path), split="train")
+    if Path(path).stat().st_size == 0:
+        sys.exit(f"{path}: no preference pairs to train on")
+    try:
+        ds = load_dataset(kind, data_files=str(path), split="train")
+    except Exception as e:  # datasets' errors vary by format and version
+        sys.exit(f"{path}: cannot read it as {kind}: {type(e).__name__}: {e}")
     if len(ds) == 0:
         sys.exit(f"{path}: no preference pairs to train on")
     columns = list(MESSAGES)
