@@ -160,10 +160,10 @@ def test_simpo_first_step_is_trls_simpo_loss(base_model, export_dir, tokenizer, 
 
 def test_epsilon_dpo_first_step_and_beta(base_model, export_dir, tokenizer, pairs, dpo_run, tmp_path):
     # From the DPO adapter, so the policy differs from the reference (the
-    # base model) and the perturbations move h. ε = 0.1 keeps every pair's
-    # decision far from a tie in float32.
+    # base model) and the perturbations move h; ε is the default, 0.01.
     _, start, _, _ = dpo_run
-    eps = 0.1
+    eps = epsilon_dpo.DEFAULT_EPSILON
+    assert train_dpo.parse_args(["--base-model", "m", "--dataset", "d", "--output", "o"]).epsilon == eps
     policy, reference = hand.load_policy(base_model, start), hand.load_policy(base_model)
 
     def seq(r, key):
@@ -185,7 +185,7 @@ def test_epsilon_dpo_first_step_and_beta(base_model, export_dir, tokenizer, pair
     want_beta = epsilon_dpo.next_beta(beta0, st.beta.tolist())
 
     trainer = train(base_model, export_dir / "train.jsonl", tmp_path / "out", "--loss", "epsilon-dpo",
-                    "--beta", repr(beta0), "--epsilon", repr(eps), "--init-adapter", str(start), "--epochs", "2")
+                    "--beta", repr(beta0), "--init-adapter", str(start), "--epochs", "2")
     assert logged(trainer)[0] == pytest.approx(want_loss, rel=1e-5, abs=1e-6)
     assert logged(trainer, "epsilon_dpo/relaxed")[0] == pytest.approx((st.step == 1).double().mean().item())
     assert logged(trainer, "epsilon_dpo/tightened")[0] == pytest.approx((st.step == -1).double().mean().item())
