@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -52,15 +51,7 @@ func setup(t *testing.T, lmArgs ...string) *env {
 	natsCfg := bustest.NewStream(t)
 
 	addr := selfplaytest.FreeAddr(t)
-	selfplaytest.Start(t, "lm", nil, append([]string{"lm", "serve", "--addr", addr}, lmArgs...)...)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	selfplaytest.StartLM(t, "lm", addr, lmArgs...)
 
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "selfplay.yaml")

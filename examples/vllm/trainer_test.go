@@ -5,7 +5,6 @@ package vllm_test
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,15 +43,7 @@ func loopExport(t *testing.T) string {
 	nats := bustest.NewStream(t)
 	dir := t.TempDir()
 	lm := selfplaytest.FreeAddr(t)
-	selfplaytest.Start(t, "lm", nil, "lm", "serve", "--addr", lm, "--model", "tiny-0=builtin")
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + lm + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	selfplaytest.StartLM(t, "lm", lm, "--model", "tiny-0=builtin")
 
 	// Twelve prompts of the example pool, so the selection (ratio 0.5)
 	// keeps a handful of pairs.
