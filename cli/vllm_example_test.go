@@ -131,6 +131,7 @@ func TestVLLMExampleShellScripts(t *testing.T) {
 	require.Equal(t, "policy-1", flagValue(t, got, "--name"))
 	require.Equal(t, "http://vllm-policy:8000", flagValue(t, got, "--load-into"))
 	require.Equal(t, "0.1", flagValue(t, got, "--beta"))
+	require.Equal(t, "dpo", flagValue(t, got, "--loss"))
 	require.EqualValues(t, cfg.Scoring.Beta, 0.1, "the trainer's beta is the schedule's")
 	require.NotContains(t, got, "--init-adapter", "policy-0 is the base model, not an adapter")
 	require.NoError(t, os.Mkdir(filepath.Join(adapters, "policy-1"), 0o755))

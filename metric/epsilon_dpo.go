@@ -166,6 +166,15 @@ func EpsilonDPOStep(chosen, rejected Sequence, beta, epsilon float64) (EpsilonSt
 	return st, nil
 }
 
+// Loss is the pair's ε-DPO loss −log σ(β_i·h) = log(1 + e^(−β_i·h)) in
+// nats: the DPO loss with the pair's own KL weight (a trainer holds β_i
+// constant when it takes the gradient, as Lee et al. do).
+func (s EpsilonStep) Loss() float64 {
+	// log(1 + e^x) for x = −β_i·h, without overflow for large x.
+	x := -s.Beta * s.Logit
+	return max(x, 0) + math.Log1p(math.Exp(-math.Abs(x)))
+}
+
 // NextBeta is the base β for the next training step. Lee et al. move the
 // base β after each batch according to the batch's per-pair decisions; this
 // system takes the mean of the per-pair β_i (EpsilonStep.Beta). With an empty

@@ -1,8 +1,11 @@
 package metric
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -255,4 +258,97 @@ func TestNextBeta(t *testing.T) {
 			require.InDelta(t, tt.want, NextBeta(tt.beta, tt.betas), 1e-15)
 		})
 	}
+}
+
+// TestEpsilonDPOSharedVectors checks EpsilonDPOStep, EpsilonStep.Loss and
+// NextBeta against testdata/epsilon_dpo_vectors.json, the vectors the
+// Python trainer (examples/vllm/epsilon_dpo.py) is checked against too.
+// Their expected values come from 60-digit decimal arithmetic
+// (testdata/make_epsilon_dpo_vectors.py). The first two are handWorkedPair
+// and its swap, at β = 0.1, ε = 0.5, worked by hand above: h = ln(8/3),
+// h_down = ln(80/17), h_up = ln(1.6); s = +1, β_i = 0.1/1.5 = 1/15 and
+// loss = ln(1 + e^(−h/15)) = ln(1 + (3/8)^(1/15)) ≈ 0.66099; swapped,
+// s = −1, β_i = 0.1/0.5 = 1/5 and loss = ln(1 + (8/3)^(1/5)) ≈ 0.79603.
+// The third is a policy equal to its reference: every logit 0, s = 0 and
+// loss = ln 2. NextBeta of the two hand-worked β_i is (1/15 + 1/5)/2 = 2/15.
+func TestEpsilonDPOSharedVectors(t *testing.T) {
+	t.Parallel()
+	type sequence struct {
+		Tokens    []int       `json:"tokens"`
+		Policy    [][]float64 `json:"policy"`
+		Reference [][]float64 `json:"reference"`
+	}
+	var file struct {
+		Pairs []struct {
+			Name     string   `json:"name"`
+			Beta     float64  `json:"beta"`
+			Epsilon  float64  `json:"epsilon"`
+			Chosen   sequence `json:"chosen"`
+			Rejected sequence `json:"rejected"`
+			Want     struct {
+				Logit     float64 `json:"logit"`
+				LogitDown float64 `json:"logit_down"`
+				LogitUp   float64 `json:"logit_up"`
+				Step      int     `json:"step"`
+				Beta      float64 `json:"beta"`
+				Loss      float64 `json:"loss"`
+			} `json:"want"`
+		} `json:"pairs"`
+		NextBeta []struct {
+			Name      string    `json:"name"`
+			Beta      float64   `json:"beta"`
+			PairBetas []float64 `json:"pair_betas"`
+			Want      float64   `json:"want"`
+		} `json:"next_beta"`
+	}
+	b, err := os.ReadFile(filepath.Join("testdata", "epsilon_dpo_vectors.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &file))
+	require.GreaterOrEqual(t, len(file.Pairs), 8)
+
+	handWorked := []struct{ logit, down, up, beta, loss float64 }{
+		{ln(8.0 / 3), ln(80.0 / 17), ln(1.6), 1.0 / 15, math.Log1p(math.Pow(3.0/8, 1.0/15))},
+		{-ln(8.0 / 3), -ln(80.0 / 17), -ln(1.6), 1.0 / 5, math.Log1p(math.Pow(8.0/3, 1.0/5))},
+		{0, 0, 0, 0.01, math.Ln2},
+	}
+	steps := map[int]int{}
+	for i, v := range file.Pairs {
+		t.Run(v.Name, func(t *testing.T) {
+			seq := func(s sequence) Sequence { return Sequence{Tokens: s.Tokens, Policy: s.Policy, Reference: s.Reference} }
+			got, err := EpsilonDPOStep(seq(v.Chosen), seq(v.Rejected), v.Beta, v.Epsilon)
+			require.NoError(t, err)
+			require.InDelta(t, v.Want.Logit, got.Logit, 1e-9)
+			require.InDelta(t, v.Want.LogitDown, got.LogitDown, 1e-9)
+			require.InDelta(t, v.Want.LogitUp, got.LogitUp, 1e-9)
+			require.Equal(t, v.Want.Step, got.Step)
+			require.InDelta(t, v.Want.Beta, got.Beta, 1e-9)
+			require.InDelta(t, v.Want.Loss, got.Loss(), 1e-9)
+			if i < len(handWorked) {
+				// The file's expected values are the hand-worked ones.
+				hw := handWorked[i]
+				require.InDelta(t, hw.logit, v.Want.Logit, 1e-12)
+				require.InDelta(t, hw.down, v.Want.LogitDown, 1e-12)
+				require.InDelta(t, hw.up, v.Want.LogitUp, 1e-12)
+				require.InDelta(t, hw.beta, v.Want.Beta, 1e-15)
+				require.InDelta(t, hw.loss, v.Want.Loss, 1e-12)
+			}
+		})
+		steps[v.Want.Step]++
+	}
+	require.Positive(t, steps[1], "a vector with s = +1")
+	require.Positive(t, steps[-1], "a vector with s = -1")
+	require.GreaterOrEqual(t, steps[0], 2, "a tie and a non-monotone pair, s = 0")
+
+	require.InDelta(t, 2.0/15, file.NextBeta[0].Want, 1e-15, file.NextBeta[0].Name)
+	for _, c := range file.NextBeta {
+		require.InDelta(t, c.Want, NextBeta(c.Beta, c.PairBetas), 1e-12, c.Name)
+	}
+}
+
+func TestEpsilonStepLossIsFiniteFarOut(t *testing.T) {
+	t.Parallel()
+	// log(1 + e^x): x for large x, e^x for very negative x.
+	require.Equal(t, 800.0, EpsilonStep{Beta: 1, Logit: -800}.Loss())
+	require.InDelta(t, math.Exp(-800), EpsilonStep{Beta: 1, Logit: 800}.Loss(), 1e-300)
+	require.Equal(t, math.Ln2, EpsilonStep{Beta: 0.1, Logit: 0}.Loss())
 }

@@ -176,16 +176,7 @@ iterations:
 // startLM starts (or restarts, on the same address) the tinylm process.
 func (l *loop) startLM(t testing.TB) {
 	t.Helper()
-	args := append([]string{"lm", "serve", "--addr", l.lmAddr, "--model", "tiny-0=builtin"}, l.lmArgs...)
-	l.lm = selfplaytest.Start(t, "lm", l.lmEnv, args...)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + l.lmAddr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	l.lm = selfplaytest.StartLM(t, "lm", l.lmAddr, l.lmEnv, append([]string{"--model", "tiny-0=builtin"}, l.lmArgs...)...)
 }
 
 func (l *loop) worker(t testing.TB, name string) *selfplaytest.Proc {

@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
 
@@ -24,15 +23,7 @@ func TestMisspeltModelFailsBeforePublishing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	lmAddr := selfplaytest.FreeAddr(t)
-	selfplaytest.Start(t, "lm", nil, "lm", "serve", "--addr", lmAddr, "--model", "tiny-0=builtin")
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + lmAddr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	selfplaytest.StartLM(t, "lm", lmAddr, nil, "--model", "tiny-0=builtin")
 
 	o, pool := boundOrchestrator(t, func(cfg *config.Config) {
 		cfg.Endpoints["policy"] = config.Endpoint{BaseURL: "http://" + lmAddr + "/v1"}

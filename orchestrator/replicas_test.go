@@ -2,7 +2,6 @@ package orchestrator_test
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -26,15 +25,7 @@ func TestEndpointReplicaKilledMidStage(t *testing.T) {
 
 	// A second tinylm process serving the same models.
 	second := selfplaytest.FreeAddr(t)
-	lm2 := selfplaytest.Start(t, "lm-2", nil, append([]string{"lm", "serve", "--addr", second, "--model", "tiny-0=builtin"}, l.lmArgs...)...)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + second + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "second tinylm did not come up")
+	lm2 := selfplaytest.StartLM(t, "lm-2", second, nil, append([]string{"--model", "tiny-0=builtin"}, l.lmArgs...)...)
 
 	cfg, err := os.ReadFile(l.cfgPath)
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package selfplaytest
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,4 +124,26 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartLM runs `selfplay lm serve --addr addr` with the extra args as a
+// process named name (see Start) and waits until it answers /health,
+// failing the test when it does not within 30 s.
+func StartLM(t testing.TB, name, addr string, env []string, args ...string) *Proc {
+	t.Helper()
+	p := Start(t, name, env, append([]string{"lm", "serve", "--addr", addr}, args...)...)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("%s (tinylm) did not come up on %s: %v\n%s", name, addr, err, p.Tail(20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

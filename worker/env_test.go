@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -94,15 +93,7 @@ iterations:
 func startTinyLM(t *testing.T, lmArgs ...string) string {
 	t.Helper()
 	addr := selfplaytest.FreeAddr(t)
-	selfplaytest.Start(t, "lm", nil, append([]string{"lm", "serve", "--addr", addr}, lmArgs...)...)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "tinylm did not come up")
+	selfplaytest.StartLM(t, "lm", addr, nil, lmArgs...)
 	return addr
 }
 

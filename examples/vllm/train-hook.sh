@@ -5,9 +5,11 @@
 #
 #   train-hook.sh DATASET POLICY_MODEL NEXT_MODEL
 #
-# trains NEXT_MODEL with TRL's DPO trainer on DATASET (the iteration's
-# train.jsonl, whose ref_chosen_logps / ref_rejected_logps stand in for a
-# reference model) as a LoRA adapter on the base model — continuing from
+# trains NEXT_MODEL with TRL on DATASET (the iteration's train.jsonl) as a
+# LoRA adapter on the base model — LOSS dpo (the default; the export's
+# ref_chosen_logps / ref_rejected_logps are its reference), simpo or
+# epsilon-dpo, BETA the KL weight (default 0.1, scoring.beta; simpo wants
+# about 2.0) — continuing from
 # POLICY_MODEL's adapter when POLICY_MODEL is one — saves it under
 # $ADAPTERS_DIR/NEXT_MODEL, a folder the policy server reads too, and loads
 # it into the policy server with POST /v1/load_lora_adapter. The adapter is
@@ -24,7 +26,7 @@ ADAPTERS_DIR=${ADAPTERS_DIR:-/adapters}
 POLICY_URL=${POLICY_URL:-http://127.0.0.1:8000}
 
 args=(--base-model "$BASE_MODEL" --dataset "$dataset" --output "$ADAPTERS_DIR/$next_model"
-      --beta "${BETA:-0.1}" --load-into "$POLICY_URL" --name "$next_model")
+      --loss "${LOSS:-dpo}" --beta "${BETA:-0.1}" --load-into "$POLICY_URL" --name "$next_model")
 if [ -d "$ADAPTERS_DIR/$policy_model" ]; then
   args+=(--init-adapter "$ADAPTERS_DIR/$policy_model")
 fi
