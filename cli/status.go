@@ -91,7 +91,7 @@ func newStatusCmd() *cobra.Command {
 
 // workersLine says who pulls this deployment's tasks now, read from the
 // JetStream consumer of each run that has one: pull requests waiting (a
-// worker with a free slot always has one), messages in flight and
+// worker with free slots and nothing to take keeps one), messages in flight and
 // messages queued. The database needs nothing from NATS, so a NATS that
 // cannot be asked is reported on the line, not as the command's error.
 func workersLine(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) string {
@@ -136,7 +136,7 @@ func workersLine(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) st
 			fmt.Fprintf(&b, "workers: unknown (%s: %v)", where, err)
 			continue
 		}
-		fmt.Fprintf(&b, "workers: %d pull requests waiting (free worker slots), %d tasks in flight, %d queued (%s)",
+		fmt.Fprintf(&b, "workers: %d pull requests waiting (idle workers), %d tasks in flight, %d queued (%s)",
 			info.NumWaiting, info.NumAckPending, info.NumPending, where)
 	}
 	return b.String()

@@ -288,7 +288,7 @@ type Orchestrator struct {
 	// NATS to come back before failing the iteration; default 10m.
 	OutageTimeout time.Duration `mapstructure:"outage_timeout" json:"outage_timeout"`
 	// IdleWarning is how long tasks may wait with no worker pulling them
-	// (no pull request waiting on the deployment's consumer and nothing in
+	// (no pull request waiting on the run's consumer and nothing in
 	// flight) before the orchestrator warns, then once a minute while it
 	// lasts; default 1m.
 	IdleWarning time.Duration `mapstructure:"idle_warning" json:"idle_warning"`

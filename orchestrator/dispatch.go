@@ -316,9 +316,9 @@ const idleRepeat = time.Minute
 
 // idleWatch tells from the consumer's state when tasks wait with no worker
 // pulling them: messages queued, no pull request waiting (NumWaiting) and
-// none in flight (NumAckPending). A worker with a free slot always has a
-// pull request waiting, and a busy one has messages in flight, so either
-// resets the watch. After `after` of that, observe says to warn, and again
+// none in flight (NumAckPending). A worker with free slots and nothing to
+// take keeps a pull request waiting, and a busy one has messages in
+// flight, so either resets the watch. After `after` of that, observe says to warn, and again
 // every idleRepeat while it lasts.
 type idleWatch struct {
 	after      time.Duration

@@ -325,7 +325,7 @@ func TestNoWorkerPullingIsWarned(t *testing.T) {
 	require.Contains(t, line, fmt.Sprintf("tasks_waiting=%d", prompts), line)
 	require.Contains(t, line, fmt.Sprintf("messages_queued=%d", prompts), line)
 	// `selfplay status` says the same from the consumer.
-	require.Contains(t, l.status(t), fmt.Sprintf("workers: 0 pull requests waiting (free worker slots), 0 tasks in flight, %d queued", prompts))
+	require.Contains(t, l.status(t), fmt.Sprintf("workers: 0 pull requests waiting (idle workers), 0 tasks in flight, %d queued", prompts))
 
 	w := l.worker(t, "worker-late")
 	require.NoError(t, run.Wait(2*time.Minute), run.Tail(30))

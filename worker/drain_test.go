@@ -76,11 +76,12 @@ func (e *env) workerWith(t *testing.T, workerLine string) *selfplaytest.Proc {
 	return selfplaytest.Start(t, "worker", nil, "worker", "-c", path, "--log-level", "info")
 }
 
-// TestIdleWorkerKeepsAPullPerSlot: a worker of two slots with nothing
-// queued keeps one pull request waiting per slot on its run's consumer
-// (what `selfplay status` and the orchestrator's idle warning read), and
-// says it serves the run.
-func TestIdleWorkerKeepsAPullPerSlot(t *testing.T) {
+// TestIdleWorkerKeepsOnePullWaiting: a worker of two free slots with
+// nothing queued keeps one pull request waiting on its run's consumer
+// (what `selfplay status` and the orchestrator's idle warning read), not
+// one per slot, and says it serves the run. A task published then is
+// taken at once.
+func TestIdleWorkerKeepsOnePullWaiting(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	cons, err := bus.RunConsumer(context.Background(), e.js, e.queue)
@@ -88,7 +89,16 @@ func TestIdleWorkerKeepsAPullPerSlot(t *testing.T) {
 	w := e.workerWith(t, "worker: {concurrency: 2, ack_wait: 5s, max_deliver: 2}")
 	require.Eventually(t, func() bool {
 		info, err := cons.Info(context.Background())
-		return err == nil && info.NumWaiting == 2
+		return err == nil && info.NumWaiting == 1
 	}, 30*time.Second, 20*time.Millisecond, w.Tail(20))
+	for range 5 {
+		info, err := cons.Info(context.Background())
+		require.NoError(t, err)
+		require.LessOrEqual(t, info.NumWaiting, 1, "one pull request at a time")
+		time.Sleep(100 * time.Millisecond)
+	}
 	require.Contains(t, w.Output(), `msg="pulling a run's tasks" consumer=`+e.queue.Consumer())
+	ids := e.addTasks(t, "Why is the sea salty?")
+	e.waitSettled(t, ids)
+	e.requireDone(t, ids)
 }

@@ -176,10 +176,11 @@ func (w *Worker) watchQueues(ctx context.Context) {
 }
 
 // Run consumes tasks until ctx ends, then stops pulling, lets in-flight
-// tasks finish (up to DrainTimeout) and returns. Each of Concurrency slots
-// pulls one message only when it is free and starts it at once (with its
-// heartbeat), so the worker never holds messages it is not working on; a
-// message that arrives after ctx ended is handed back unstarted.
+// tasks finish (up to DrainTimeout) and returns. Messages are pulled only
+// for free slots, as many as are free in one request, and each is started
+// at once (with its heartbeat), so the worker never holds messages it is
+// not working on; a message that arrives after ctx ended is handed back
+// unstarted.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.refresh(ctx); err != nil {
 		return err
@@ -197,94 +198,141 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer wg.Done()
 		w.watchQueues(ctx)
 	}()
-	for i := range w.opts.Concurrency {
+	// One token per slot: a message is pulled only for a free slot and
+	// started at once on it, so the worker never holds a message it is not
+	// working on.
+	free := make(chan struct{}, w.opts.Concurrency)
+	for range w.opts.Concurrency {
+		free <- struct{}{}
+	}
+	start := func(msg jetstream.Msg) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.slot(ctx, taskCtx, i)
+			w.inFlight(1)
+			w.handle(taskCtx, msg)
+			w.inFlight(-1)
+			free <- struct{}{}
 		}()
+	}
+	turn := 0
+	for {
+		select {
+		case <-ctx.Done():
+		case <-free:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		n := 1
+	collect:
+		for n < w.opts.Concurrency {
+			select {
+			case <-free:
+				n++
+			default:
+				break collect
+			}
+		}
+		started := w.pull(ctx, n, &turn, start)
+		for range n - started {
+			free <- struct{}{}
+		}
 	}
 	wg.Wait()
 	w.log.Info("worker stopped")
 	return nil
 }
 
-// slot pulls and runs one message at a time until ctx ends; turn is
-// where it starts going round the runs' consumers.
-func (w *Worker) slot(ctx, taskCtx context.Context, turn int) {
-	for ctx.Err() == nil {
-		queues := w.queues.List()
-		if len(queues) == 0 {
-			// No run has a consumer: wait for one to be read.
-			select {
-			case <-ctx.Done():
-			case <-w.queues.Changed():
-			}
-			continue
+// pull takes up to n messages for n free slots and starts each, returning
+// how many it started. What the runs' consumers hold now is asked for in
+// one request per consumer that does not wait (the next run first, in
+// turn), so a busy worker takes a batch per request rather than one
+// message; only when nothing is queued does it wait, on one consumer in
+// turn, for the next message: up to fetchWait with one run, a shorter
+// time with several, so no run's tasks wait for another's quiet consumer.
+func (w *Worker) pull(ctx context.Context, n int, turn *int, start func(jetstream.Msg)) int {
+	queues := w.queues.List()
+	if len(queues) == 0 {
+		// No run has a consumer: wait for one to be read.
+		select {
+		case <-ctx.Done():
+		case <-w.queues.Changed():
 		}
-		msg, err := w.pull(queues, &turn)
-		if err != nil {
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-				continue // nothing queued
-			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				// The run finished and its orchestrator deleted the consumer.
-				if err := w.refresh(ctx); err != nil {
-					w.log.WarnContext(ctx, "could not read the runs' consumers", "err", err)
-				}
-				continue
-			}
-			// The server may be restarting: the client reconnects by
-			// itself; do not spin meanwhile.
-			w.log.WarnContext(ctx, "pull tasks", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(250 * time.Millisecond):
-			}
-			continue
-		}
-		if ctx.Err() != nil {
-			// Arrived while stopping: never started, so another worker
-			// takes it now rather than after ack_wait.
-			if err := msg.Nak(); err != nil {
-				w.log.Warn("hand back a task on shutdown", "err", err)
-			}
-			return
-		}
-		w.inFlight(1)
-		w.handle(taskCtx, msg)
-		w.inFlight(-1)
+		return 0
 	}
+	*turn++
+	started := 0
+	if n > 1 || len(queues) > 1 {
+		for i := range queues {
+			if started == n {
+				break
+			}
+			batch, err := queues[(*turn+i)%len(queues)].Consumer.FetchNoWait(n - started)
+			if err == nil {
+				for msg := range batch.Messages() {
+					if w.begin(ctx, msg, start) {
+						started++
+					}
+				}
+				err = batch.Error()
+			}
+			if err != nil && !errors.Is(err, nats.ErrTimeout) {
+				w.pullFailed(ctx, err)
+				return started
+			}
+		}
+		if started > 0 {
+			return started
+		}
+	}
+	wait := fetchWait
+	if len(queues) > 1 {
+		wait = max(fetchWait/time.Duration(len(queues)), time.Second)
+	}
+	msg, err := queues[*turn%len(queues)].Consumer.Next(jetstream.FetchMaxWait(wait))
+	if err != nil {
+		if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			w.pullFailed(ctx, err)
+		}
+		return 0 // nothing queued
+	}
+	if w.begin(ctx, msg, start) {
+		return 1
+	}
+	return 0
 }
 
-// pull takes the next message for a free slot. With one run (the usual
-// case) it is one pull request that waits up to fetchWait. With several,
-// it asks each run's consumer in turn for a message already queued,
-// without waiting, and only when none has one waits on the next in turn
-// for a shorter time, so no run's tasks wait for another's quiet
-// consumer. Either way the worker never holds a message it is not
-// working on.
-func (w *Worker) pull(queues []bus.RunQueue, turn *int) (jetstream.Msg, error) {
-	if len(queues) == 1 {
-		return queues[0].Consumer.Next(jetstream.FetchMaxWait(fetchWait))
+// begin starts a message on a free slot, or hands it back unstarted when
+// it arrived after ctx ended: another worker takes it now rather than
+// after ack_wait.
+func (w *Worker) begin(ctx context.Context, msg jetstream.Msg, start func(jetstream.Msg)) bool {
+	if ctx.Err() != nil {
+		if err := msg.Nak(); err != nil {
+			w.log.Warn("hand back a task on shutdown", "err", err)
+		}
+		return false
 	}
-	for range queues {
-		q := queues[*turn%len(queues)]
-		*turn++
-		batch, err := q.Consumer.FetchNoWait(1)
-		if err != nil {
-			return nil, err
+	start(msg)
+	return true
+}
+
+// pullFailed deals with a pull that failed: a consumer deleted since it
+// was read (its run finished) has the consumers read again; anything else
+// (the server may be restarting, and the client reconnects by itself) is
+// logged, without spinning meanwhile.
+func (w *Worker) pullFailed(ctx context.Context, err error) {
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := w.refresh(ctx); err != nil {
+			w.log.WarnContext(ctx, "could not read the runs' consumers", "err", err)
 		}
-		for msg := range batch.Messages() {
-			return msg, nil
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, err
-		}
+		return
 	}
-	q := queues[*turn%len(queues)]
-	*turn++
-	return q.Consumer.Next(jetstream.FetchMaxWait(max(fetchWait/time.Duration(len(queues)), time.Second)))
+	w.log.WarnContext(ctx, "pull tasks", "err", err)
+	select {
+	case <-ctx.Done():
+	case <-time.After(250 * time.Millisecond):
+	}
 }
 
 // handle runs one message to its settlement. It never panics the worker:
