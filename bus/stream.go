@@ -225,8 +225,9 @@ func ensureSharedStream(ctx context.Context, js jetstream.JetStream, o StreamOpt
 // emptied of every message the server would deliver now: queued ones, and
 // ones handed back or whose ack_wait ran out (a stopped worker's, which
 // the server counts as in flight until it delivers them again). Each is
-// terminated: its task, still pending, is found lost and published again
-// on the run's subjects. What remains in flight is held by a worker of the
+// acknowledged, and the server's confirmation awaited, so that the
+// consumer's counts read next no longer hold it: its task, still pending,
+// is found lost and published again on the run's subjects. What remains in flight is held by a worker of the
 // old version that is still running.
 func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream, name string, purge []string) error {
 	old, err := stream.Consumer(ctx, name)
@@ -238,7 +239,7 @@ func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream, name strin
 	}
 	info := old.CachedInfo()
 	if purge != nil && (info.NumPending > 0 || info.NumAckPending > 0) {
-		if err := drainDeliverable(old); err != nil {
+		if err := drainDeliverable(ctx, old); err != nil {
 			return fmt.Errorf("empty the consumer %q of an older version: %w", name, err)
 		}
 		if info, err = old.Info(ctx); err != nil {
@@ -261,9 +262,9 @@ func dropLegacyConsumer(ctx context.Context, stream jetstream.Stream, name strin
 	return nil
 }
 
-// drainDeliverable takes and terminates every message the consumer would
+// drainDeliverable takes and acknowledges every message the consumer would
 // deliver now, until a fetch without waiting returns none.
-func drainDeliverable(cons jetstream.Consumer) error {
+func drainDeliverable(ctx context.Context, cons jetstream.Consumer) error {
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
@@ -271,7 +272,7 @@ func drainDeliverable(cons jetstream.Consumer) error {
 		}
 		n := 0
 		for msg := range batch.Messages() {
-			if err := msg.Term(); err != nil {
+			if err := msg.DoubleAck(ctx); err != nil {
 				return err
 			}
 			n++
