@@ -301,6 +301,11 @@ func TestVLLMExampleCompose(t *testing.T) {
 		_, err := os.Stat(filepath.Join(vllmDir, strings.TrimPrefix(script, "/opt/selfplay-vllm/")))
 		require.NoError(t, err, "%s runs a script of examples/vllm", name)
 		require.NotNil(t, s.HealthCheck, name)
+		// The healthcheck asks the port the service's script listens on
+		// (its PORT), at vLLM's /health.
+		probe := strings.Join(s.HealthCheck.Test, " ")
+		require.Contains(t, probe, "'http://127.0.0.1:' + __import__('os').environ['PORT'] + '/health'", name)
+		require.NotNil(t, s.Environment["PORT"], name)
 		ports[name] = *s.Environment["PORT"]
 	}
 	require.Equal(t, mount(svc("vllm-policy"), "/adapters"), mount(svc("orchestrator"), "/adapters"),
