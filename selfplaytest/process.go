@@ -118,13 +118,29 @@ func FreeAddr(t testing.TB) string {
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		// A port closed again can be handed out again: never give one
+		// twice in a process (a cluster's route and client ports met).
+		if !freePorts.given[port] {
+			freePorts.given[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+// freePorts are the ports FreePort gave.
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
 
 // StartLM runs `selfplay lm serve --addr addr` with the extra args as a
 // process named name (see Start) and waits until it answers /health,

@@ -74,7 +74,8 @@ func (s *Server) Start() {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("nats-server did not start on port %d", s.port)
+			log, _ := os.ReadFile(logf.Name())
+			s.t.Fatalf("nats-server did not start on port %d:\n%s", s.port, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
