@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -249,17 +250,28 @@ func StoreSignatures(ctx context.Context, db DBTX, runID int64, ordinal int, p m
 		end := min(start+probeChunk, len(ids))
 		var sigIDs []int64
 		var sigs []string
-		var bandIDs []int64
-		var band []int16
-		var hash []int64
+		type bandRow struct {
+			band int16
+			hash int64
+			id   int64
+		}
+		var rows []bandRow
 		for i := start; i < end; i++ {
 			if items[i].Sig == nil {
 				continue
 			}
 			sigIDs, sigs = append(sigIDs, ids[i]), append(sigs, arrayLiteral(items[i].Sig))
 			for b, h := range p.BandHashes(items[i].Sig) {
-				bandIDs, band, hash = append(bandIDs, ids[i]), append(band, int16(b)), append(hash, h)
+				rows = append(rows, bandRow{int16(b), h, ids[i]})
 			}
+		}
+		// In the index's order: each insert lands near the one before.
+		slices.SortFunc(rows, func(a, b bandRow) int {
+			return cmp.Or(cmp.Compare(a.band, b.band), cmp.Compare(a.hash, b.hash), cmp.Compare(a.id, b.id))
+		})
+		bandIDs, band, hash := make([]int64, len(rows)), make([]int16, len(rows)), make([]int64, len(rows))
+		for i, r := range rows {
+			bandIDs[i], band[i], hash[i] = r.id, r.band, r.hash
 		}
 		if len(sigIDs) == 0 {
 			continue

@@ -10,9 +10,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/selfplay/selfplay/minhash"
 	"github.com/selfplay/selfplay/prompt"
 	"github.com/selfplay/selfplay/selfplaytest"
 	"github.com/selfplay/selfplay/store"
@@ -357,4 +359,59 @@ func TestFailureReasonsGroupAnEndpointsErrors(t *testing.T) {
 	}, got)
 	require.Equal(t, "sample: llm: policy endpoint: status 400: prompt of 9001 tokens (and 1 other error of that endpoint and status)", got[0].Label())
 	require.Equal(t, got[1].Reason, got[1].Label())
+}
+
+// BenchmarkLoad100kPromptsWithDedup is the orchestrator's loading of a
+// prompt file with the near-duplicate check on (orchestrator/quality.go
+// loadPool, the default dedup settings): read, sign (MinHash of 3-word
+// shingles, 20 bands × 6 rows), look up every prompt's bands in the run's
+// index, insert the prompts, pool them and store their 2 M band rows, in
+// one transaction. The prompts are the plain benchmark's, so many share
+// shingles and the lookup finds candidates to compare.
+func BenchmarkLoad100kPromptsWithDedup(b *testing.B) {
+	pool, _ := storetest.NewPool(b)
+	it := newIterationB(b, pool)
+	var runID int64
+	require.NoError(b, pool.QueryRow(context.Background(), `SELECT run_id FROM iterations WHERE id = $1`, it).Scan(&runID))
+	path := filepath.Join(b.TempDir(), "p.jsonl")
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	for i := range 100_000 {
+		fmt.Fprintf(f, `{"prompt": "benchmark question number %d about topic %d", "id": "q%d"}`+"\n", i, i%97, i)
+	}
+	require.NoError(b, f.Close())
+	params := minhash.Params{Shingle: 3, Bands: 20, Rows: 6}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i > 0 {
+			b.StopTimer()
+			_, err := pool.Exec(ctx, `TRUNCATE prompts, iteration_prompts, prompt_signatures, prompt_bands CASCADE`)
+			require.NoError(b, err)
+			b.StartTimer()
+		}
+		ps, err := prompt.ReadFiles([]string{path}, 8000)
+		require.NoError(b, err)
+		items := make([]store.NearItem, len(ps))
+		for i, p := range ps {
+			items[i] = store.NewNearItem(params, p.Hash, p.Messages)
+		}
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if err := store.LockRunPrompts(ctx, tx, runID); err != nil {
+				return err
+			}
+			if _, err := store.FindNear(ctx, tx, store.NearCheck{RunID: runID, MaxOrdinal: -1, Params: params, Threshold: 0.8}, items); err != nil {
+				return err
+			}
+			ids, err := store.InsertPrompts(ctx, tx, ps)
+			if err != nil {
+				return err
+			}
+			if err := store.AddToPool(ctx, tx, it, ids); err != nil {
+				return err
+			}
+			return store.StoreSignatures(ctx, tx, runID, 0, params, ids, items)
+		})
+		require.NoError(b, err)
+	}
 }
