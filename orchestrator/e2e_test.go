@@ -220,7 +220,29 @@ func (l *loop) clientRetries(t testing.TB) int64 {
 }
 
 func (l *loop) orchestrator(t testing.TB, name string) *selfplaytest.Proc {
+	l.waitRunUnlocked(t)
 	return selfplaytest.Start(t, name, nil, "run", "-c", l.cfgPath)
+}
+
+// waitRunUnlocked waits until no session of the loop's database holds a
+// run lock: the backend of an orchestrator just SIGKILLed ends, releasing
+// its lock, only once it reads the closed connection, and an orchestrator
+// started before that is refused as a competitor (rightly: the lock is
+// held). Tests that kill an orchestrator and start the next wait here, as
+// an operator waits for the old process to be gone.
+func (l *loop) waitRunUnlocked(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var held int
+		err := l.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = 7321 AND granted
+			  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&held)
+		if err == nil && held == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (l *loop) count(t testing.TB, sql string, args ...any) int64 {

@@ -97,6 +97,7 @@ func TestFaultOrchestratorKilledInEachStage(t *testing.T) {
 	l.worker(t, "worker-2")
 	delays := []string{"--debug-stage-delay", "generating=1500ms,scoring=1500ms,selecting=1500ms,evolving=1500ms,exporting=1500ms,training=1500ms"}
 	start := func(name string) *selfplaytest.Proc {
+		l.waitRunUnlocked(t)
 		return selfplaytest.Start(t, name, nil, append([]string{"run", "-c", l.cfgPath}, delays...)...)
 	}
 	run := start("orchestrator-0")
