@@ -17,7 +17,7 @@ import (
 // dashboard can show the current one (value 1) without label joins.
 var stageNames = []string{
 	store.StagePending, store.StageLoading, store.StageGenerating, store.StageScoring, store.StageSelecting,
-	store.StageEvolving, store.StageExporting, store.StageTraining, store.StageDone, store.StageFailed,
+	store.StageEvolving, store.StageExporting, store.StageTraining, store.StageChecking, store.StageDone, store.StageFailed,
 }
 
 // scrapeTimeout bounds the queries of one scrape.
