@@ -236,6 +236,10 @@ func TestLearningCheckNumbers(t *testing.T) {
 	require.InDelta(t, rho, *lc.Spearman[metric.AlignmentPotential].Rho, 1e-9)
 	require.NotNil(t, lc.Spearman[metric.Random].Interval)
 
+	html, err := os.ReadFile(filepath.Join(l.exports, "learn", "iter0", "report.html"))
+	require.NoError(t, err)
+	require.Contains(t, string(html), "Δ implicit margin against alignment potential", "the report was written again with the check")
+
 	// The view agrees with the table.
 	require.EqualValues(t, 9, l.count(t, `SELECT count(*) FROM pair_learning_details WHERE run = 'learn' AND implicit_form = 'simpo'`))
 	require.EqualValues(t, learned, l.count(t, `SELECT count(*) FROM pair_learning_details WHERE selected AND learned`))
