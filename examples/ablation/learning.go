@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/selfplay/selfplay/metric"
+)
+
+// The learning check in the ablation (docs/learning.md): every pair of
+// every iteration is teacher-forced under the policy trained on it, so each
+// run says which metric's score predicted the change of the implicit
+// margin, and how far training moved the pairs it left out.
+
+// learningYAML is the schedule's learning_check section: every pair (a
+// sample larger than any pool), seeded with the run's seed.
+func learningYAML(seed uint64) string {
+	return fmt.Sprintf("learning_check: {enabled: true, sample: 1000000, seed: %d}\n", seed)
+}
+
+// iterLearning is one iteration's learning-check summary.
+type iterLearning struct {
+	Name    string                 `json:"name"`
+	Summary metric.LearningSummary `json:"summary"`
+}
+
+// learningStats reads the run's learning-check summaries, by iteration.
+func learningStats(ctx context.Context, dbURL string) ([]iterLearning, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT i.name, l.summary FROM learning_checks l JOIN iterations i ON i.id = l.iteration_id
+		WHERE l.summary IS NOT NULL ORDER BY i.ordinal`)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (iterLearning, error) {
+		var l iterLearning
+		return l, row.Scan(&l.Name, &l.Summary)
+	})
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("no learning check has a summary")
+	}
+	return out, err
+}
+
+// runMeans are one run's learning figures, each the mean over its
+// checked iterations (an undefined value is left out of the mean).
+type runMeans struct {
+	rho                         map[metric.Metric]float64
+	deltaSel, deltaNot          float64
+	learnedBefore, learnedAfter float64
+	reward                      float64
+}
+
+func meansOf(r runResult) runMeans {
+	m := runMeans{rho: map[metric.Metric]float64{}, reward: r.Final.MeanReward}
+	avg := func(pick func(metric.LearningSummary) *float64) float64 {
+		var xs []float64
+		for _, l := range r.Learning {
+			if v := pick(l.Summary); v != nil {
+				xs = append(xs, *v)
+			}
+		}
+		if len(xs) == 0 {
+			return math.NaN()
+		}
+		mean, _ := meanSD(xs)
+		return mean
+	}
+	for _, mt := range metric.LearningMetrics {
+		m.rho[mt] = avg(func(s metric.LearningSummary) *float64 { return s.Spearman[mt].Rho })
+	}
+	m.deltaSel = avg(func(s metric.LearningSummary) *float64 { return s.Selected.MeanDelta })
+	m.deltaNot = avg(func(s metric.LearningSummary) *float64 { return s.NotSelected.MeanDelta })
+	m.learnedBefore = avg(func(s metric.LearningSummary) *float64 { return s.Selected.LearnedBefore })
+	m.learnedAfter = avg(func(s metric.LearningSummary) *float64 { return s.Selected.Learned })
+	return m
+}
+
+// printLearning writes the learning tables: Spearman's ρ of Δ with each
+// metric's score per arm (mean ± sd over seeds), the mean Δ of trained and
+// held-out pairs per arm, and the per-seed paired differences of the AP arm
+// against the explicit-margin and random arms with 95% intervals.
+func printLearning(w io.Writer, o options, all []runResult) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	runs := map[string]map[uint64]runMeans{} // loss/metric → seed
+	key := func(loss, arm string) string { return loss + "/" + arm }
+	for _, r := range all {
+		if len(r.Learning) == 0 {
+			continue
+		}
+		k := key(r.Loss, r.Metric)
+		if runs[k] == nil {
+			runs[k] = map[uint64]runMeans{}
+		}
+		runs[k][r.Seed] = meansOf(r)
+	}
+	if len(runs) == 0 {
+		return
+	}
+	fmt.Fprintf(bw, "\nLearning check, every pair of every iteration teacher-forced under the policy trained on it (Δ = new − old implicit margin, SimPO form). "+
+		"Spearman's ρ of Δ with each metric's score: each seed's ρ averaged over its iterations, then mean ± sample sd over %d seeds.\n\n", len(o.seeds))
+	fmt.Fprintln(bw, "| training | selection metric | ρ(Δ, AP) | ρ(Δ, explicit margin) | ρ(Δ, −\\|implicit margin\\|) | ρ(Δ, random) |")
+	fmt.Fprintln(bw, "|---|---|---|---|---|---|")
+	for _, loss := range o.losses {
+		for _, arm := range o.metrics {
+			seeds := runs[key(loss, arm)]
+			if len(seeds) == 0 {
+				continue
+			}
+			var cells []string
+			for _, mt := range metric.LearningMetrics {
+				cells = append(cells, meanSDText(collect(seeds, func(m runMeans) float64 { return m.rho[mt] }), 3))
+			}
+			fmt.Fprintf(bw, "| %s | %s | %s |\n", loss, arm, strings.Join(cells, " | "))
+		}
+	}
+	fmt.Fprintln(bw, "\nMean Δ of the pairs each arm trained on (selected) and of those it left out (held out), and the share of selected pairs whose implicit margin favours the chosen reply before → after training; mean ± sd over seeds.")
+	fmt.Fprintln(bw, "\n| training | selection metric | mean Δ, selected | mean Δ, held out | selected pairs learned |")
+	fmt.Fprintln(bw, "|---|---|---|---|---|")
+	for _, loss := range o.losses {
+		for _, arm := range o.metrics {
+			seeds := runs[key(loss, arm)]
+			if len(seeds) == 0 {
+				continue
+			}
+			b, _ := meanSD(collect(seeds, func(m runMeans) float64 { return m.learnedBefore }))
+			a, _ := meanSD(collect(seeds, func(m runMeans) float64 { return m.learnedAfter }))
+			fmt.Fprintf(bw, "| %s | %s | %s | %s | %.0f%% → %.0f%% |\n", loss, arm,
+				meanSDText(collect(seeds, func(m runMeans) float64 { return m.deltaSel }), 4),
+				meanSDText(collect(seeds, func(m runMeans) float64 { return m.deltaNot }), 4), 100*b, 100*a)
+		}
+	}
+	fmt.Fprintf(bw, "\nPaired per-seed differences, AP arm minus another arm with the same seed: mean [95%% bootstrap interval over seeds, %d resamples].\n\n", pairedResamples)
+	fmt.Fprintln(bw, "| training | difference | seeds | held-out reward | mean Δ, selected | mean Δ, held out | ρ(Δ, AP) |")
+	fmt.Fprintln(bw, "|---|---|---|---|---|---|---|")
+	for _, loss := range o.losses {
+		ap := runs[key(loss, string(metric.AlignmentPotential))]
+		for _, other := range []metric.Metric{metric.ExplicitMargin, metric.Random} {
+			ot := runs[key(loss, string(other))]
+			if len(ap) == 0 || len(ot) == 0 {
+				continue
+			}
+			diff := func(pick func(runMeans) float64) string {
+				var ds []float64
+				for seed, a := range ap {
+					if b, ok := ot[seed]; ok {
+						if d := pick(a) - pick(b); !math.IsNaN(d) {
+							ds = append(ds, d)
+						}
+					}
+				}
+				return pairedText(ds)
+			}
+			n := 0
+			for seed := range ap {
+				if _, ok := ot[seed]; ok {
+					n++
+				}
+			}
+			fmt.Fprintf(bw, "| %s | AP − %s | %d | %s | %s | %s | %s |\n", loss, other, n,
+				diff(func(m runMeans) float64 { return m.reward }),
+				diff(func(m runMeans) float64 { return m.deltaSel }),
+				diff(func(m runMeans) float64 { return m.deltaNot }),
+				diff(func(m runMeans) float64 { return m.rho[metric.AlignmentPotential] }))
+		}
+	}
+}
+
+// collect is pick of each seed's figures, in seed order, NaN left out.
+func collect(seeds map[uint64]runMeans, pick func(runMeans) float64) []float64 {
+	keys := make([]uint64, 0, len(seeds))
+	for s := range seeds {
+		keys = append(keys, s)
+	}
+	slices.Sort(keys)
+	var xs []float64
+	for _, s := range keys {
+		if v := pick(seeds[s]); !math.IsNaN(v) {
+			xs = append(xs, v)
+		}
+	}
+	return xs
+}
+
+func meanSDText(xs []float64, digits int) string {
+	if len(xs) == 0 {
+		return "–"
+	}
+	m, sd := meanSD(xs)
+	return fmt.Sprintf("%.*f ± %.*f", digits, m, digits, sd)
+}
+
+// pairedResamples is how many bootstrap resamples a paired interval takes.
+const pairedResamples = 10000
+
+// pairedText is the mean of the paired differences and its 95% percentile
+// bootstrap interval (resampling seeds with replacement, seeded, so the
+// table is the same on every run over the same results).
+func pairedText(ds []float64) string {
+	if len(ds) == 0 {
+		return "–"
+	}
+	slices.Sort(ds) // a fixed order, whatever order the map gave
+	m, _ := meanSD(ds)
+	if len(ds) < 2 {
+		return fmt.Sprintf("%+.4f", m)
+	}
+	lo, hi := bootstrapMean(ds, pairedResamples, 1)
+	return fmt.Sprintf("%+.4f [%+.4f, %+.4f]", m, lo, hi)
+}
+
+// bootstrapMean is the 95% percentile-bootstrap interval of the mean of xs.
+func bootstrapMean(xs []float64, resamples int, seed uint64) (float64, float64) {
+	rng := rand.New(rand.NewPCG(seed, 0xab1a))
+	means := make([]float64, resamples)
+	for i := range means {
+		var s float64
+		for range xs {
+			s += xs[rng.IntN(len(xs))]
+		}
+		means[i] = s / float64(len(xs))
+	}
+	slices.Sort(means)
+	return metric.Percentile(means, 2.5), metric.Percentile(means, 97.5)
+}
