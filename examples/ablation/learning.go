@@ -26,10 +26,16 @@ func learningYAML(seed uint64) string {
 	return fmt.Sprintf("learning_check: {enabled: true, sample: 1000000, seed: %d}\n", seed)
 }
 
-// iterLearning is one iteration's learning-check summary.
+// iterLearning is one iteration's learning-check summary, and Spearman's
+// ρ of Δ with each metric's score within the selected pairs and within the
+// held-out ones: over all pairs, whatever score chose the training set
+// predicts Δ because those pairs were trained on; within each group that
+// confound is gone.
 type iterLearning struct {
-	Name    string                 `json:"name"`
-	Summary metric.LearningSummary `json:"summary"`
+	Name        string                     `json:"name"`
+	Summary     metric.LearningSummary     `json:"summary"`
+	RhoSelected map[metric.Metric]*float64 `json:"rho_selected"`
+	RhoHeldOut  map[metric.Metric]*float64 `json:"rho_held_out"`
 }
 
 // learningStats reads the run's learning-check summaries, by iteration.
@@ -51,24 +57,75 @@ func learningStats(ctx context.Context, dbURL string) ([]iterLearning, error) {
 	if err == nil && len(out) == 0 {
 		err = fmt.Errorf("no learning check has a summary")
 	}
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := withinGroups(ctx, conn, &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// withinGroups computes an iteration's ρ within the selected and within
+// the held-out pairs from its pair_learning rows.
+func withinGroups(ctx context.Context, conn *pgx.Conn, l *iterLearning) error {
+	var seed int64
+	err := conn.QueryRow(ctx, `SELECT (config->'selection'->>'seed')::bigint FROM iterations WHERE name = $1`, l.Name).Scan(&seed)
+	if err != nil {
+		return err
+	}
+	rows, err := conn.Query(ctx, `SELECT p.id, p.selected, p.explicit_margin, pl.old_implicit_margin, pl.implicit_margin, pl.delta,
+			coalesce(p.alignment_potential, 'NaN')
+		FROM pair_learning pl JOIN pairs p ON p.id = pl.pair_id JOIN iterations i ON i.id = pl.iteration_id
+		WHERE i.name = $1 ORDER BY p.id`, l.Name)
+	if err != nil {
+		return err
+	}
+	var sel, held []metric.LearningRow
+	var r metric.LearningRow
+	_, err = pgx.ForEachRow(rows, []any{&r.PairID, &r.Selected, &r.ExplicitMargin, &r.OldImplicit, &r.NewImplicit, &r.Delta, &r.AlignmentPotential}, func() error {
+		r.Random = metric.RandomScore(seed, r.PairID)
+		if r.Selected {
+			sel = append(sel, r)
+		} else {
+			held = append(held, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// No bootstrap here: the ablation's intervals are over seeds.
+	l.RhoSelected, l.RhoHeldOut = rhos(sel), rhos(held)
+	return nil
+}
+
+func rhos(rows []metric.LearningRow) map[metric.Metric]*float64 {
+	s := metric.SummarizeLearning(rows, 0, 0)
+	out := map[metric.Metric]*float64{}
+	for m, c := range s.Spearman {
+		out[m] = c.Rho
+	}
+	return out
 }
 
 // runMeans are one run's learning figures, each the mean over its
 // checked iterations (an undefined value is left out of the mean).
 type runMeans struct {
-	rho                         map[metric.Metric]float64
+	rho, rhoSel, rhoHeld        map[metric.Metric]float64
 	deltaSel, deltaNot          float64
 	learnedBefore, learnedAfter float64
 	reward                      float64
 }
 
 func meansOf(r runResult) runMeans {
-	m := runMeans{rho: map[metric.Metric]float64{}, reward: r.Final.MeanReward}
-	avg := func(pick func(metric.LearningSummary) *float64) float64 {
+	m := runMeans{rho: map[metric.Metric]float64{}, rhoSel: map[metric.Metric]float64{}, rhoHeld: map[metric.Metric]float64{}, reward: r.Final.MeanReward}
+	avgOf := func(pick func(iterLearning) *float64) float64 {
 		var xs []float64
 		for _, l := range r.Learning {
-			if v := pick(l.Summary); v != nil {
+			if v := pick(l); v != nil {
 				xs = append(xs, *v)
 			}
 		}
@@ -78,8 +135,13 @@ func meansOf(r runResult) runMeans {
 		mean, _ := meanSD(xs)
 		return mean
 	}
+	avg := func(pick func(metric.LearningSummary) *float64) float64 {
+		return avgOf(func(l iterLearning) *float64 { return pick(l.Summary) })
+	}
 	for _, mt := range metric.LearningMetrics {
 		m.rho[mt] = avg(func(s metric.LearningSummary) *float64 { return s.Spearman[mt].Rho })
+		m.rhoSel[mt] = avgOf(func(l iterLearning) *float64 { return l.RhoSelected[mt] })
+		m.rhoHeld[mt] = avgOf(func(l iterLearning) *float64 { return l.RhoHeldOut[mt] })
 	}
 	m.deltaSel = avg(func(s metric.LearningSummary) *float64 { return s.Selected.MeanDelta })
 	m.deltaNot = avg(func(s metric.LearningSummary) *float64 { return s.NotSelected.MeanDelta })
@@ -112,19 +174,28 @@ func printLearning(w io.Writer, o options, all []runResult) {
 	}
 	fmt.Fprintf(bw, "\nLearning check, every pair of every iteration teacher-forced under the policy trained on it (Δ = new − old implicit margin, SimPO form). "+
 		"Spearman's ρ of Δ with each metric's score: each seed's ρ averaged over its iterations, then mean ± sample sd over %d seeds.\n\n", len(o.seeds))
-	fmt.Fprintln(bw, "| training | selection metric | ρ(Δ, AP) | ρ(Δ, explicit margin) | ρ(Δ, −\\|implicit margin\\|) | ρ(Δ, random) |")
-	fmt.Fprintln(bw, "|---|---|---|---|---|---|")
-	for _, loss := range o.losses {
-		for _, arm := range o.metrics {
-			seeds := runs[key(loss, arm)]
-			if len(seeds) == 0 {
-				continue
+	fmt.Fprintln(bw, "| training | selection metric | pairs | ρ(Δ, AP) | ρ(Δ, explicit margin) | ρ(Δ, −\\|implicit margin\\|) | ρ(Δ, random) |")
+	fmt.Fprintln(bw, "|---|---|---|---|---|---|---|")
+	for _, group := range []struct {
+		name string
+		pick func(runMeans) map[metric.Metric]float64
+	}{
+		{"all", func(m runMeans) map[metric.Metric]float64 { return m.rho }},
+		{"selected", func(m runMeans) map[metric.Metric]float64 { return m.rhoSel }},
+		{"held out", func(m runMeans) map[metric.Metric]float64 { return m.rhoHeld }},
+	} {
+		for _, loss := range o.losses {
+			for _, arm := range o.metrics {
+				seeds := runs[key(loss, arm)]
+				if len(seeds) == 0 {
+					continue
+				}
+				var cells []string
+				for _, mt := range metric.LearningMetrics {
+					cells = append(cells, meanSDText(collect(seeds, func(m runMeans) float64 { return group.pick(m)[mt] }), 3))
+				}
+				fmt.Fprintf(bw, "| %s | %s | %s | %s |\n", loss, arm, group.name, strings.Join(cells, " | "))
 			}
-			var cells []string
-			for _, mt := range metric.LearningMetrics {
-				cells = append(cells, meanSDText(collect(seeds, func(m runMeans) float64 { return m.rho[mt] }), 3))
-			}
-			fmt.Fprintf(bw, "| %s | %s | %s |\n", loss, arm, strings.Join(cells, " | "))
 		}
 	}
 	fmt.Fprintln(bw, "\nMean Δ of the pairs each arm trained on (selected) and of those it left out (held out), and the share of selected pairs whose implicit margin favours the chosen reply before → after training; mean ± sd over seeds.")
@@ -144,7 +215,7 @@ func printLearning(w io.Writer, o options, all []runResult) {
 		}
 	}
 	fmt.Fprintf(bw, "\nPaired per-seed differences, AP arm minus another arm with the same seed: mean [95%% bootstrap interval over seeds, %d resamples].\n\n", pairedResamples)
-	fmt.Fprintln(bw, "| training | difference | seeds | held-out reward | mean Δ, selected | mean Δ, held out | ρ(Δ, AP) |")
+	fmt.Fprintln(bw, "| training | difference | seeds | held-out reward | mean Δ, selected | mean Δ, held out | ρ(Δ, AP) within selected |")
 	fmt.Fprintln(bw, "|---|---|---|---|---|---|---|")
 	for _, loss := range o.losses {
 		ap := runs[key(loss, string(metric.AlignmentPotential))]
@@ -174,7 +245,7 @@ func printLearning(w io.Writer, o options, all []runResult) {
 				diff(func(m runMeans) float64 { return m.reward }),
 				diff(func(m runMeans) float64 { return m.deltaSel }),
 				diff(func(m runMeans) float64 { return m.deltaNot }),
-				diff(func(m runMeans) float64 { return m.rho[metric.AlignmentPotential] }))
+				diff(func(m runMeans) float64 { return m.rhoSel[metric.AlignmentPotential] }))
 		}
 	}
 }
