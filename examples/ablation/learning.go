@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 
@@ -306,4 +309,38 @@ func bootstrapMean(xs []float64, resamples int, seed uint64) (float64, float64) 
 	}
 	slices.Sort(means)
 	return metric.Percentile(means, 2.5), metric.Percentile(means, 97.5)
+}
+
+// tableFrom, when set, tabulates the learning check of the runs in a
+// results file (-results of an earlier ablation, whole or cut short)
+// instead of running anything: seeds, losses and metrics are the ones the
+// file holds.
+var tableFrom = flag.String("learning-table-from", "", "print the learning-check tables of the runs in this results file and exit")
+
+func learningTableFrom(w io.Writer, o options, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var all []runResult
+	seen := map[uint64]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var r runResult
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		all = append(all, r)
+		if !seen[r.Seed] {
+			seen[r.Seed] = true
+			o.seeds = append(o.seeds, r.Seed)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	printLearning(w, o, all)
+	return nil
 }

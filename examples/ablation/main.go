@@ -111,6 +111,12 @@ func main() {
 		fail(err)
 	}
 	o.metrics, o.losses = strings.Split(metrics, ","), strings.Split(losses, ",")
+	if *tableFrom != "" {
+		if err := learningTableFrom(os.Stdout, options{losses: o.losses, metrics: o.metrics}, *tableFrom); err != nil {
+			fail(err)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
