@@ -107,8 +107,8 @@ type LearningSummary struct {
 	// checked pairs; the intervals from BootstrapResamples resamples with
 	// BootstrapSeed.
 	Spearman      map[Metric]Correlation `json:"spearman"`
-	Resamples     int                        `json:"bootstrap_resamples"`
-	BootstrapSeed uint64                     `json:"bootstrap_seed"`
+	Resamples     int                    `json:"bootstrap_resamples"`
+	BootstrapSeed uint64                 `json:"bootstrap_seed"`
 }
 
 // SummarizeLearning computes a learning check's summary over its rows;
