@@ -10,6 +10,9 @@ import (
 const (
 	KindGenerate = "generate"
 	KindEvolve   = "evolve"
+	// KindLearn teacher-forces one pair under the next policy (the
+	// learning check).
+	KindLearn = "learn"
 )
 
 // Task is the message a worker receives: the key of a tasks row and the
@@ -61,8 +64,8 @@ func DecodeTask(data []byte) (Task, error) {
 		return Task{}, fmt.Errorf("not a task message: iteration_id must be positive")
 	case t.PromptID <= 0:
 		return Task{}, fmt.Errorf("not a task message: prompt_id must be positive")
-	case t.Kind != KindGenerate && t.Kind != KindEvolve:
-		return Task{}, fmt.Errorf("not a task message: kind %q is not generate or evolve", t.Kind)
+	case t.Kind != KindGenerate && t.Kind != KindEvolve && t.Kind != KindLearn:
+		return Task{}, fmt.Errorf("not a task message: kind %q is not generate, evolve or learn", t.Kind)
 	case t.Publication < 0:
 		return Task{}, fmt.Errorf("not a task message: negative publication")
 	}

@@ -64,6 +64,38 @@ func probeReference(ctx context.Context, cfg *config.Config, clients worker.Clie
 	return nil
 }
 
+// probePolicyScorer refuses to start a run or a worker with
+// learning_check.enabled when the policy endpoint cannot teacher-force (no
+// vLLM /tokenize and prompt_logprobs: llama.cpp's llama-server, an
+// OpenAI-style API): every learn task would fail after hours of sampling
+// and training. The first iteration's policy model is probed; the models
+// the train hook makes are served by the same server. A server that cannot
+// be reached now is only logged, as probeReference does.
+func probePolicyScorer(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if !cfg.LearningCheck.Enabled || len(cfg.Iterations) == 0 {
+		return nil
+	}
+	ep, err := endpoint(cfg, "policy")
+	if err != nil {
+		return err
+	}
+	ref, err := llm.NewReference(ep, llm.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	model := cfg.Iterations[0].PolicyModel
+	err = ref.Probe(ctx, model)
+	switch {
+	case err == nil:
+		return nil
+	case llm.IsPermanent(err):
+		return fmt.Errorf("learning_check.enabled needs a policy endpoint that can teacher-force the new policy, and endpoints.policy cannot for model %q "+
+			"(set learning_check.enabled: false, or serve the policy with vLLM or the built-in model): %w", model, err)
+	}
+	log.WarnContext(ctx, "policy endpoint not reachable at start; the learning check will find out", "model", model, "err", err)
+	return nil
+}
+
 // checkReferenceContext refuses to start a worker whose reference server
 // cannot score the policy's replies. The policy server takes a prompt only
 // when prompt plus max_tokens fits its context (max_model_len), so prompt
@@ -156,6 +188,9 @@ func buildClients(cfg *config.Config, log *slog.Logger, hooks llm.Hooks) (worker
 		return c, err
 	}
 	c.Policy, c.Evolver = policy, policy
+	if c.PolicyScorer, err = llm.NewReference(ep, opts...); err != nil {
+		return c, err
+	}
 	if ep, err = endpoint(cfg, "reward"); err != nil {
 		return c, err
 	}

@@ -51,6 +51,9 @@ func newRunCmd() *cobra.Command {
 		if err := checkExportDir(cfg.Export.Dir); err != nil {
 			return err
 		}
+		if err := probePolicyScorer(ctx, cfg, log); err != nil {
+			return err
+		}
 		if metricsAddr != "" {
 			reg := telemetry.NewRegistry()
 			reg.MustRegister(telemetry.NewRunCollector(pool, cfg.Run, log))

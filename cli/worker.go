@@ -15,7 +15,7 @@ func newWorkerCmd() *cobra.Command {
 	var path, metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Pull generate and evolve tasks from NATS JetStream and do them (run any number)",
+		Short: "Pull generate, evolve and learn tasks from NATS JetStream and do them (run any number)",
 		Args:  cobra.NoArgs,
 	}
 	configFlag(cmd, &path)
@@ -44,6 +44,9 @@ func newWorkerCmd() *cobra.Command {
 			return err
 		}
 		if err := probeReference(ctx, cfg, clients, log); err != nil {
+			return err
+		}
+		if err := probePolicyScorer(ctx, cfg, log); err != nil {
 			return err
 		}
 		if err := checkReferenceContext(ctx, cfg, clients, log); err != nil {

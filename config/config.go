@@ -24,6 +24,9 @@ type Config struct {
 	// Decontaminate names benchmark files no prompt may overlap.
 	Decontaminate Decontaminate `mapstructure:"decontaminate" json:"decontaminate"`
 	Export        Export        `mapstructure:"export" json:"export"`
+	// LearningCheck measures, after each training, what the new policy
+	// learned of the iteration's pairs.
+	LearningCheck LearningCheck `mapstructure:"learning_check" json:"learning_check"`
 	Hooks         Hooks         `mapstructure:"hooks" json:"hooks"`
 	Worker        Worker        `mapstructure:"worker" json:"worker"`
 	Orchestrator  Orchestrator  `mapstructure:"orchestrator" json:"orchestrator"`
@@ -246,6 +249,24 @@ type Export struct {
 	Formats []string `mapstructure:"formats" json:"formats"`
 }
 
+// LearningCheck controls the learning check (docs/learning.md): once the
+// train hook's next policy is served, a sample of the iteration's pairs is
+// teacher-forced under it on the policy endpoint, and the change of each
+// pair's implicit margin is stored and reported. The section is run-wide,
+// not overridable per iteration.
+type LearningCheck struct {
+	// Enabled turns the check on; default false. It needs a policy endpoint
+	// that can teacher-force (vLLM's /tokenize and prompt_logprobs, or the
+	// built-in model): run and worker refuse to start on one that cannot.
+	Enabled bool `mapstructure:"enabled" json:"enabled"`
+	// Sample is how many pairs are checked, drawn from the selected and the
+	// not-selected pairs in proportion; default 2000 (all pairs when the
+	// iteration has fewer).
+	Sample int `mapstructure:"sample" json:"sample"`
+	// Seed of the sample and of the bootstrap intervals; default 42.
+	Seed int64 `mapstructure:"seed" json:"seed"`
+}
+
 // Hooks run between iterations.
 type Hooks struct {
 	// Train is the argv of the training command, run after each export with
@@ -316,6 +337,7 @@ type Iteration struct {
 	// The run-wide sections, stored with every iteration.
 	Dedup         Dedup         `mapstructure:"-" json:"-"`
 	Decontaminate Decontaminate `mapstructure:"-" json:"-"`
+	LearningCheck LearningCheck `mapstructure:"-" json:"-"`
 }
 
 // Prompts says where an iteration's prompt pool comes from.
@@ -365,6 +387,7 @@ func Defaults() Config {
 		Dedup:         Dedup{Shingle: 3, Bands: 20, Rows: 6, NearThreshold: 0.8, Loaded: DedupReport},
 		Decontaminate: Decontaminate{Files: []string{}, NGram: 13},
 		Export:        Export{Dir: "./exports", Formats: []string{"jsonl"}},
+		LearningCheck: LearningCheck{Sample: 2000, Seed: 42},
 		Hooks:         Hooks{Train: []string{}, TrainTimeout: 24 * time.Hour, WaitForModel: 2 * time.Hour},
 		Worker:        Worker{Concurrency: 16, AckWait: 10 * time.Minute, MaxDeliver: 5},
 		Orchestrator:  Orchestrator{MaxFailedFraction: 0.05, ProgressInterval: 5 * time.Second, PollInterval: 500 * time.Millisecond, OutageTimeout: 10 * time.Minute, IdleWarning: time.Minute},
@@ -408,9 +431,11 @@ type Settings struct {
 	Scoring        Scoring    `json:"scoring"`
 	Selection      Selection  `json:"selection"`
 	Evolve         Evolve     `json:"evolve"`
-	// Dedup and Decontaminate are run-wide: the same in every iteration.
+	// Dedup, Decontaminate and LearningCheck are run-wide: the same in
+	// every iteration.
 	Dedup         Dedup         `json:"dedup"`
 	Decontaminate Decontaminate `json:"decontaminate"`
+	LearningCheck LearningCheck `json:"learning_check"`
 }
 
 // Settings returns the iteration's effective settings.
@@ -418,6 +443,6 @@ func (it Iteration) Settings() Settings {
 	return Settings{
 		Name: it.Name, PolicyModel: it.PolicyModel, ReferenceModel: it.ReferenceModel, Prompts: it.Prompts,
 		Generation: it.Generation, Scoring: it.Scoring, Selection: it.Selection, Evolve: it.Evolve,
-		Dedup: it.Dedup, Decontaminate: it.Decontaminate,
+		Dedup: it.Dedup, Decontaminate: it.Decontaminate, LearningCheck: it.LearningCheck,
 	}
 }

@@ -436,7 +436,7 @@ func (c *Config) resolveOverrides(settings map[string]any) []Problem {
 	for i := range c.Iterations {
 		it := &c.Iterations[i]
 		it.Generation, it.Scoring, it.Selection, it.Evolve = c.Generation, c.Scoring, c.Selection, c.Evolve
-		it.Dedup, it.Decontaminate = c.Dedup, c.Decontaminate
+		it.Dedup, it.Decontaminate, it.LearningCheck = c.Dedup, c.Decontaminate, c.LearningCheck
 		it.Decontaminate.Files = append([]string{}, c.Decontaminate.Files...)
 		if it.ReferenceModel == "" {
 			// A reference endpoint that names its model scores every

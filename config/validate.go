@@ -138,6 +138,9 @@ func (c *Config) validate() []Problem {
 	c.Evolve.check(&ch, "evolve", c)
 	c.Dedup.check(&ch)
 	c.Decontaminate.check(&ch)
+	if c.LearningCheck.Sample < 1 {
+		ch.add("learning_check.sample", "expected at least 1 pair, got %d", c.LearningCheck.Sample)
+	}
 
 	if c.Export.Dir == "" {
 		ch.add("export.dir", "required: a folder for the exports")

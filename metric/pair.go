@@ -148,10 +148,10 @@ func MakePair(samples []Sample, beta float64) (Pair, NoPairReason, error) {
 		Chosen:         w.Index,
 		Rejected:       l.Index,
 		ExplicitMargin: w.Reward - l.Reward,
-		ImplicitMargin: w.LogProb/float64(w.Tokens) - l.LogProb/float64(l.Tokens),
+		ImplicitMargin: simpoMargin(*w, *l),
 	}
 	if w.RefLogProb != nil && l.RefLogProb != nil {
-		m := beta * ((w.LogProb - *w.RefLogProb) - (l.LogProb - *l.RefLogProb))
+		m := dpoMargin(beta, *w, *l)
 		p.DPOMargin = &m
 	}
 	if !finite(p.ExplicitMargin) || !finite(p.ImplicitMargin) || (p.DPOMargin != nil && !finite(*p.DPOMargin)) {

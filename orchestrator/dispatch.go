@@ -41,11 +41,13 @@ func (s *iterationState) dispatch(ctx context.Context, kind string) error {
 	}
 	var made int64
 	var err error
-	if kind == bus.KindGenerate {
+	switch kind {
+	case bus.KindGenerate:
 		made, err = store.CreateGenerateTasks(ctx, s.o.pool, s.it.ID)
-	} else {
+	case bus.KindEvolve:
 		made, err = store.CreateEvolveTasks(ctx, s.o.pool, s.it.ID)
 	}
+	// Learn tasks are made with their check (store.StartLearningCheck).
 	if err != nil {
 		return err
 	}

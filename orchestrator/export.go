@@ -72,6 +72,9 @@ type Manifest struct {
 	Counts         Counts              `json:"counts"`
 	Metric         MetricSummary       `json:"metric"`
 	Files          map[string]FileInfo `json:"files"`
+	// LearningCheck is what the policy trained on this export learned of
+	// the iteration's pairs (docs/learning.md); absent until the check ran.
+	LearningCheck *metric.LearningSummary `json:"learning_check,omitempty"`
 }
 
 // Counts tally an iteration's outcomes.
@@ -186,6 +189,9 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	if m.Metric.Selected, err = pairStats(ctx, pool, spec.IterationID, true, sel); err != nil {
 		return res, err
 	}
+	if m.LearningCheck, err = learningForManifest(ctx, pool, spec.IterationID); err != nil {
+		return res, err
+	}
 	mb, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return res, err
@@ -219,12 +225,12 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 // failure never ran; --retry-failed finishes it). Export checks it.
 func Exportable(it store.Iteration) error {
 	switch it.Stage {
-	case store.StageExporting, store.StageTraining, store.StageDone:
+	case store.StageExporting, store.StageTraining, store.StageChecking, store.StageDone:
 		return nil
 	case store.StageFailed:
 		return fmt.Errorf("iteration %s failed (%s): its selection may be incomplete, so it is not exported; fix the cause and run again with --retry-failed", it.Name, deref(it.Error))
 	}
-	return fmt.Errorf("iteration %s is still %s: it can be exported once its selection is final (stage exporting, training or done)", it.Name, it.Stage)
+	return fmt.Errorf("iteration %s is still %s: it can be exported once its selection is final (stage exporting, training, checking or done)", it.Name, it.Stage)
 }
 
 // ReselectFolder names the folder a reselection is exported to, inside the

@@ -17,7 +17,7 @@ import (
 // stages in order; an iteration's stored stage says which one to (re)do.
 var stages = []string{
 	store.StageLoading, store.StageGenerating, store.StageScoring, store.StageSelecting,
-	store.StageEvolving, store.StageExporting, store.StageTraining, store.StageDone,
+	store.StageEvolving, store.StageExporting, store.StageTraining, store.StageChecking, store.StageDone,
 }
 
 // iterationState is one iteration being driven.
@@ -28,6 +28,8 @@ type iterationState struct {
 	cfg  config.Iteration
 	next *config.Iteration // nil for the last iteration
 	last bool
+	// checkModel is the learning check's model once its stage started.
+	checkModel string
 }
 
 // drive runs the iteration from its stored stage to done.
@@ -87,6 +89,8 @@ func (s *iterationState) runStage(ctx context.Context, stage string) error {
 		return err
 	case store.StageTraining:
 		return s.train(ctx)
+	case store.StageChecking:
+		return s.checkLearning(ctx)
 	}
 	return nil
 }

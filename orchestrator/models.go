@@ -22,7 +22,7 @@ type modelUse struct {
 // samples the policy model and scores with the reference model, and when
 // the iteration evolves, the evolve model is checked then too, so a
 // misspelt one fails before a long generating stage; evolving rewrites with
-// the evolve model.
+// the evolve model; the learning check scores with the new policy.
 func (s *iterationState) stageModels(kind string) []modelUse {
 	var uses []modelUse
 	if kind == bus.KindGenerate {
@@ -30,6 +30,9 @@ func (s *iterationState) stageModels(kind string) []modelUse {
 		if s.cfg.ReferenceModel != "" {
 			uses = append(uses, modelUse{"reference_model", "reference", s.cfg.ReferenceModel})
 		}
+	}
+	if kind == bus.KindLearn {
+		return []modelUse{{"learning check model", "policy", s.checkModel}}
 	}
 	if kind == bus.KindEvolve || s.evolves() {
 		ev := s.cfg.Evolve

@@ -25,10 +25,10 @@ import (
 
 // storedSettings reads the settings stored with an iteration.
 func storedSettings(it store.Iteration) (config.Settings, error) {
-	// Settings stored before the dedup and decontaminate sections existed
-	// read as their defaults.
+	// Settings stored before the dedup, decontaminate and learning_check
+	// sections existed read as their defaults.
 	d := config.Defaults()
-	s := config.Settings{Dedup: d.Dedup, Decontaminate: d.Decontaminate}
+	s := config.Settings{Dedup: d.Dedup, Decontaminate: d.Decontaminate, LearningCheck: d.LearningCheck}
 	if err := json.Unmarshal(it.Config, &s); err != nil {
 		return s, fmt.Errorf("iteration %s: stored settings: %w", it.Name, err)
 	}
@@ -40,7 +40,7 @@ func storedSettings(it store.Iteration) (config.Settings, error) {
 func iterationOf(s config.Settings) config.Iteration {
 	return config.Iteration{Name: s.Name, PolicyModel: s.PolicyModel, ReferenceModel: s.ReferenceModel, Prompts: s.Prompts,
 		Generation: s.Generation, Scoring: s.Scoring, Selection: s.Selection, Evolve: s.Evolve,
-		Dedup: s.Dedup, Decontaminate: s.Decontaminate}
+		Dedup: s.Dedup, Decontaminate: s.Decontaminate, LearningCheck: s.LearningCheck}
 }
 
 // settingsDiff lists the keys whose values differ between the stored

@@ -24,6 +24,7 @@ func Figures(d *Data) []Figure {
 		rewardFigure(d), marginFigure(d), apFigure(d), outcomeFigure(d),
 		evolutionFigure(d), trendRewardFigure(d),
 	}
+	figs = append(figs, learningFigures(d)...)
 	return append(figs, trendMarginFigures(d)...)
 }
 

@@ -64,6 +64,9 @@ type Data struct {
 	// NearExamples and ContaminatedExamples show the first few of each.
 	Flags                              []store.FlagCount
 	NearExamples, ContaminatedExamples []store.FlagExample
+	// Learning is the learning check after the iteration's training; nil
+	// without one.
+	Learning *Learning
 
 	ranges ranges // read by loadSummary for loadHistograms
 	// tasks are the iteration's task counts, read first.
@@ -234,6 +237,7 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 		{"trend", d.loadTrend},
 		{"top pairs", d.loadTop},
 		{"data quality", d.loadFlags},
+		{"learning check", d.loadLearning},
 	} {
 		if err := step.load(ctx, db, it.ID); err != nil {
 			return nil, fmt.Errorf("report of %s/%s: %s: %w", run, iteration, step.what, err)

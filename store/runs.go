@@ -19,8 +19,11 @@ const (
 	StageEvolving   = "evolving"
 	StageExporting  = "exporting"
 	StageTraining   = "training"
-	StageDone       = "done"
-	StageFailed     = "failed"
+	// StageChecking is the learning check: the iteration's pairs scored
+	// under the policy its training made (learning_check.enabled).
+	StageChecking = "checking"
+	StageDone     = "done"
+	StageFailed   = "failed"
 )
 
 // Run is a row of runs.

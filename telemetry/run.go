@@ -17,7 +17,7 @@ import (
 // dashboard can show the current one (value 1) without label joins.
 var stageNames = []string{
 	store.StagePending, store.StageLoading, store.StageGenerating, store.StageScoring, store.StageSelecting,
-	store.StageEvolving, store.StageExporting, store.StageTraining, store.StageDone, store.StageFailed,
+	store.StageEvolving, store.StageExporting, store.StageTraining, store.StageChecking, store.StageDone, store.StageFailed,
 }
 
 // scrapeTimeout bounds the queries of one scrape.
@@ -67,6 +67,10 @@ type selectedCount struct {
 //   - selfplay_pair_outcomes{iteration, outcome}: generate tasks by outcome
 //     (paired, the no-pair reasons, failed, pending);
 //   - selfplay_pairs_selected{iteration}: pairs selected for training.
+//   - selfplay_learning_mean_delta{iteration, selected},
+//     selfplay_learning_learned_share{iteration} and
+//     selfplay_learning_spearman{iteration, metric}: the learning check's
+//     summary (learning_checks.summary), once the check finished.
 //
 // A run not yet created yields no series. A failing query is logged and its
 // metrics are left out of that scrape. Register it with the orchestrator's
@@ -77,7 +81,8 @@ func NewRunCollector(db store.DBTX, run string, log *slog.Logger) prometheus.Col
 
 // Describe implements prometheus.Collector.
 func (c *runCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{currentIterationDesc, stageDesc, tasksDesc, outcomesDesc, selectedDesc} {
+	for _, d := range []*prometheus.Desc{currentIterationDesc, stageDesc, tasksDesc, outcomesDesc, selectedDesc,
+		learningDeltaDesc, learningLearnedDesc, learningSpearmanDesc} {
 		ch <- d
 	}
 }
@@ -93,6 +98,10 @@ func (c *runCollector) Collect(ch chan<- prometheus.Metric) {
 	if err := c.collectTasks(ctx, ch); err != nil {
 		c.log.Warn("metrics: read tasks", "run", c.run, "err", err)
 		ch <- prometheus.NewInvalidMetric(tasksDesc, err)
+	}
+	if err := c.collectLearning(ctx, ch); err != nil {
+		c.log.Warn("metrics: read learning checks", "run", c.run, "err", err)
+		ch <- prometheus.NewInvalidMetric(learningDeltaDesc, err)
 	}
 }
 

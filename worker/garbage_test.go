@@ -36,7 +36,7 @@ func TestGarbageOnTheTaskSubject(t *testing.T) {
 		{"JSON of another shape", []byte(`{"task": "generate", "prompt": 3}`), `unknown field \"task\"`},
 		{"ids as strings", []byte(`{"iteration_id": "1", "prompt_id": "2", "kind": "generate"}`), "cannot unmarshal string"},
 		{"negative id", []byte(`{"iteration_id": -1, "prompt_id": 2, "kind": "generate"}`), "iteration_id must be positive"},
-		{"unknown kind", []byte(`{"iteration_id": 1, "prompt_id": 2, "kind": "train"}`), `kind \"train\" is not generate or evolve`},
+		{"unknown kind", []byte(`{"iteration_id": 1, "prompt_id": 2, "kind": "train"}`), `kind \"train\" is not generate, evolve or learn`},
 		{"trailing data", []byte(`{"iteration_id": 1, "prompt_id": 2, "kind": "generate"} {}`), "trailing data"},
 		{"huge number", []byte(`{"iteration_id": 1e999, "prompt_id": 2, "kind": "generate"}`), "not a task message"},
 	}

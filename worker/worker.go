@@ -44,7 +44,10 @@ type Clients struct {
 	Policy    Sampler
 	Reward    Rewarder
 	Reference ReferenceScorer
-	Evolver   Sampler
+	// PolicyScorer teacher-forces on the policy endpoint (the learning
+	// check's learn tasks); nil when the worker cannot.
+	PolicyScorer ReferenceScorer
+	Evolver      Sampler
 	// EvolverModel overrides the model used for evolution ("" = the
 	// iteration's policy model).
 	EvolverModel string
@@ -501,6 +504,8 @@ func (w *Worker) run(ctx context.Context, key store.TaskKey, delivered int, log 
 		return w.generate(ctx, info, key, delivered, msgs, log)
 	case bus.KindEvolve:
 		return w.evolve(ctx, info, key, delivered, msgs, log)
+	case bus.KindLearn:
+		return w.learn(ctx, key, delivered, msgs, log)
 	}
 	return Permanentf("unknown task kind %q", key.Kind)
 }

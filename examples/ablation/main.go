@@ -59,6 +59,8 @@ type runResult struct {
 	Iterations []iterStats `json:"iterations"`
 	Final      evalLine    `json:"final"`
 	Seconds    float64     `json:"seconds"`
+	// Learning is each iteration's learning check (learning.go).
+	Learning []iterLearning `json:"learning,omitempty"`
 }
 
 // iterStats are an iteration's numbers read from PostgreSQL.
@@ -109,6 +111,12 @@ func main() {
 		fail(err)
 	}
 	o.metrics, o.losses = strings.Split(metrics, ","), strings.Split(losses, ",")
+	if *tableFrom != "" {
+		if err := learningTableFrom(os.Stdout, options{losses: o.losses, metrics: o.metrics}, *tableFrom); err != nil {
+			fail(err)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -184,6 +192,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	printTable(os.Stdout, o, baseline, all, time.Since(start))
+	printLearning(os.Stdout, o, all)
 	return nil
 }
 
@@ -222,7 +231,7 @@ generation: {samples: %d, temperature: 0.8, top_p: 0.95, max_tokens: %d, seed: %
 selection: {metric: %s, count: %d, seed: %d}
 evolve: {metric: alignment_potential, implicit_weight: 2.5, ratio: 0.25}
 export: {dir: %q}
-hooks: {train: %s, train_timeout: 10m, wait_for_model: 2m}
+hooks: {train: %s, train_timeout: 10m, wait_for_model: 2m, final_model: final}
 worker: {concurrency: 8, ack_wait: 1m}
 orchestrator: {progress_interval: 1m, poll_interval: 100ms}
 iterations:
@@ -231,6 +240,7 @@ iterations:
   - {name: iter2, policy_model: tiny-2, prompts: {evolved: true}}
 `, name, dbURL, o.natsURL, stream, addr, addr, o.samples, o.maxTokens, seed, metric, o.count, seed,
 		filepath.Join(dir, "exports"), hook, o.prompts)
+	cfg += learningYAML(seed)
 	cfgPath := filepath.Join(dir, "selfplay.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return runResult{}, err
@@ -256,6 +266,9 @@ iterations:
 	}
 	r := runResult{Metric: metric, Loss: loss, Seed: seed}
 	if r.Iterations, err = iterationStats(ctx, dbURL); err != nil {
+		return runResult{}, err
+	}
+	if r.Learning, err = learningStats(ctx, dbURL); err != nil {
 		return runResult{}, err
 	}
 	if r.Final, err = evaluate(ctx, o, models, "final"); err != nil {
