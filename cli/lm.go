@@ -33,6 +33,7 @@ func newLMServeCmd() *cobra.Command {
 		addr        string
 		modelSpecs  []string
 		rewardModel string
+		lengthBonus float64
 		modelsDir   string
 		rescan      time.Duration
 		shutdown    time.Duration
@@ -82,7 +83,8 @@ clients.`,
 		if modelsDir != "" && rescan < 0 {
 			return fmt.Errorf("--rescan-interval %s: want 0 (only on POST /v1/load) or a positive duration", rescan)
 		}
-		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log, ModelsDir: modelsDir})
+		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log, ModelsDir: modelsDir,
+			RewardLengthBonus: lengthBonus})
 		if err != nil {
 			return err
 		}
@@ -95,6 +97,7 @@ clients.`,
 	fl.StringVar(&addr, "addr", "127.0.0.1:8000", "listen address")
 	fl.StringArrayVar(&modelSpecs, "model", nil, "a model to serve as NAME=PATH (repeatable; PATH builtin = embedded; default tiny-0=builtin)")
 	fl.StringVar(&rewardModel, "reward-model", tinylm.DefaultRewardModel, "model name of the reward function served by /classify")
+	fl.Float64Var(&lengthBonus, "reward-length-bonus", 0, "add this much reward per reply word to /classify (a length-biased reward model, for docs/length.md; 0 = none)")
 	fl.StringVar(&modelsDir, "models-dir", "", "also serve every DIR/NAME.bin.gz as NAME, rescanned (see --rescan-interval, POST /v1/load)")
 	fl.DurationVar(&rescan, "rescan-interval", time.Second, "how often --models-dir is rescanned (0 = only on POST /v1/load)")
 	fl.DurationVar(&shutdown, "shutdown-timeout", 10*time.Second, "how long to let in-flight requests finish on SIGTERM")

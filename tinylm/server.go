@@ -3,6 +3,7 @@ package tinylm
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -48,6 +49,9 @@ type ServerOptions struct {
 	// server reads it once in NewServer and again on every Rescan, on POST
 	// /v1/load and, with Watch, periodically; see Rescan.
 	ModelsDir string
+	// RewardLengthBonus is added to /classify's reward per response word
+	// (RewardBreakdown.WithLengthBonus); 0 (default) adds nothing.
+	RewardLengthBonus float64
 }
 
 // Server is the vLLM-compatible HTTP server of tinylm. It implements
@@ -61,6 +65,7 @@ type Server struct {
 	fixed   map[string]bool
 	dir     *modelDir
 	reward  string
+	bonus   float64 // RewardLengthBonus
 	log     *slog.Logger
 	faults  *faultInjector
 	created int64
@@ -77,6 +82,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s := &Server{models: map[string]*Model{}, fixed: map[string]bool{}, reward: opts.RewardModel, log: opts.Logger, created: time.Now().Unix()}
 	if s.reward == "" {
 		s.reward = DefaultRewardModel
+	}
+	if s.bonus = opts.RewardLengthBonus; math.IsNaN(s.bonus) || math.IsInf(s.bonus, 0) {
+		return nil, fmt.Errorf("new server: reward length bonus must be finite, got %g", s.bonus)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
