@@ -58,31 +58,38 @@ func FitLength(tokens []int, rewards []float64) (LengthFit, error) {
 		return fit, nil
 	}
 	loX, hiX := tokens[0], tokens[0]
-	loY, hiY := rewards[0], rewards[0]
-	var sx, sy compensated
+	loY, hiY, maxAbs := rewards[0], rewards[0], 0.0
 	for i := range n {
 		if !finite(rewards[i]) {
 			return LengthFit{}, fmt.Errorf("response %d: reward must be finite, got %g", i, rewards[i])
 		}
 		loX, hiX = min(loX, tokens[i]), max(hiX, tokens[i])
 		loY, hiY = min(loY, rewards[i]), max(hiY, rewards[i])
-		sx.add(float64(tokens[i]))
-		sy.add(rewards[i])
+		maxAbs = max(maxAbs, math.Abs(rewards[i]))
 	}
 	if loX == hiX {
 		return fit, nil
 	}
+	// Rewards scaled by a power of two into [-1, 1] (exact, as in
+	// momentsOf): sums of rewards near the float64 limit cannot overflow.
+	scale := Scale(maxAbs)
+	var sx, sy compensated
+	for i := range n {
+		sx.add(float64(tokens[i]))
+		sy.add(rewards[i] * scale)
+	}
 	mx, my := sx.value()/float64(n), sy.value()/float64(n)
 	var sxx, sxy, syy compensated
 	for i := range n {
-		dx, dy := float64(tokens[i])-mx, rewards[i]-my
+		dx, dy := float64(tokens[i])-mx, rewards[i]*scale-my
 		sxx.add(dx * dx)
 		sxy.add(dx * dy)
 		syy.add(dy * dy)
 	}
+	slope := sxy.value() / sxx.value()
 	fit.Defined = true
-	fit.Slope = sxy.value() / sxx.value()
-	fit.Intercept = my - fit.Slope*mx
+	fit.Slope = slope / scale
+	fit.Intercept = (my - slope*mx) / scale
 	if loY != hiY {
 		fit.R2 = min(1, sxy.value()*sxy.value()/(sxx.value()*syy.value()))
 	}

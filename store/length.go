@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/selfplay/selfplay/metric"
 )
@@ -38,37 +39,49 @@ type LengthGroup struct {
 // LengthGroups lists the groups of length_stats in order.
 var LengthGroups = []string{"all", "chosen", "rejected", "selected_chosen", "selected_rejected"}
 
-// fitLengthSQL fits reward on token_count over the iteration's rewarded
-// responses with PostgreSQL's regression aggregates (Youngs–Cramer, one
-// pass), and takes the statistics of every response's length. Whether the
-// lengths (or the rewards) are all equal is read from the extremes, never
-// from a rounded variance, as metric.FitLength does.
+// fitLengthSQL fits reward on token_count over the iteration's responses
+// with a finite reward, with PostgreSQL's regression aggregates
+// (Youngs–Cramer, one pass), and takes the statistics of their lengths.
+// Whether the lengths (or the rewards) are all equal is read from the
+// extremes, never from a rounded variance, as metric.FitLength does. $2
+// scales the rewards by a power of two (exact): 1 for ordinary rewards, and
+// for rewards whose sums overflow, metric.Scale of the largest.
 const fitLengthSQL = `
 SELECT count(*), min(token_count), max(token_count), avg(token_count)::float8,
        stddev_pop(token_count::float8),
-       CASE WHEN max(token_count) > min(token_count) THEN regr_slope(reward, token_count) END,
-       CASE WHEN max(token_count) > min(token_count) THEN regr_intercept(reward, token_count) END,
+       CASE WHEN max(token_count) > min(token_count) THEN regr_slope(reward * $2, token_count) / $2 END,
+       CASE WHEN max(token_count) > min(token_count) THEN regr_intercept(reward * $2, token_count) / $2 END,
        CASE WHEN max(token_count) = min(token_count) THEN NULL
             WHEN max(reward) = min(reward) THEN 0
-            ELSE least(1, regr_r2(reward, token_count)) END,
-       min(id) FILTER (WHERE NOT abs(reward) < 'Infinity')
-FROM responses WHERE iteration_id = $1 AND reward IS NOT NULL`
+            ELSE least(1, regr_r2(reward * $2, token_count)) END
+FROM responses WHERE iteration_id = $1 AND abs(reward) < 'Infinity'`
 
 // fitLength computes the iteration's length fit and the statistics of
-// every rewarded response's length (group all).
-func fitLength(ctx context.Context, db DBTX, iterationID int64) (metric.LengthFit, LengthGroup, error) {
+// every response's length (group all), over the responses with a finite
+// reward.
+func fitLength(ctx context.Context, tx pgx.Tx, iterationID int64) (metric.LengthFit, LengthGroup, error) {
 	var fit metric.LengthFit
 	all := LengthGroup{Group: "all"}
 	var n int64
 	var slope, intercept, r2 *float64
-	var bad *int64
-	err := db.QueryRow(ctx, fitLengthSQL, iterationID).Scan(&n, &all.Min, &all.Max, &all.Mean, &all.SD,
-		&slope, &intercept, &r2, &bad)
+	query := func(scale float64) error {
+		// In a savepoint: an overflow must leave the transaction usable.
+		return pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			return sp.QueryRow(ctx, fitLengthSQL, iterationID, scale).Scan(&n, &all.Min, &all.Max, &all.Mean, &all.SD,
+				&slope, &intercept, &r2)
+		})
+	}
+	err := query(1)
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "22003" { // numeric_value_out_of_range
+		// Rewards near the float64 limit: their sums overflow unscaled.
+		var maxAbs float64
+		if err = tx.QueryRow(ctx, `SELECT max(abs(reward)) FROM responses
+			WHERE iteration_id = $1 AND abs(reward) < 'Infinity'`, iterationID).Scan(&maxAbs); err == nil {
+			err = query(metric.Scale(maxAbs))
+		}
+	}
 	if err != nil {
 		return fit, all, fmt.Errorf("fit reward on length: %w", err)
-	}
-	if bad != nil {
-		return fit, all, fmt.Errorf("fit reward on length: response %d: reward must be finite", *bad)
 	}
 	fit.N, all.Replies = int(n), n
 	if slope != nil {
@@ -83,9 +96,9 @@ func lengthNote(fit metric.LengthFit, all LengthGroup) string {
 	case fit.Defined:
 		return ""
 	case fit.N == 0:
-		return "no rewarded responses: slope undefined, raw margin scored"
+		return "no response with a finite reward: slope undefined, raw margin scored"
 	case fit.N == 1:
-		return "one rewarded response: slope undefined, raw margin scored"
+		return "one response with a finite reward: slope undefined, raw margin scored"
 	default:
 		return fmt.Sprintf("every reply has the same length (%d tokens): slope undefined, raw margin scored", *all.Min)
 	}
