@@ -24,7 +24,8 @@ func Figures(d *Data) []Figure {
 		rewardFigure(d), marginFigure(d), apFigure(d), outcomeFigure(d),
 		evolutionFigure(d), trendRewardFigure(d),
 	}
-	return append(figs, trendMarginFigures(d)...)
+	figs = append(figs, trendMarginFigures(d)...)
+	return append(figs, lengthFigure(d), trendLengthFigure(d))
 }
 
 func rewardFigure(d *Data) Figure {

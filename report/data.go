@@ -59,6 +59,10 @@ type Data struct {
 	Trend []IterationTrend
 	// Top are the best selected pairs, by rank.
 	Top []TopPair
+	// Length is the reply length section (report/length.go); Warnings are
+	// shown at the top of the page.
+	Length   Length
+	Warnings []string
 
 	ranges ranges // read by loadSummary for loadHistograms
 	// tasks are the iteration's task counts, read first.
@@ -228,6 +232,7 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 		{"evolution", d.loadEvolution},
 		{"trend", d.loadTrend},
 		{"top pairs", d.loadTop},
+		{"reply length", d.loadLength},
 	} {
 		if err := step.load(ctx, db, it.ID); err != nil {
 			return nil, fmt.Errorf("report of %s/%s: %s: %w", run, iteration, step.what, err)
