@@ -382,3 +382,33 @@ func TestLengthFitHugeAndNonFiniteRewards(t *testing.T) {
 	require.InEpsilon(t, want.Intercept, got.Intercept, 1e-9)
 	require.InEpsilon(t, want.R2, got.R2, 1e-9)
 }
+
+// BenchmarkScorePairsSQL1MResidual is BenchmarkScorePairsSQL1M with replies
+// of 1–50 tokens and scoring.length_control residual: the length fit over
+// the 2,000,000 responses, the residual margins and the length statistics
+// on top of the scoring.
+func BenchmarkScorePairsSQL1MResidual(b *testing.B) {
+	ctx := context.Background()
+	pool, _ := storetest.NewPool(b)
+	it := newIterationNamed(b, pool, 0)
+	const n = 1_000_000
+	rng := rand.New(rand.NewPCG(1, 2))
+	mex, mim := make([]float64, n), make([]float64, n)
+	for i := range n {
+		mex[i], mim[i] = rng.ExpFloat64(), rng.NormFloat64()
+	}
+	storetest.SeedPairs(b, pool, it, mex, mim)
+	_, err := pool.Exec(ctx, `UPDATE responses SET token_count = 1 + id % 50 WHERE iteration_id = $1`, it)
+	require.NoError(b, err)
+	_, err = pool.Exec(ctx, `UPDATE pairs p SET chosen_tokens = c.token_count, rejected_tokens = x.token_count
+		FROM responses c, responses x WHERE c.id = p.chosen_id AND x.id = p.rejected_id`)
+	require.NoError(b, err)
+	_, err = pool.Exec(ctx, `VACUUM ANALYZE`)
+	require.NoError(b, err)
+	b.ResetTimer()
+	for range b.N {
+		_, err := store.ScorePairs(ctx, pool, it, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4,
+			LengthControl: "residual"}, store.TrainSelection)
+		require.NoError(b, err)
+	}
+}
