@@ -100,7 +100,11 @@ func lengthNote(fit metric.LengthFit, all LengthGroup) string {
 	case fit.N == 1:
 		return "one response with a finite reward: slope undefined, raw margin scored"
 	default:
-		return fmt.Sprintf("every reply has the same length (%d tokens): slope undefined, raw margin scored", *all.Min)
+		unit := "tokens"
+		if *all.Min == 1 {
+			unit = "token"
+		}
+		return fmt.Sprintf("every reply has the same length (%d %s): slope undefined, raw margin scored", *all.Min, unit)
 	}
 }
 
