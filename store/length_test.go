@@ -316,13 +316,7 @@ func TestLengthSQLAgreesWithGo(t *testing.T) {
 		stored, _, err := store.IterationLength(ctx, pool, it)
 		require.NoError(t, err)
 
-		want, err := metric.FitLength(tokens, rewards)
-		require.NoError(t, err)
-		require.True(t, want.Defined)
-		require.Equal(t, want.N, stored.N)
-		for _, q := range [][2]float64{{want.Slope, stored.Slope}, {want.Intercept, stored.Intercept}, {want.R2, stored.R2}} {
-			require.InEpsilon(t, q[0], q[1], 1e-9, "trial %d (offset %g)", trial, offset)
-		}
+		requireGoFit(t, tokens, rewards, stored, "trial %d (offset %g)", trial, offset)
 
 		var items []metric.Item
 		var pairIDs []int64
@@ -374,13 +368,21 @@ func TestLengthFitHugeAndNonFiniteRewards(t *testing.T) {
 	require.NoError(t, err)
 	got, groups, err := store.IterationLength(ctx, pool, it)
 	require.NoError(t, err)
+	require.EqualValues(t, 6, *store.FindLengthGroup(groups, "all").Max, "the infinite and NaN rewards are not fitted")
+	requireGoFit(t, tokens, rewards, got, "near the float64 limit")
+}
+
+// requireGoFit requires the stored fit to be metric.FitLength's of the
+// replies, to a relative 1e-9.
+func requireGoFit(t *testing.T, tokens []int, rewards []float64, stored store.LengthFit, msg string, args ...any) {
+	t.Helper()
 	want, err := metric.FitLength(tokens, rewards)
 	require.NoError(t, err)
-	require.Equal(t, 5, got.N)
-	require.EqualValues(t, 6, *store.FindLengthGroup(groups, "all").Max, "the infinite and NaN rewards are not fitted")
-	require.InEpsilon(t, want.Slope, got.Slope, 1e-9)
-	require.InEpsilon(t, want.Intercept, got.Intercept, 1e-9)
-	require.InEpsilon(t, want.R2, got.R2, 1e-9)
+	require.True(t, want.Defined && stored.Defined)
+	require.Equal(t, want.N, stored.N)
+	for _, q := range [][2]float64{{want.Slope, stored.Slope}, {want.Intercept, stored.Intercept}, {want.R2, stored.R2}} {
+		require.InEpsilon(t, q[0], q[1], 1e-9, append([]any{msg}, args...)...)
+	}
 }
 
 // BenchmarkScorePairsSQL1MResidual is BenchmarkScorePairsSQL1M with replies
@@ -389,15 +391,7 @@ func TestLengthFitHugeAndNonFiniteRewards(t *testing.T) {
 // on top of the scoring.
 func BenchmarkScorePairsSQL1MResidual(b *testing.B) {
 	ctx := context.Background()
-	pool, _ := storetest.NewPool(b)
-	it := newIterationNamed(b, pool, 0)
-	const n = 1_000_000
-	rng := rand.New(rand.NewPCG(1, 2))
-	mex, mim := make([]float64, n), make([]float64, n)
-	for i := range n {
-		mex[i], mim[i] = rng.ExpFloat64(), rng.NormFloat64()
-	}
-	storetest.SeedPairs(b, pool, it, mex, mim)
+	pool, it := seedMillionPairs(b)
 	_, err := pool.Exec(ctx, `UPDATE responses SET token_count = 1 + id % 50 WHERE iteration_id = $1`, it)
 	require.NoError(b, err)
 	_, err = pool.Exec(ctx, `UPDATE pairs p SET chosen_tokens = c.token_count, rejected_tokens = x.token_count
