@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -110,19 +111,22 @@ func lengthNote(fit metric.LengthFit, all LengthGroup) string {
 
 // pairLengthColumns are the aggregates, over the iteration's pairs, of the
 // chosen and rejected lengths of all pairs and of the selected ones, in the
-// order of LengthGroups[1:]; ScorePairs reads them in the pass that checks
-// its writes.
-func pairLengthColumns() string {
-	var s string
+// order of LengthGroups[1:], named len_0, len_1, …; and the list of those
+// names. ScorePairs reads them in the pass that checks its writes.
+func pairLengthColumns() (aggregates, names string) {
+	i := 0
 	for _, g := range []struct{ col, filter string }{
 		{"chosen_tokens", "true"}, {"rejected_tokens", "true"},
 		{"chosen_tokens", "selected"}, {"rejected_tokens", "selected"},
 	} {
-		s += fmt.Sprintf(`, count(*) FILTER (WHERE %[2]s), avg(%[1]s) FILTER (WHERE %[2]s)::float8,
-			stddev_pop(%[1]s::float8) FILTER (WHERE %[2]s), min(%[1]s) FILTER (WHERE %[2]s), max(%[1]s) FILTER (WHERE %[2]s)`,
-			g.col, g.filter)
+		for _, agg := range []string{"count(*)", "avg(%[1]s)", "stddev_pop(%[1]s::float8)", "min(%[1]s)", "max(%[1]s)"} {
+			aggregates += fmt.Sprintf(", "+agg+" FILTER (WHERE %[2]s)::%[3]s AS len_%[4]d", g.col, g.filter,
+				map[bool]string{true: "float8", false: "bigint"}[strings.Contains(agg, "avg") || strings.Contains(agg, "stddev")], i)
+			names += fmt.Sprintf(", len_%d", i)
+			i++
+		}
 	}
-	return s
+	return aggregates, names
 }
 
 // scanTargets are the destinations of pairLengthColumns in gs (LengthGroups[1:]).

@@ -179,6 +179,13 @@ FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.t
 
 // ScorePairs scores and selects an iteration's pairs in the database, never
 // loading them into Go, and returns how many were selected.
+//
+// A training scoring also fits reward on reply length over the iteration's
+// responses and stores the fit with the length statistics of its replies
+// (length_fits, length_stats, pairs.residual_margin; see docs/length.md).
+// With spec.LengthControl residual and a defined fit, the explicit margin
+// scored is the residual margin, in both targets; an evolve scoring takes
+// the fit its iteration's training scoring stored.
 func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec, target Target) (int64, error) {
 	var update string
 	switch target {
@@ -303,21 +310,22 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 			groups[i].Group = g
 		}
 		groups[0] = all
+		lengthAggregates, lengthNames := pairLengthColumns()
 		err = tx.QueryRow(ctx, `
 			WITH a AS (
 			    SELECT count(*) FILTER (WHERE NOT $2 OR dpo_margin IS NOT NULL) AS scored,
 			           count(*) FILTER (WHERE `+col+`) AS selected,
 			           array_agg(id ORDER BY rank) FILTER (WHERE $3 AND `+col+` AND rank <= $4) AS top_ids
-			           `+pairLengthColumns()+`
+			           `+lengthAggregates+`
 			    FROM pairs WHERE iteration_id = $1
 			), top AS (
 			    -- The selected ranks are 1, 2, … k: the i-th id has rank i.
 			    INSERT INTO top_pairs (iteration_id, rank, pair_id)
 			    SELECT $1, t.rank, t.id FROM a CROSS JOIN unnest(a.top_ids) WITH ORDINALITY AS t(id, rank)
 			)
-			SELECT a.* FROM a`,
+			SELECT scored, selected`+lengthNames+` FROM a`,
 			iterationID, dpo, target == TrainSelection, TopPairs).Scan(
-			append([]any{&scored, &selected, new([]int64)}, scanTargets(groups[1:])...)...)
+			append([]any{&scored, &selected}, scanTargets(groups[1:])...)...)
 		if err != nil {
 			return err
 		}
