@@ -15,7 +15,7 @@ import (
 )
 
 func newExportCmd() *cobra.Command {
-	var path, run, iteration, out, metricName string
+	var path, run, iteration, out, metricName, lengthControl string
 	var ratio, weight float64
 	var count int
 	var seed int64
@@ -24,7 +24,7 @@ func newExportCmd() *cobra.Command {
 		Use:   "export",
 		Short: "Re-export an iteration's selected pairs, optionally selected by another metric or ratio",
 		Long: "Writes train.jsonl and manifest.json for one iteration whose selection is final (stage exporting,\n" +
-			"training or done). With --metric, --ratio or --count the selection is recomputed over the stored\n" +
+			"training or done). With --metric, --ratio, --count or --length-control the selection is recomputed over the stored\n" +
 			"margins for this export only, into its own folder (by-METRIC-RATIO inside the iteration's) in its own\n" +
 			"rank order; the stored selection and the orchestrator's export are left alone. Only the database is\n" +
 			"needed (SELFPLAY_DATABASE_URL or database.url): without a schedule file the export folder and formats\n" +
@@ -39,6 +39,7 @@ func newExportCmd() *cobra.Command {
 	cmd.Flags().IntVar(&count, "count", 0, "reselect this many pairs")
 	cmd.Flags().Float64Var(&weight, "implicit-weight", -1, "w of alignment potential when reselecting (default: the iteration's)")
 	cmd.Flags().Int64Var(&seed, "seed", -1, "seed of the random metric when reselecting (default: the iteration's)")
+	cmd.Flags().StringVar(&lengthControl, "length-control", "", "reselect with this scoring.length_control: none or residual (default: the iteration's)")
 	cmd.Flags().BoolVar(&save, "save-selection", false, "store the recomputed selection in the database (replacing the iteration's selection) and record the export")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
@@ -84,11 +85,15 @@ func newExportCmd() *cobra.Command {
 		}
 		spec := orchestrator.ExportSpec{Dir: exp.Dir, Run: run, Iteration: iteration, IterationID: it.ID, OutDir: out,
 			ConfigHash: stored.Hash(), Formats: exp.Formats}
-		if metricName != "" || ratio > 0 || count > 0 {
+		if lengthControl != "" && lengthControl != string(metric.LengthNone) && lengthControl != string(metric.LengthResidual) {
+			return fmt.Errorf("--length-control %q: want none or residual", lengthControl)
+		}
+		if metricName != "" || ratio > 0 || count > 0 || lengthControl != "" {
 			var settings struct {
 				Scoring struct {
 					Implicit       string  `json:"implicit"`
 					ImplicitWeight float64 `json:"implicit_weight"`
+					LengthControl  string  `json:"length_control"`
 				} `json:"scoring"`
 				Selection struct {
 					Metric string  `json:"metric"`
@@ -124,10 +129,14 @@ func newExportCmd() *cobra.Command {
 			if seed >= 0 {
 				ms.Seed = seed
 			}
-			spec.Reselect, spec.Implicit = &ms, settings.Scoring.Implicit
+			if lengthControl == "" {
+				lengthControl = settings.Scoring.LengthControl
+			}
+			spec.Reselect, spec.Implicit, spec.LengthControl = &ms, settings.Scoring.Implicit, lengthControl
 			if save {
 				n, err := store.ScorePairs(ctx, pool, it.ID, store.ScoreSpec{Metric: string(ms.Metric), ImplicitWeight: ms.ImplicitWeight,
-					Ratio: ms.Ratio, Count: ms.Count, Seed: ms.Seed, Implicit: settings.Scoring.Implicit}, store.TrainSelection)
+					Ratio: ms.Ratio, Count: ms.Count, Seed: ms.Seed, Implicit: settings.Scoring.Implicit,
+					LengthControl: lengthControl}, store.TrainSelection)
 				if err != nil {
 					return err
 				}
@@ -135,7 +144,7 @@ func newExportCmd() *cobra.Command {
 				spec.Reselect, spec.Record = nil, true
 			}
 		} else if save {
-			return fmt.Errorf("--save-selection needs --metric, --ratio or --count")
+			return fmt.Errorf("--save-selection needs --metric, --ratio, --count or --length-control")
 		}
 		if spec.Reselect == nil && out == "" {
 			// The stored selection into the orchestrator's own folder: its

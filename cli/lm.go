@@ -34,6 +34,7 @@ func newLMServeCmd() *cobra.Command {
 		addr        string
 		modelSpecs  []string
 		rewardModel string
+		lengthBonus float64
 		modelsDir   string
 		rescan      time.Duration
 		shutdown    time.Duration
@@ -92,7 +93,7 @@ NAME} stops serving it; without the variable the routes answer 404.`,
 		}
 		lora := tinylm.RuntimeLoRAUpdating(os.Getenv(tinylm.RuntimeLoRAUpdatingEnv))
 		srv, err := tinylm.NewServer(tinylm.ServerOptions{Models: models, RewardModel: rewardModel, Faults: f, Logger: log,
-			ModelsDir: modelsDir, MaxModelLen: maxModelLen, RuntimeLoRAUpdating: lora})
+			ModelsDir: modelsDir, MaxModelLen: maxModelLen, RuntimeLoRAUpdating: lora, RewardLengthBonus: lengthBonus})
 		if err != nil {
 			return err
 		}
@@ -105,6 +106,7 @@ NAME} stops serving it; without the variable the routes answer 404.`,
 	fl.StringVar(&addr, "addr", "127.0.0.1:8000", "listen address")
 	fl.StringArrayVar(&modelSpecs, "model", nil, "a model to serve as NAME=PATH (repeatable; PATH builtin = embedded; default tiny-0=builtin)")
 	fl.StringVar(&rewardModel, "reward-model", tinylm.DefaultRewardModel, "model name of the reward function served by /classify")
+	fl.Float64Var(&lengthBonus, "reward-length-bonus", 0, "add this much reward per reply word to /classify (a length-biased reward model, for docs/length.md; 0 = none)")
 	fl.StringVar(&modelsDir, "models-dir", "", "also serve every DIR/NAME.bin.gz as NAME, rescanned (see --rescan-interval, POST /v1/load)")
 	fl.DurationVar(&rescan, "rescan-interval", time.Second, "how often --models-dir is rescanned (0 = only on POST /v1/load)")
 	fl.IntVar(&maxModelLen, "max-model-len", tinylm.DefaultMaxModelLen, "context length in tokens (prompt plus generated), enforced and reported as max_model_len, as vLLM's --max-model-len")

@@ -56,7 +56,7 @@ func newRunCmd() *cobra.Command {
 		}
 		if metricsAddr != "" {
 			reg := telemetry.NewRegistry()
-			reg.MustRegister(telemetry.NewRunCollector(pool, cfg.Run, log))
+			reg.MustRegister(telemetry.NewRunCollector(pool, cfg.Run, log), telemetry.NewLengthCollector(pool, cfg.Run, log))
 			if _, err := telemetry.Serve(ctx, metricsAddr, reg, log); err != nil {
 				return err
 			}

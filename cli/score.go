@@ -26,6 +26,7 @@ func newScoreCmd() *cobra.Command {
 	var (
 		in, out, metricName string
 		spec                metric.Spec
+		length              lengthOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "score --in pairs.jsonl --out scored.jsonl",
@@ -36,7 +37,15 @@ implicit_z, alignment_potential, score, rank and selected added.
 
 Each row needs either explicit_margin and implicit_margin, or score_chosen,
 score_rejected, chosen_logps, rejected_logps, chosen_tokens and rejected_tokens
-(the margins are then computed in the SimPO form and added to the row). An
+(the margins are then computed in the SimPO form and added to the row).
+
+With --length-control residual the explicit margin is scored with the length
+effect removed, m_ex − slope·(chosen_tokens − rejected_tokens), and written as
+residual_margin; every row then needs chosen_tokens and rejected_tokens. The
+slope is --length-slope when given (e.g. the run's length_fits.slope), else
+the least-squares fit of reward on tokens over the file's chosen and rejected
+replies (rows need score_chosen and score_rejected). When every reply has the
+same length the slope is undefined and the raw margin is scored. An
 integer "id" field, when present, breaks ties and seeds the random metric;
 otherwise the row's 1-based position among the data rows is used.
 
@@ -59,9 +68,15 @@ a few dozen bytes per row. The output is written to a temporary file next to
 			if err := spec.Validate(); err != nil {
 				return err
 			}
-			sum, err := scoreFile(cmd.Context(), in, out, spec)
+			if err := length.validate(cmd.Flags().Changed("length-slope")); err != nil {
+				return err
+			}
+			sum, err := scoreFile(cmd.Context(), in, out, spec, length)
 			if err != nil {
 				return err
+			}
+			if sum.note != "" {
+				printf(cmd, "%s\n", sum.note)
 			}
 			printf(cmd, "scored %d pairs by %s, selected %d, wrote %s\n", sum.rows, spec.Metric, sum.selected, out)
 			return nil
@@ -75,6 +90,8 @@ a few dozen bytes per row. The output is written to a temporary file next to
 	f.IntVar(&spec.Count, "count", 0, "select the top N pairs instead of a ratio")
 	f.Float64Var(&spec.ImplicitWeight, "implicit-weight", metric.DefaultImplicitWeight, "w in AP = z(m_ex) − w·z(|m_im|)")
 	f.Int64Var(&spec.Seed, "seed", 42, "seed of the random metric")
+	f.StringVar(&length.control, "length-control", string(metric.LengthNone), "none, or residual: score the explicit margin with the length effect removed")
+	f.Float64Var(&length.slope, "length-slope", 0, "reward per token to remove with residual (default: fitted over the file)")
 	_ = cmd.MarkFlagRequired("in")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -83,6 +100,27 @@ a few dozen bytes per row. The output is written to a temporary file next to
 // scoreSummary is what scoreFile reports back.
 type scoreSummary struct {
 	rows, selected int
+	note           string // what the length control did
+}
+
+// lengthOptions are the length control flags of score.
+type lengthOptions struct {
+	control  string
+	slope    float64
+	slopeSet bool
+}
+
+func (l *lengthOptions) validate(slopeSet bool) error {
+	l.slopeSet = slopeSet
+	switch {
+	case l.control != string(metric.LengthNone) && l.control != string(metric.LengthResidual):
+		return fmt.Errorf("--length-control %q: want none or residual", l.control)
+	case slopeSet && l.control != string(metric.LengthResidual):
+		return errors.New("--length-slope needs --length-control residual")
+	case math.IsNaN(l.slope) || math.IsInf(l.slope, 0):
+		return fmt.Errorf("--length-slope %g: want a finite number", l.slope)
+	}
+	return nil
 }
 
 // scorePool is everything pass 1 keeps: a few words per row.
@@ -90,25 +128,91 @@ type scorePool struct {
 	explicit, implicit []float64
 	ids                []int64
 	computed           []bool // margins were computed from scores and logps
+	// residual are the explicit margins scored under --length-control
+	// residual (nil otherwise); lengths and rewards are the rows' replies'
+	// (chosen, rejected), NaN for a reward the row does not have.
+	residual []float64
+	tokens   [][2]float64
+	rewards  [][2]float64
 }
 
 func (p *scorePool) item(i int) metric.Item {
-	return metric.Item{ID: p.ids[i], ExplicitMargin: p.explicit[i], ImplicitMargin: p.implicit[i]}
+	ex := p.explicit[i]
+	if p.residual != nil {
+		ex = p.residual[i]
+	}
+	return metric.Item{ID: p.ids[i], ExplicitMargin: ex, ImplicitMargin: p.implicit[i]}
+}
+
+// applyLength fills pool.residual for the residual control: with the
+// given slope, or the fit over the file's chosen and rejected replies. It
+// returns what it did, for the user.
+func (p *scorePool) applyLength(path string, l lengthOptions) (string, error) {
+	if l.control != string(metric.LengthResidual) {
+		return "", nil
+	}
+	tokens := make([][2]int, len(p.tokens))
+	for i, t := range p.tokens {
+		for j, v := range t {
+			switch {
+			case math.IsNaN(v):
+				return "", fmt.Errorf("%s: row %d: --length-control residual needs chosen_tokens and rejected_tokens", path, i+1)
+			case v < 0 || v != math.Trunc(v) || v > math.MaxInt32:
+				return "", fmt.Errorf("%s: row %d: %s must be a non-negative integer, got %g", path, i+1, []string{"chosen_tokens", "rejected_tokens"}[j], v)
+			}
+			tokens[i][j] = int(v)
+		}
+	}
+	slope := l.slope
+	note := fmt.Sprintf("length control residual: slope %g reward per token (--length-slope)", slope)
+	if !l.slopeSet {
+		xs := make([]int, 0, 2*len(tokens))
+		ys := make([]float64, 0, 2*len(tokens))
+		for i, t := range tokens {
+			r := p.rewards[i]
+			if math.IsNaN(r[0]) || math.IsNaN(r[1]) {
+				return "", fmt.Errorf("%s: row %d: fitting the length slope needs score_chosen and score_rejected (or give --length-slope)", path, i+1)
+			}
+			xs, ys = append(xs, t[0], t[1]), append(ys, r[0], r[1])
+		}
+		fit, err := metric.FitLength(xs, ys)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		if !fit.Defined {
+			return "length control residual: every reply has the same length, so the slope is undefined; scored the raw margins", nil
+		}
+		slope = fit.Slope
+		note = fmt.Sprintf("length control residual: slope %g reward per token, R² %.3f, fitted over the file's %d replies", slope, fit.R2, fit.N)
+	}
+	p.residual = make([]float64, len(p.explicit))
+	for i, t := range tokens {
+		p.residual[i] = metric.ResidualMargin(p.explicit[i], slope, t[0], t[1])
+	}
+	return note, nil
 }
 
 // scoreFile is the two-pass scorer behind `selfplay score`: pass 1 reads the
 // margins, pass 2 re-reads the rows and writes them with their scores.
-func scoreFile(ctx context.Context, in, out string, spec metric.Spec) (scoreSummary, error) {
+func scoreFile(ctx context.Context, in, out string, spec metric.Spec, length lengthOptions) (scoreSummary, error) {
 	if st, err := os.Stat(in); err != nil {
 		return scoreSummary{}, err
 	} else if !st.Mode().IsRegular() {
 		return scoreSummary{}, fmt.Errorf("%s is not a regular file: score reads its input twice, so save the pairs to a file first", in)
 	}
-	pool, err := readScorePool(ctx, in)
+	pool, err := readScorePool(ctx, in, length.control == string(metric.LengthResidual))
 	if err != nil {
 		return scoreSummary{}, err
 	}
-	scorer, err := metric.NewScorer(pool.explicit, pool.implicit, spec)
+	note, err := pool.applyLength(in, length)
+	if err != nil {
+		return scoreSummary{}, err
+	}
+	explicit := pool.explicit
+	if pool.residual != nil {
+		explicit = pool.residual
+	}
+	scorer, err := metric.NewScorer(explicit, pool.implicit, spec)
 	if err != nil {
 		return scoreSummary{}, fmt.Errorf("%s: %w", in, err)
 	}
@@ -121,7 +225,7 @@ func scoreFile(ctx context.Context, in, out string, spec metric.Spec) (scoreSumm
 	if err := writeScored(ctx, in, out, pool, scorer, ranks, k); err != nil {
 		return scoreSummary{}, err
 	}
-	return scoreSummary{rows: len(ranks), selected: k}, nil
+	return scoreSummary{rows: len(ranks), selected: k, note: note}, nil
 }
 
 // scoreRow holds the fields pass 1 reads from a row; the rest is skipped.
@@ -138,8 +242,10 @@ type scoreRow struct {
 	RejectedTokens *float64        `json:"rejected_tokens"`
 }
 
-// readScorePool is pass 1. Errors are FILE:LINE: reason.
-func readScorePool(ctx context.Context, path string) (scorePool, error) {
+// readScorePool is pass 1; it keeps the replies' lengths and rewards only
+// for the residual length control (32 bytes a row). Errors are FILE:LINE:
+// reason.
+func readScorePool(ctx context.Context, path string, lengths bool) (scorePool, error) {
 	var pool scorePool
 	err := eachRow(ctx, path, func(_ int, line []byte) error {
 		r, err := parseScoreRow(line, int64(len(pool.ids)+1))
@@ -150,6 +256,10 @@ func readScorePool(ctx context.Context, path string) (scorePool, error) {
 		pool.implicit = append(pool.implicit, r.implicit)
 		pool.ids = append(pool.ids, r.id)
 		pool.computed = append(pool.computed, r.computed)
+		if lengths {
+			pool.tokens = append(pool.tokens, r.tokens)
+			pool.rewards = append(pool.rewards, r.rewards)
+		}
 		return nil
 	})
 	return pool, err
@@ -160,6 +270,8 @@ type parsedRow struct {
 	explicit, implicit float64
 	computed           bool // margins computed from the score and logps fields
 	id                 int64
+	tokens             [2]float64 // chosen_tokens and rejected_tokens, NaN when absent
+	rewards            [2]float64 // score_chosen and score_rejected, NaN when absent
 }
 
 // parseScoreRow validates one row and reads its margins and id (ordinal
@@ -179,7 +291,15 @@ func parseScoreRow(line []byte, ordinal int64) (parsedRow, error) {
 		}
 		return parsedRow{}, fmt.Errorf("invalid JSON: %w", err)
 	}
-	out := parsedRow{id: ordinal}
+	out := parsedRow{id: ordinal, tokens: [2]float64{math.NaN(), math.NaN()}, rewards: [2]float64{math.NaN(), math.NaN()}}
+	for _, f := range []struct{ from, to *float64 }{
+		{r.ChosenTokens, &out.tokens[0]}, {r.RejectedTokens, &out.tokens[1]},
+		{r.ScoreChosen, &out.rewards[0]}, {r.ScoreRejected, &out.rewards[1]},
+	} {
+		if f.from != nil {
+			*f.to = *f.from
+		}
+	}
 	if raw := bytes.TrimSpace(r.ID); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
 		id, err := strconv.ParseInt(string(raw), 10, 64)
 		if err != nil {
@@ -260,6 +380,9 @@ func writeScored(ctx context.Context, in, out string, pool scorePool, scorer *me
 			}
 			s := scorer.Score(pool.item(i))
 			add := scoreAdditions{scored: s, rank: ranks[i], selected: ranks[i] <= k}
+			if pool.residual != nil {
+				add.residual, add.hasResidual = pool.residual[i], true
+			}
 			if pool.computed[i] {
 				add.margins, add.explicit, add.implicit = true, pool.explicit[i], pool.implicit[i]
 			}
@@ -289,11 +412,13 @@ type scoreAdditions struct {
 	scored             metric.Scored
 	rank               int
 	selected           bool
+	hasResidual        bool // write residual_margin (--length-control residual)
+	residual           float64
 }
 
 // addedKeys are the keys score writes; the margins come first and are
 // written only when they were computed.
-var addedKeys = []string{"explicit_margin", "implicit_margin", "explicit_z", "implicit_z", "alignment_potential", "score", "rank", "selected"}
+var addedKeys = []string{"explicit_margin", "implicit_margin", "explicit_z", "implicit_z", "alignment_potential", "score", "rank", "selected", "residual_margin"}
 
 // quotedAddedKeys are addedKeys as they appear in JSON, made once so that
 // pass 2 allocates nothing per row.
@@ -306,10 +431,14 @@ var quotedAddedKeys = func() [][]byte {
 }()
 
 func (a scoreAdditions) keys() (keys []string, quoted [][]byte) {
-	if a.margins {
-		return addedKeys, quotedAddedKeys
+	keys, quoted = addedKeys, quotedAddedKeys
+	if !a.hasResidual {
+		keys, quoted = keys[:len(keys)-1], quoted[:len(quoted)-1]
 	}
-	return addedKeys[2:], quotedAddedKeys[2:]
+	if a.margins {
+		return keys, quoted
+	}
+	return keys[2:], quoted[2:]
 }
 
 // appendRow appends the row line (a JSON object validated in pass 1) with
@@ -351,6 +480,10 @@ func (a scoreAdditions) appendRow(b, line []byte) ([]byte, error) {
 	b = strconv.AppendInt(b, int64(a.rank), 10)
 	b = append(b, `,"selected":`...)
 	b = strconv.AppendBool(b, a.selected)
+	if a.hasResidual {
+		b = append(b, `,"residual_margin":`...)
+		b = appendJSONFloat(b, a.residual)
+	}
 	return append(b, '}'), nil
 }
 

@@ -389,7 +389,7 @@ func BenchmarkScoreFile1M(b *testing.B) {
 	}
 	spec := metric.DefaultSpec()
 	for b.Loop() {
-		if _, err := scoreFile(context.Background(), in, out, spec); err != nil {
+		if _, err := scoreFile(context.Background(), in, out, spec, lengthOptions{control: "none"}); err != nil {
 			b.Fatal(err)
 		}
 	}

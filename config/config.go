@@ -155,6 +155,14 @@ type Scoring struct {
 	Beta float64 `mapstructure:"beta" json:"beta"`
 	// ImplicitWeight w in AP = z(m_ex) − w·z(|m_im|); default 1.0.
 	ImplicitWeight float64 `mapstructure:"implicit_weight" json:"implicit_weight"`
+	// LengthControl is "none" (default: the paper's metric) or "residual":
+	// the explicit margin from rewards with the iteration's fitted length
+	// effect removed (reward − slope·tokens).
+	LengthControl string `mapstructure:"length_control" json:"length_control"`
+	// LengthDriftWarn warns when the mean chosen length of the selected
+	// pairs grows by more than this fraction from one iteration to the
+	// next; default 0.2 (20%), 0 turns the warning off.
+	LengthDriftWarn float64 `mapstructure:"length_drift_warn" json:"length_drift_warn"`
 }
 
 // Selection chooses the training set of an iteration.
@@ -377,7 +385,7 @@ func Defaults() Config {
 			"reward": {BaseURL: "http://127.0.0.1:8000", Kind: "classify", Model: "reward"},
 		},
 		Generation: Generation{Samples: 5, Temperature: 0.8, TopP: 0.95, MaxTokens: 1024, Seed: 42, TopK: 0, RepetitionPenalty: 1},
-		Scoring:    Scoring{Implicit: "simpo", Beta: 0.01, ImplicitWeight: 1.0},
+		Scoring:    Scoring{Implicit: "simpo", Beta: 0.01, ImplicitWeight: 1.0, LengthControl: "none", LengthDriftWarn: 0.2},
 		Selection:  Selection{Metric: "alignment_potential", Ratio: 0.4, Seed: 42},
 		Evolve: Evolve{
 			Enabled: true, Metric: "alignment_potential", ImplicitWeight: 2.5, Ratio: 0.25,

@@ -292,6 +292,10 @@ func (s Scoring) check(ch *checker, key string, c *Config) {
 	if s.ImplicitWeight < 0 {
 		ch.add(key+".implicit_weight", "expected 0 or more, got %v", s.ImplicitWeight)
 	}
+	ch.oneOf(key+".length_control", s.LengthControl, []string{"none", "residual"})
+	if !(s.LengthDriftWarn >= 0) || math.IsInf(s.LengthDriftWarn, 1) {
+		ch.add(key+".length_drift_warn", "expected a fraction of 0 (off) or more, e.g. 0.2 for 20%%, got %v", s.LengthDriftWarn)
+	}
 }
 
 func (s Selection) check(ch *checker, key string) {

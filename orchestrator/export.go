@@ -40,6 +40,10 @@ type ExportSpec struct {
 	Reselect *metric.Spec
 	// Implicit is the implicit margin form used by Reselect (simpo|dpo).
 	Implicit string
+	// LengthControl is the scoring.length_control of Reselect: "none" ("")
+	// or "residual" (the explicit margins with the iteration's stored
+	// length effect removed; the raw ones when its fit is undefined).
+	LengthControl string
 	// Formats are export.formats; train.jsonl is always written, "parquet"
 	// adds train.parquet with the same rows.
 	Formats []string
@@ -136,7 +140,7 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 	if dir == "" {
 		dir = filepath.Join(spec.Dir, spec.Run, spec.Iteration)
 		if spec.Reselect != nil {
-			dir = filepath.Join(dir, ReselectFolder(*spec.Reselect))
+			dir = filepath.Join(dir, ReselectFolder(*spec.Reselect)+lengthSuffix(spec.LengthControl))
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -146,7 +150,7 @@ func Export(ctx context.Context, pool *pgxpool.Pool, spec ExportSpec) (ExportRes
 
 	var sel []int64 // the selected pair ids in rank order, when reselecting
 	if spec.Reselect != nil {
-		if sel, err = reselect(ctx, pool, spec.IterationID, *spec.Reselect, spec.Implicit); err != nil {
+		if sel, err = reselect(ctx, pool, spec.IterationID, *spec.Reselect, spec.Implicit, spec.LengthControl); err != nil {
 			return res, err
 		}
 	}
@@ -250,6 +254,14 @@ func ReselectFolder(spec metric.Spec) string {
 		name += "-seed" + strconv.FormatInt(spec.Seed, 10)
 	}
 	return name
+}
+
+// lengthSuffix names a residual length control in a reselection's folder.
+func lengthSuffix(control string) string {
+	if control == string(metric.LengthResidual) {
+		return "-length_residual"
+	}
+	return ""
 }
 
 // writeAtomic writes a file atomically (internal/atomicfile) and returns
@@ -376,20 +388,36 @@ func pairStats(ctx context.Context, pool *pgxpool.Pool, iterationID int64, onlyS
 
 // reselect computes in Go which pairs spec would select over the stored
 // margins, leaving the stored selection alone, and returns their ids in the
-// reselection's rank order.
-func reselect(ctx context.Context, pool *pgxpool.Pool, iterationID int64, spec metric.Spec, implicit string) ([]int64, error) {
+// reselection's rank order. With the residual length control the explicit
+// margins are metric.ResidualMargin with the iteration's stored slope, as
+// store.ScorePairs takes them in SQL.
+func reselect(ctx context.Context, pool *pgxpool.Pool, iterationID int64, spec metric.Spec, implicit, lengthControl string) ([]int64, error) {
 	col := "implicit_margin"
 	if implicit == "dpo" {
 		col = "dpo_margin"
 	}
-	rows, err := pool.Query(ctx, `SELECT id, explicit_margin, `+col+` FROM pairs
+	var slope *float64
+	if lengthControl == string(metric.LengthResidual) {
+		fit, _, err := store.IterationLength(ctx, pool, iterationID)
+		if err != nil {
+			return nil, fmt.Errorf("residual length control: %w (the iteration has no stored length fit)", err)
+		}
+		if fit.Defined {
+			slope = &fit.Slope
+		}
+	}
+	rows, err := pool.Query(ctx, `SELECT id, explicit_margin, `+col+`, chosen_tokens, rejected_tokens FROM pairs
 		WHERE iteration_id = $1 AND `+col+` IS NOT NULL ORDER BY id`, iterationID)
 	if err != nil {
 		return nil, err
 	}
 	var items []metric.Item
 	var it metric.Item
-	if _, err := pgx.ForEachRow(rows, []any{&it.ID, &it.ExplicitMargin, &it.ImplicitMargin}, func() error {
+	var chosen, rejected int
+	if _, err := pgx.ForEachRow(rows, []any{&it.ID, &it.ExplicitMargin, &it.ImplicitMargin, &chosen, &rejected}, func() error {
+		if slope != nil {
+			it.ExplicitMargin = metric.ResidualMargin(it.ExplicitMargin, *slope, chosen, rejected)
+		}
 		items = append(items, it)
 		return nil
 	}); err != nil {

@@ -166,13 +166,16 @@ func (s *iterationState) score(ctx context.Context) error {
 	sel := s.cfg.Selection
 	n, err := store.ScorePairs(ctx, s.o.pool, s.it.ID, store.ScoreSpec{
 		Metric: sel.Metric, ImplicitWeight: s.cfg.Scoring.ImplicitWeight, Ratio: sel.Ratio,
-		Count: sel.Count, Seed: sel.Seed, Implicit: s.cfg.Scoring.Implicit,
+		Count: sel.Count, Seed: sel.Seed, Implicit: s.cfg.Scoring.Implicit, LengthControl: s.cfg.Scoring.LengthControl,
 	}, store.TrainSelection)
 	if err != nil {
 		return err
 	}
 	if n == 0 {
 		return s.nothingSelected(ctx)
+	}
+	if err := s.logLength(ctx); err != nil {
+		return err
 	}
 	s.o.log.InfoContext(ctx, "pairs selected for training", "iteration", s.it.Name, "metric", sel.Metric, "selected", n)
 	return nil
@@ -219,7 +222,7 @@ func (s *iterationState) selectEvolve(ctx context.Context) error {
 	ev := s.cfg.Evolve
 	n, err := store.ScorePairs(ctx, s.o.pool, s.it.ID, store.ScoreSpec{
 		Metric: ev.Metric, ImplicitWeight: ev.ImplicitWeight, Ratio: ev.Ratio,
-		Seed: s.cfg.Selection.Seed, Implicit: s.cfg.Scoring.Implicit,
+		Seed: s.cfg.Selection.Seed, Implicit: s.cfg.Scoring.Implicit, LengthControl: s.cfg.Scoring.LengthControl,
 	}, store.EvolveSelection)
 	if err != nil {
 		return err

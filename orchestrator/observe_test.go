@@ -313,7 +313,8 @@ func checkReport(t *testing.T, l *loop) {
 		Marks         int
 	}
 	require.NoError(t, json.Unmarshal([]byte(html.UnescapeString(m[1])), &charts))
-	require.ElementsMatch(t, []string{"rewards", "margins", "ap", "outcomes", "evolution", "trend-reward", "trend-explicit", "trend-implicit"}, keys(charts))
+	require.ElementsMatch(t, []string{"rewards", "margins", "ap", "outcomes", "evolution", "trend-reward", "trend-explicit", "trend-implicit",
+		"length", "trend-length"}, keys(charts))
 	for id, c := range charts {
 		require.Greater(t, c.Width, 200.0, "%s chart width", id)
 		require.Greater(t, c.Height, 100.0, "%s chart height", id)

@@ -25,7 +25,8 @@ func Figures(d *Data) []Figure {
 		evolutionFigure(d), trendRewardFigure(d),
 	}
 	figs = append(figs, learningFigures(d)...)
-	return append(figs, trendMarginFigures(d)...)
+	figs = append(figs, trendMarginFigures(d)...)
+	return append(figs, lengthFigure(d), trendLengthFigure(d))
 }
 
 func rewardFigure(d *Data) Figure {

@@ -67,6 +67,10 @@ type Data struct {
 	// Learning is the learning check after the iteration's training; nil
 	// without one.
 	Learning *Learning
+	// Length is the reply length section (report/length.go); Warnings are
+	// shown at the top of the page.
+	Length   Length
+	Warnings []string
 
 	ranges ranges // read by loadSummary for loadHistograms
 	// tasks are the iteration's task counts, read first.
@@ -238,6 +242,7 @@ func Load(ctx context.Context, db store.DBTX, run, iteration string) (*Data, err
 		{"top pairs", d.loadTop},
 		{"data quality", d.loadFlags},
 		{"learning check", d.loadLearning},
+		{"reply length", d.loadLength},
 	} {
 		if err := step.load(ctx, db, it.ID); err != nil {
 			return nil, fmt.Errorf("report of %s/%s: %s: %w", run, iteration, step.what, err)

@@ -124,6 +124,7 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
   section.top { margin-top: 16px; background: #fff; border: 1px solid #dee2e6; border-radius: 8px; padding: 12px 14px; }
   section.top h2 { margin: 0; font-size: 15px; }
   td.text { max-width: 28em; white-space: pre-wrap; word-break: break-word; }
+  p.warning { margin: 0 0 12px; padding: 8px 12px; background: #fff4e6; border: 1px solid #f08c00; border-radius: 8px; }
   footer { margin-top: 20px; color: #868e96; font-size: 12px; }
   @media (max-width: 900px) { .charts { grid-template-columns: 1fr; } .cards { grid-template-columns: repeat(2, 1fr); } }
 </style>
@@ -133,6 +134,9 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
   <h1>Run {{.Run}} · iteration {{.Iteration}}</h1>
   <p>Iteration #{{.Ordinal}}, stage <b>{{.Stage}}</b> · policy <b>{{.PolicyModel}}</b>{{if .ReferenceModel}} · reference <b>{{.ReferenceModel}}</b>{{end}} · {{.Settings.Generation.Samples}} samples per prompt at temperature {{.Settings.Generation.Temperature}}, top_p {{.Settings.Generation.TopP}} · read {{.Generated.Format "2006-01-02 15:04:05 UTC"}}</p>
 </header>
+{{- range .Warnings}}
+<p class="warning">⚠ {{.}}</p>
+{{- end}}
 <section class="cards">
 {{- range .Cards}}
   <div class="card"><div class="label">{{.Label}}</div><div class="value">{{.Value}}</div><div class="detail">{{.Detail}}</div></div>

@@ -63,7 +63,7 @@ func TestRenderIsSelfContained(t *testing.T) {
 	require.NoError(t, report.Render(&buf, sample()))
 	page := buf.String()
 
-	require.Equal(t, 8, strings.Count(page, `<svg class="chart"`))
+	require.Equal(t, 10, strings.Count(page, `<svg class="chart"`))
 	require.False(t, strings.Contains(page, "<script"), "no scripts")
 	require.False(t, strings.Contains(page, "<link"), "no linked resources")
 	require.False(t, strings.Contains(page, "<img"), "prompt text is escaped")
@@ -130,4 +130,6 @@ func ExampleFigures() {
 	// trend-reward    Mean reward of chosen responses, by iteration
 	// trend-explicit  Mean explicit margin, by iteration
 	// trend-implicit  Mean |implicit margin|, by iteration
+	// length          Reward against reply length
+	// trend-length    Chosen reply length, by iteration
 }

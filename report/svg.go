@@ -336,8 +336,15 @@ type scatterSeries struct {
 	points       []point
 }
 
-// scatterChart draws the series as dots.
-func scatterChart(label, xTitle, yTitle string, series []scatterSeries) string {
+// fitLine is a straight line y = intercept + slope·x drawn over the x
+// range of a scatter's points.
+type fitLine struct {
+	label, color     string
+	slope, intercept float64
+}
+
+// scatterChart draws the series as dots, and the lines over them.
+func scatterChart(label, xTitle, yTitle string, series []scatterSeries, lines ...fitLine) string {
 	xlo, xhi, ylo, yhi := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range series {
 		for _, pt := range s.points {
@@ -348,6 +355,11 @@ func scatterChart(label, xTitle, yTitle string, series []scatterSeries) string {
 	if math.IsInf(xlo, 1) {
 		return emptyChart(label, "no pairs in this iteration")
 	}
+	for _, l := range lines { // the axes hold the lines' ends
+		for _, x := range []float64{xlo, xhi} {
+			ylo, yhi = math.Min(ylo, l.intercept+l.slope*x), math.Max(yhi, l.intercept+l.slope*x)
+		}
+	}
 	p := newPlot(niceAxis(math.Min(xlo, 0), xhi, 8), niceAxis(math.Min(ylo, 0), yhi, 6), 52)
 	p.grid(xTitle, yTitle, nil, -1)
 	var items []legendItem
@@ -357,6 +369,11 @@ func scatterChart(label, xTitle, yTitle string, series []scatterSeries) string {
 				p.px(pt.x), p.py(pt.y), s.radius, s.color, esc(pt.title))
 		}
 		items = append(items, legendItem{s.color, s.label})
+	}
+	for _, l := range lines {
+		p.printf(`<line class="line" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"><title>%s</title></line>`,
+			p.px(xlo), p.py(l.intercept+l.slope*xlo), p.px(xhi), p.py(l.intercept+l.slope*xhi), l.color, esc(l.label))
+		items = append(items, legendItem{l.color, l.label})
 	}
 	p.legend(items)
 	return p.svg(label)

@@ -311,6 +311,15 @@ func TestCookbookOnASeededRun(t *testing.T) {
 					require.Equal(t, "503", row["http_status"])
 					require.EqualValues(t, count(`SELECT count(*) FROM tasks WHERE iteration_id = $1 AND status = 'failed'`, its[i]), row["tasks"])
 				}
+			case strings.HasPrefix(q.Title, "Reply length per iteration"):
+				require.Len(t, got, 3)
+				for i, row := range got {
+					want := queryMaps(t, pool, `SELECT round(avg(chosen_tokens) FILTER (WHERE selected), 1) AS selected_chosen_tokens,
+						round(avg(chosen_tokens), 1) AS chosen_tokens FROM pairs WHERE iteration_id = $1`, its[i])[0]
+					require.Equal(t, want["selected_chosen_tokens"], row["selected_chosen_tokens"], "iteration %d", i)
+					require.Equal(t, want["chosen_tokens"], row["chosen_tokens"], "iteration %d", i)
+					require.Equal(t, i == 0, row["selected_chosen_growth_pct"] == nil, "growth from the second iteration on")
+				}
 			case strings.HasPrefix(q.Title, "Outcomes of an iteration's generate tasks"):
 				outcomes := map[string]int64{}
 				for _, row := range got {

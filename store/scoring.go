@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +26,10 @@ type ScoreSpec struct {
 	// Implicit is "simpo" (implicit_margin) or "dpo" (dpo_margin); with dpo,
 	// pairs without a dpo_margin are left out of the pool.
 	Implicit string
+	// LengthControl is "none" ("" too: the explicit margin as stored) or
+	// "residual": the explicit margin with the iteration's length effect
+	// removed (residual_margin), when its length fit is defined.
+	LengthControl string
 }
 
 // Target names the columns a scoring pass writes.
@@ -131,8 +136,21 @@ WITH base AS (
     FROM scored
 )`
 
-// mexOf is the scaled explicit margin of the pairs row t.
-func mexOf(t string) string { return t + ".explicit_margin * $8::float8" }
+// mexOf is the scaled explicit margin of the pairs row t: the residual
+// margin when $10 (the length control applies), with slope $11.
+func mexOf(t string) string { return "(" + exOf(t, "$10", "$11") + ") * $8::float8" }
+
+// exOf is the explicit margin of the pairs row t: when the boolean
+// parameter applied holds, with slope·(chosen − rejected tokens)
+// subtracted, the same float64 operations as metric.ResidualMargin.
+func exOf(t, applied, slope string) string {
+	return "CASE WHEN " + applied + " THEN " + residualOf(t, slope) + " ELSE " + t + ".explicit_margin END"
+}
+
+// residualOf is the residual margin of the pairs row t with slope slope.
+func residualOf(t, slope string) string {
+	return t + ".explicit_margin - " + slope + "::float8 * (" + t + ".chosen_tokens - " + t + ".rejected_tokens)"
+}
 
 // mimOf is the scaled |implicit margin| (or |dpo margin|) of the pairs row t.
 func mimOf(t string) string {
@@ -148,7 +166,8 @@ func zOf(v, q string) string {
 // The updates that follow scoreSQL, one per Target.
 var (
 	trainUpdateSQL = `
-UPDATE pairs p SET explicit_z = ` + zOf(mexOf("p"), "ex") + `,
+UPDATE pairs p SET residual_margin = CASE WHEN $12 THEN ` + residualOf("p", "$11") + ` END,
+       explicit_z = ` + zOf(mexOf("p"), "ex") + `,
        implicit_z = ` + zOf(mimOf("p"), "im") + `,
        alignment_potential = ` + zOf(mexOf("p"), "ex") + ` - $3::float8 * ` + zOf(mimOf("p"), "im") + `,
        metric_score = r.score, rank = r.rnk, selected = r.rnk <= s.k
@@ -160,6 +179,13 @@ FROM (SELECT * FROM ranked ORDER BY tid) r CROSS JOIN stats s WHERE p.ctid = r.t
 
 // ScorePairs scores and selects an iteration's pairs in the database, never
 // loading them into Go, and returns how many were selected.
+//
+// A training scoring also fits reward on reply length over the iteration's
+// responses and stores the fit with the length statistics of its replies
+// (length_fits, length_stats, pairs.residual_margin; see docs/length.md).
+// With spec.LengthControl residual and a defined fit, the explicit margin
+// scored is the residual margin, in both targets; an evolve scoring takes
+// the fit its iteration's training scoring stored.
 func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec, target Target) (int64, error) {
 	var update string
 	switch target {
@@ -200,9 +226,22 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 			return err
 		}
 		dpo := spec.Implicit == "dpo"
+		fit, all, err := scoringFit(ctx, tx, iterationID, target)
+		if err != nil {
+			return err
+		}
+		fit.Control = metric.LengthNone
+		if spec.LengthControl == string(metric.LengthResidual) {
+			fit.Control = metric.LengthResidual
+		}
+		fit.Applied = fit.Control == metric.LengthResidual && fit.Defined
 		score := func(scaleEx, scaleIm float64) (int64, error) {
-			tag, err := tx.Exec(ctx, scoreSQL+update, iterationID, spec.Metric, spec.ImplicitWeight, spec.Count,
-				spec.Seed, dpo, spec.Ratio, scaleEx, scaleIm)
+			args := []any{iterationID, spec.Metric, spec.ImplicitWeight, spec.Count,
+				spec.Seed, dpo, spec.Ratio, scaleEx, scaleIm, fit.Applied, fit.Slope}
+			if target == TrainSelection {
+				args = append(args, fit.Defined)
+			}
+			tag, err := tx.Exec(ctx, scoreSQL+update, args...)
 			return tag.RowsAffected(), err
 		}
 		written, err := score(1, 1)
@@ -221,8 +260,8 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 			}
 			err := tx.QueryRow(ctx, `
 				WITH p AS (
-				    SELECT id, explicit_margin AS mex, CASE WHEN $2 THEN dpo_margin ELSE implicit_margin END AS mim
-				    FROM pairs WHERE iteration_id = $1 AND (NOT $2 OR dpo_margin IS NOT NULL)
+				    SELECT id, `+exOf("q", "$3", "$4")+` AS mex, CASE WHEN $2 THEN dpo_margin ELSE implicit_margin END AS mim
+				    FROM pairs q WHERE iteration_id = $1 AND (NOT $2 OR dpo_margin IS NOT NULL)
 				), a AS (
 				    SELECT max(abs(mex)) FILTER (WHERE abs(mex) < 'Infinity') AS max_ex,
 				           max(abs(mim)) FILTER (WHERE abs(mim) < 'Infinity') AS max_im,
@@ -230,7 +269,7 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 				    FROM p
 				)
 				SELECT a.max_ex, a.max_im, a.bad, p.mex, p.mim FROM a LEFT JOIN p ON p.id = a.bad`,
-				iterationID, dpo).Scan(&maxEx, &maxIm, &bad.id, &bad.mex, &bad.mim)
+				iterationID, dpo, fit.Applied, fit.Slope).Scan(&maxEx, &maxIm, &bad.id, &bad.mex, &bad.mim)
 			if err != nil {
 				return err
 			}
@@ -263,25 +302,39 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 				return err
 			}
 		}
+		// The pass also takes the length statistics of the pairs' replies,
+		// all and selected (columns 3 on; used after a training scoring).
 		var scored int64
+		groups := make([]LengthGroup, len(LengthGroups))
+		for i, g := range LengthGroups {
+			groups[i].Group = g
+		}
+		groups[0] = all
+		lengthAggregates, lengthNames := pairLengthColumns()
 		err = tx.QueryRow(ctx, `
 			WITH a AS (
 			    SELECT count(*) FILTER (WHERE NOT $2 OR dpo_margin IS NOT NULL) AS scored,
 			           count(*) FILTER (WHERE `+col+`) AS selected,
 			           array_agg(id ORDER BY rank) FILTER (WHERE $3 AND `+col+` AND rank <= $4) AS top_ids
+			           `+lengthAggregates+`
 			    FROM pairs WHERE iteration_id = $1
 			), top AS (
 			    -- The selected ranks are 1, 2, … k: the i-th id has rank i.
 			    INSERT INTO top_pairs (iteration_id, rank, pair_id)
 			    SELECT $1, t.rank, t.id FROM a CROSS JOIN unnest(a.top_ids) WITH ORDINALITY AS t(id, rank)
 			)
-			SELECT scored, selected FROM a`,
-			iterationID, dpo, target == TrainSelection, TopPairs).Scan(&scored, &selected)
+			SELECT scored, selected`+lengthNames+` FROM a`,
+			iterationID, dpo, target == TrainSelection, TopPairs).Scan(
+			append([]any{&scored, &selected}, scanTargets(groups[1:])...)...)
 		if err != nil {
 			return err
 		}
 		if written != scored {
 			return fmt.Errorf("wrote %d of the iteration's %d pairs; rolled back", written, scored)
+		}
+		if target == TrainSelection {
+			fit.Note = lengthNote(fit.LengthFit, all)
+			return writeLength(ctx, tx, iterationID, fit, groups)
 		}
 		return nil
 	})
@@ -289,6 +342,25 @@ func ScorePairs(ctx context.Context, db DBTX, iterationID int64, spec ScoreSpec,
 		return 0, fmt.Errorf("score pairs of iteration %d by %s: %w", iterationID, spec.Metric, err)
 	}
 	return selected, nil
+}
+
+// scoringFit is the length fit a scoring uses: fitted afresh for a
+// training scoring, which stores it; an evolve scoring takes the stored one
+// (the training scoring of the iteration came first), or fits it when there
+// is none. all is the length statistics of every rewarded response (zero
+// when the fit was read).
+func scoringFit(ctx context.Context, tx pgx.Tx, iterationID int64, target Target) (LengthFit, LengthGroup, error) {
+	if target == EvolveSelection {
+		stored, _, err := IterationLength(ctx, tx, iterationID)
+		if err == nil {
+			return stored, LengthGroup{Group: "all"}, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return LengthFit{}, LengthGroup{}, err
+		}
+	}
+	fit, all, err := fitLength(ctx, tx, iterationID)
+	return LengthFit{LengthFit: fit}, all, err
 }
 
 func deref(f *float64) float64 {

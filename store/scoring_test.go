@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfplay/selfplay/metric"
@@ -227,16 +228,7 @@ func newIterationNamed(t testing.TB, db store.DBTX, ordinal int) int64 {
 // iteration in PostgreSQL (target: under 15 s).
 func BenchmarkScorePairsSQL1M(b *testing.B) {
 	ctx := context.Background()
-	pool, _ := storetest.NewPool(b)
-	it := newIterationNamed(b, pool, 0)
-	const n = 1_000_000
-	rng := rand.New(rand.NewPCG(1, 2))
-	mex := make([]float64, n)
-	mim := make([]float64, n)
-	for i := range n {
-		mex[i], mim[i] = rng.ExpFloat64(), rng.NormFloat64()
-	}
-	storetest.SeedPairs(b, pool, it, mex, mim)
+	pool, it := seedMillionPairs(b)
 	// The whole database, not only pairs: autovacuum would otherwise take
 	// up the million new prompts (and their trigram index's pending list)
 	// and responses while scoring is timed.
@@ -247,6 +239,22 @@ func BenchmarkScorePairsSQL1M(b *testing.B) {
 		_, err := store.ScorePairs(ctx, pool, it, store.ScoreSpec{Metric: "alignment_potential", ImplicitWeight: 1, Ratio: 0.4}, store.TrainSelection)
 		require.NoError(b, err)
 	}
+}
+
+// seedMillionPairs stores 1,000,000 pairs of random margins in one
+// iteration of a new database.
+func seedMillionPairs(b *testing.B) (*pgxpool.Pool, int64) {
+	pool, _ := storetest.NewPool(b)
+	it := newIterationNamed(b, pool, 0)
+	const n = 1_000_000
+	rng := rand.New(rand.NewPCG(1, 2))
+	mex := make([]float64, n)
+	mim := make([]float64, n)
+	for i := range n {
+		mex[i], mim[i] = rng.ExpFloat64(), rng.NormFloat64()
+	}
+	storetest.SeedPairs(b, pool, it, mex, mim)
+	return pool, it
 }
 
 // TestScoringConcurrentlyAndInACallersTransaction: scorings of one

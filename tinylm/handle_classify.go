@@ -63,7 +63,7 @@ func (s *Server) classify(req *classifyRequest) (*classifyResponse, [][]int, err
 			return nil, nil, badRequest("input", "input must be a string or a non-empty list of strings (chat-template text of prompt and response)")
 		}
 		for _, t := range texts {
-			scores = append(scores, RewardText(t))
+			scores = append(scores, RewardText(t).WithLengthBonus(s.bonus))
 			ids := tok.Encode(t)
 			if req.AddSpecialTokens == nil || *req.AddSpecialTokens {
 				ids = tok.AddSpecial(ids)
@@ -79,7 +79,7 @@ func (s *Server) classify(req *classifyRequest) (*classifyResponse, [][]int, err
 		if err != nil {
 			return nil, nil, badRequest("messages", "%v", err)
 		}
-		scores = append(scores, b)
+		scores = append(scores, b.WithLengthBonus(s.bonus))
 		ids, err := tok.EncodeChatTemplate(msgs, false)
 		if err != nil {
 			return nil, nil, badRequest("messages", "%v", err)

@@ -39,7 +39,22 @@ type RewardBreakdown struct {
 	Repetition float64 `json:"repetition"`
 	Length     float64 `json:"length"`
 	Words      int     `json:"words"`
-	Score      float64 `json:"score"`
+	// LengthBonus is x·Words when the reward carries a length bonus x
+	// (WithLengthBonus; lm serve --reward-length-bonus), else 0.
+	LengthBonus float64 `json:"length_bonus,omitempty"`
+	Score       float64 `json:"score"`
+}
+
+// WithLengthBonus adds x per response word to the score: a reward model
+// with a built-in preference for longer replies, for studying length
+// drift (docs/length.md). x = 0 returns b unchanged.
+func (b RewardBreakdown) WithLengthBonus(x float64) RewardBreakdown {
+	if x == 0 {
+		return b
+	}
+	b.LengthBonus = x * float64(b.Words)
+	b.Score += b.LengthBonus
+	return b
 }
 
 // stopWords are ignored by Relevance.

@@ -3,6 +3,7 @@ package tinylm
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -58,6 +59,9 @@ type ServerOptions struct {
 	// variable VLLM_ALLOW_RUNTIME_LORA_UPDATING is true (see
 	// RuntimeLoRAUpdatingEnv); without it the routes do not exist (404).
 	RuntimeLoRAUpdating bool
+	// RewardLengthBonus is added to /classify's reward per response word
+	// (RewardBreakdown.WithLengthBonus); 0 (default) adds nothing.
+	RewardLengthBonus float64
 }
 
 // Server is the vLLM-compatible HTTP server of tinylm. It implements
@@ -79,6 +83,7 @@ type Server struct {
 	base        string
 	dir         *modelDir
 	reward      string
+	bonus       float64 // RewardLengthBonus
 	maxModelLen int
 	log         *slog.Logger
 	faults      *faultInjector
@@ -103,6 +108,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if s.reward == "" {
 		s.reward = DefaultRewardModel
+	}
+	if s.bonus = opts.RewardLengthBonus; math.IsNaN(s.bonus) || math.IsInf(s.bonus, 0) {
+		return nil, fmt.Errorf("new server: reward length bonus must be finite, got %g", s.bonus)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

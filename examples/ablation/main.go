@@ -13,6 +13,11 @@
 //	go run ./examples/ablation                          # 4 metrics × {dpo, epsilon-dpo} × seeds 1–5
 //	go run ./examples/ablation -seeds 1 -losses dpo     # a quicker look
 //
+// With -length-controls none,residual and -reward-length-bonus X it
+// compares scoring.length_control under a length-biased reward, and with
+// -eval-each it scores every iteration's policy, not only the final one
+// (examples/length/run.sh, docs/length.md).
+//
 // It prints a Markdown table and writes one JSON line per run to -results.
 package main
 
@@ -45,20 +50,25 @@ import (
 type options struct {
 	bin, dbURL, natsURL, prompts, heldout, results, workdir string
 	seeds                                                   []uint64
-	metrics, losses                                         []string
-	beta                                                    float64
+	metrics, losses, controls                               []string
+	beta, lengthBonus                                       float64
 	samples, evalSamples, maxTokens, count                  int
-	keep                                                    bool
+	keep, evalEach                                          bool
 }
 
 // runResult is one self-play run and its final policy's held-out score.
 type runResult struct {
-	Metric     string      `json:"metric"`
-	Loss       string      `json:"loss"`
-	Seed       uint64      `json:"seed"`
-	Iterations []iterStats `json:"iterations"`
-	Final      evalLine    `json:"final"`
-	Seconds    float64     `json:"seconds"`
+	Metric        string      `json:"metric"`
+	Loss          string      `json:"loss"`
+	LengthControl string      `json:"length_control,omitempty"`
+	LengthBonus   float64     `json:"reward_length_bonus,omitempty"`
+	Seed          uint64      `json:"seed"`
+	Iterations    []iterStats `json:"iterations"`
+	// Policies are the held-out scores of tiny-1, tiny-2, … (-eval-each);
+	// the last one is Final.
+	Policies []evalLine `json:"policies,omitempty"`
+	Final    evalLine   `json:"final"`
+	Seconds  float64    `json:"seconds"`
 	// Learning is each iteration's learning check (learning.go).
 	Learning []iterLearning `json:"learning,omitempty"`
 }
@@ -72,6 +82,13 @@ type iterStats struct {
 	Selected     int64   `json:"selected"`
 	MeanReward   float64 `json:"mean_reward"`
 	ChosenReward float64 `json:"selected_chosen_reward"`
+	// Reply lengths in tokens (length_details): every response, and the
+	// chosen replies of the selected pairs; the fit of reward on length.
+	MeanTokens     float64  `json:"mean_tokens"`
+	ChosenTokens   float64  `json:"selected_chosen_tokens"`
+	Slope          *float64 `json:"slope"`
+	R2             *float64 `json:"r2"`
+	ResidualScored bool     `json:"residual_applied"`
 }
 
 // evalLine is what `selfplay lm eval --json` prints per model.
@@ -88,7 +105,7 @@ type evalLine struct {
 
 func main() {
 	var o options
-	var seeds, metrics, losses string
+	var seeds, metrics, losses, controls string
 	flag.StringVar(&o.bin, "bin", "", "selfplay binary (default: go build ./cmd/selfplay into the work folder)")
 	flag.StringVar(&o.dbURL, "db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server (a database is created per run)")
 	flag.StringVar(&o.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server with JetStream")
@@ -99,6 +116,9 @@ func main() {
 	flag.StringVar(&seeds, "seeds", "1,2,3,4,5", "seeds: generation, selection (random metric), training shuffle")
 	flag.StringVar(&metrics, "metrics", "alignment_potential,explicit_margin,implicit_margin,random", "selection metrics")
 	flag.StringVar(&losses, "losses", "dpo,epsilon-dpo", "training losses")
+	flag.StringVar(&controls, "length-controls", "none", "scoring.length_control values: none, residual")
+	flag.Float64Var(&o.lengthBonus, "reward-length-bonus", 0, "reward per reply word added by lm serve (lm serve --reward-length-bonus)")
+	flag.BoolVar(&o.evalEach, "eval-each", false, "score every iteration's trained policy on the held-out prompts, not only the final one")
 	flag.Float64Var(&o.beta, "beta", 0.1, "β of every loss (the initial base β of epsilon-dpo)")
 	flag.IntVar(&o.samples, "samples", 4, "responses per prompt")
 	flag.IntVar(&o.maxTokens, "max-tokens", 64, "longest response")
@@ -110,7 +130,7 @@ func main() {
 	if o.seeds, err = parseSeeds(seeds); err != nil {
 		fail(err)
 	}
-	o.metrics, o.losses = strings.Split(metrics, ","), strings.Split(losses, ",")
+	o.metrics, o.losses, o.controls = strings.Split(metrics, ","), strings.Split(losses, ","), strings.Split(controls, ",")
 	if *tableFrom != "" {
 		if err := learningTableFrom(os.Stdout, options{losses: o.losses, metrics: o.metrics}, *tableFrom); err != nil {
 			fail(err)
@@ -180,16 +200,22 @@ func run(ctx context.Context, o options) error {
 	for _, seed := range o.seeds {
 		for _, loss := range o.losses {
 			for _, metric := range o.metrics {
-				r, err := selfPlay(ctx, o, metric, loss, seed)
-				if err != nil {
-					return fmt.Errorf("%s/%s/seed %d: %w", metric, loss, seed, err)
+				for _, control := range o.controls {
+					r, err := selfPlay(ctx, o, metric, loss, control, seed)
+					if err != nil {
+						return fmt.Errorf("%s/%s/%s/seed %d: %w", metric, loss, control, seed, err)
+					}
+					b, _ := json.Marshal(r)
+					fmt.Fprintln(res, string(b))
+					fmt.Fprintf(os.Stderr, "ablation: %-19s %-11s %-8s seed %d: held-out reward %.4f (%.0fs)\n", metric, loss, control, seed, r.Final.MeanReward, r.Seconds)
+					all = append(all, r)
 				}
-				b, _ := json.Marshal(r)
-				fmt.Fprintln(res, string(b))
-				fmt.Fprintf(os.Stderr, "ablation: %-19s %-11s seed %d: held-out reward %.4f (%.0fs)\n", metric, loss, seed, r.Final.MeanReward, r.Seconds)
-				all = append(all, r)
 			}
 		}
+	}
+	if len(o.controls) > 1 || o.lengthBonus != 0 {
+		printLengthTable(os.Stdout, o, baseline, all, time.Since(start))
+		return nil
 	}
 	printTable(os.Stdout, o, baseline, all, time.Since(start))
 	printLearning(os.Stdout, o, all)
@@ -197,9 +223,12 @@ func run(ctx context.Context, o options) error {
 }
 
 // selfPlay runs one three-iteration self-play and scores its final policy.
-func selfPlay(ctx context.Context, o options, metric, loss string, seed uint64) (runResult, error) {
+func selfPlay(ctx context.Context, o options, metric, loss, control string, seed uint64) (runResult, error) {
 	start := time.Now()
 	name := fmt.Sprintf("%s-%s-s%d", metric, loss, seed)
+	if control != "none" {
+		name = fmt.Sprintf("%s-%s-%s-s%d", metric, loss, control, seed)
+	}
 	dir := filepath.Join(o.workdir, name)
 	models := filepath.Join(dir, "models")
 	if err := os.MkdirAll(models, 0o755); err != nil {
@@ -228,6 +257,7 @@ endpoints:
   policy: {base_url: "http://%s/v1", max_concurrency: 16, timeout: 30s}
   reward: {base_url: "http://%s", kind: classify, model: reward, chat_template: tinylm, max_concurrency: 16, timeout: 30s}
 generation: {samples: %d, temperature: 0.8, top_p: 0.95, max_tokens: %d, seed: %d}
+scoring: {length_control: %s}
 selection: {metric: %s, count: %d, seed: %d}
 evolve: {metric: alignment_potential, implicit_weight: 2.5, ratio: 0.25}
 export: {dir: %q}
@@ -238,7 +268,7 @@ iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [%q]}}
   - {name: iter1, policy_model: tiny-1, prompts: {evolved: true}}
   - {name: iter2, policy_model: tiny-2, prompts: {evolved: true}}
-`, name, dbURL, o.natsURL, stream, addr, addr, o.samples, o.maxTokens, seed, metric, o.count, seed,
+`, name, dbURL, o.natsURL, stream, addr, addr, o.samples, o.maxTokens, seed, control, metric, o.count, seed,
 		filepath.Join(dir, "exports"), hook, o.prompts)
 	cfg += learningYAML(seed)
 	cfgPath := filepath.Join(dir, "selfplay.yaml")
@@ -248,7 +278,8 @@ iterations:
 	if err := command(ctx, o.bin, dir, "migrate", "migrate", "-c", cfgPath).Run(); err != nil {
 		return runResult{}, fmt.Errorf("migrate: %w (see %s)", err, filepath.Join(dir, "migrate.log"))
 	}
-	lm := command(ctx, o.bin, dir, "lm", "lm", "serve", "--addr", addr, "--models-dir", models, "--rescan-interval", "200ms")
+	lm := command(ctx, o.bin, dir, "lm", "lm", "serve", "--addr", addr, "--models-dir", models, "--rescan-interval", "200ms",
+		"--reward-length-bonus", fmt.Sprint(o.lengthBonus))
 	if err := lm.Start(); err != nil {
 		return runResult{}, err
 	}
@@ -265,11 +296,24 @@ iterations:
 		return runResult{}, fmt.Errorf("selfplay run: %w (see %s)", err, filepath.Join(dir, "run.log"))
 	}
 	r := runResult{Metric: metric, Loss: loss, Seed: seed}
+	if len(o.controls) > 1 || control != "none" {
+		r.LengthControl = control
+	}
+	r.LengthBonus = o.lengthBonus
 	if r.Iterations, err = iterationStats(ctx, dbURL); err != nil {
 		return runResult{}, err
 	}
 	if r.Learning, err = learningStats(ctx, dbURL); err != nil {
 		return runResult{}, err
+	}
+	if o.evalEach {
+		for _, it := range r.Iterations[1:] {
+			e, err := evaluate(ctx, o, models, it.Policy)
+			if err != nil {
+				return runResult{}, err
+			}
+			r.Policies = append(r.Policies, e)
+		}
 	}
 	if r.Final, err = evaluate(ctx, o, models, "final"); err != nil {
 		return runResult{}, err
@@ -396,14 +440,18 @@ func iterationStats(ctx context.Context, dbURL string) ([]iterStats, error) {
 		       (SELECT count(*) FROM pairs p WHERE p.iteration_id = i.id AND p.selected),
 		       coalesce((SELECT avg(r.reward) FROM responses r WHERE r.iteration_id = i.id), 0),
 		       coalesce((SELECT avg(r.reward) FROM pairs p JOIN responses r ON r.id = p.chosen_id
-		                 WHERE p.iteration_id = i.id AND p.selected), 0)
-		FROM iterations i ORDER BY i.ordinal`)
+		                 WHERE p.iteration_id = i.id AND p.selected), 0),
+		       coalesce((SELECT mean_tokens FROM length_stats s WHERE s.iteration_id = i.id AND s.reply_group = 'all'), 0),
+		       coalesce((SELECT mean_tokens FROM length_stats s WHERE s.iteration_id = i.id AND s.reply_group = 'selected_chosen'), 0),
+		       f.slope, f.r2, coalesce(f.applied, false)
+		FROM iterations i LEFT JOIN length_fits f ON f.iteration_id = i.id ORDER BY i.ordinal`)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (iterStats, error) {
 		var s iterStats
-		err := row.Scan(&s.Name, &s.Policy, &s.Prompts, &s.Pairs, &s.Selected, &s.MeanReward, &s.ChosenReward)
+		err := row.Scan(&s.Name, &s.Policy, &s.Prompts, &s.Pairs, &s.Selected, &s.MeanReward, &s.ChosenReward,
+			&s.MeanTokens, &s.ChosenTokens, &s.Slope, &s.R2, &s.ResidualScored)
 		return s, err
 	})
 }
@@ -484,4 +532,69 @@ func meanSD(xs []float64) (float64, float64) {
 		ss += (x - m) * (x - m)
 	}
 	return m, math.Sqrt(ss / float64(len(xs)-1))
+}
+
+// printLengthTable writes the length study's Markdown table: per length
+// control and iteration, means over seeds of the in-loop reply length, the
+// selected chosen length, the fit's slope and R², and the held-out words
+// and reward of the policy trained on that iteration's selection, without
+// and with the length bonus (reward + bonus·words, exact: the bonus is
+// linear in words).
+func printLengthTable(w io.Writer, o options, baseline evalLine, all []runResult, took time.Duration) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	fmt.Fprintf(bw, "Reward bonus %g per reply word; held-out: %d prompts × %d samples, seed 1; means over seeds %v (± sample sd).\n\n",
+		o.lengthBonus, baseline.Prompts, o.evalSamples, o.seeds)
+	fmt.Fprintln(bw, "| length_control | iteration | reply tokens (in loop) | selected chosen tokens | slope (reward/token) | R² | trained policy | held-out words | held-out reward | held-out reward + bonus |")
+	fmt.Fprintln(bw, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(bw, "| — | — | — | — | — | — | tiny-0 (untrained) | %.1f | %.3f | %.3f |\n", baseline.Words, baseline.MeanReward,
+		baseline.MeanReward+o.lengthBonus*baseline.Words)
+	for _, control := range o.controls {
+		var runs []runResult
+		for _, r := range all {
+			if r.LengthControl == control || (r.LengthControl == "" && control == "none") {
+				runs = append(runs, r)
+			}
+		}
+		if len(runs) == 0 {
+			continue
+		}
+		for i := range runs[0].Iterations {
+			var tok, chosen, slope, r2, words, reward, bonus []float64
+			policy := ""
+			for _, r := range runs {
+				it := r.Iterations[i]
+				tok, chosen = append(tok, it.MeanTokens), append(chosen, it.ChosenTokens)
+				if it.Slope != nil {
+					slope, r2 = append(slope, *it.Slope), append(r2, *it.R2)
+				}
+				e := r.Final
+				if i < len(r.Policies) {
+					e = r.Policies[i]
+				}
+				policy = fmt.Sprintf("trained on %s", it.Name)
+				words, reward = append(words, e.Words), append(reward, e.MeanReward)
+				bonus = append(bonus, e.MeanReward+o.lengthBonus*e.Words)
+			}
+			if !o.evalEach && i < len(runs[0].Iterations)-1 {
+				words, reward, bonus = nil, nil, nil
+			}
+			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", control, runs[0].Iterations[i].Name,
+				cell(tok, "%.1f"), cell(chosen, "%.1f"), cell(slope, "%.4f"), cell(r2, "%.3f"), policy,
+				cell(words, "%.1f"), cell(reward, "%.3f"), cell(bonus, "%.3f"))
+		}
+	}
+	fmt.Fprintf(bw, "\n%d runs in %s.\n", len(all), took.Round(time.Second))
+}
+
+// cell formats the mean ± sample sd of xs, or — when there are none.
+func cell(xs []float64, format string) string {
+	if len(xs) == 0 {
+		return "—"
+	}
+	m, sd := meanSD(xs)
+	if len(xs) < 2 {
+		return fmt.Sprintf(format, m)
+	}
+	return fmt.Sprintf(format+" ± "+format, m, sd)
 }
