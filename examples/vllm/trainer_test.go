@@ -25,14 +25,7 @@ import (
 // installed.
 func pythonStack(t *testing.T) string {
 	t.Helper()
-	script := filepath.Join(selfplaytest.Root(), "scripts", "install-python-stack")
-	out, err := exec.Command("bash", script, "--print-path").CombinedOutput()
-	require.NoError(t, err, "%s --print-path: %s", script, out)
-	venv := strings.TrimSpace(string(out))
-	if _, err := os.Stat(filepath.Join(venv, ".installed")); err != nil {
-		t.Fatalf("the trainer's Python stack is not installed at %s (%v): run scripts/install-python-stack", venv, err)
-	}
-	return filepath.Join(venv, "bin", "python")
+	return installedPython(t, "install-python-stack", "the trainer's Python stack (torch, transformers, TRL, PEFT, datasets)")
 }
 
 // loopExport runs one iteration of the real loop — tinylm as policy,
