@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -191,6 +192,25 @@ func TestLoadScreensPromptFiles(t *testing.T) {
 		require.NoError(t, rows.Err())
 		require.Equal(t, want, n, queries[i])
 	}
+
+	// So does the README's: one row per reason here (the contaminated
+	// prompts dropped, the near-duplicate kept and reported).
+	readme, err := os.ReadFile(filepath.Join(selfplaytest.Root(), "README.md"))
+	require.NoError(t, err)
+	blocks = regexp.MustCompile("(?s)```sql data-quality\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	require.Len(t, blocks, 1)
+	var got []string
+	rows, err := pool.Query(ctx, strings.ReplaceAll(blocks[0][1], "'demo'", "'a'"))
+	require.NoError(t, err)
+	for rows.Next() {
+		var it, reason string
+		var dropped bool
+		var n int
+		require.NoError(t, rows.Scan(&it, &reason, &dropped, &n))
+		got = append(got, fmt.Sprintf("%s %s %v %d", it, reason, dropped, n))
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"iter0 contaminated true 2", "iter0 near_duplicate false 1"}, got)
 
 	// The load stage again (an orchestrator restarted in it): nothing new.
 	require.NoError(t, a.states[0].load(ctx))
