@@ -21,6 +21,9 @@ type RunQueue struct {
 	Consumer   jetstream.Consumer
 	AckWait    time.Duration
 	MaxDeliver int
+	// Info is the consumer's state as the listing that last read it
+	// returned (pull requests waiting, in flight, queued).
+	Info *jetstream.ConsumerInfo
 }
 
 // Queues follows the run consumers of one deployment as orchestrators
@@ -88,7 +91,7 @@ func (q *Queues) Refresh(ctx context.Context) ([]RunQueue, error) {
 			}
 			have = RunQueue{Run: run, Name: info.Name, Consumer: cons}
 		}
-		have.AckWait, have.MaxDeliver = info.Config.AckWait, info.Config.MaxDeliver
+		have.AckWait, have.MaxDeliver, have.Info = info.Config.AckWait, info.Config.MaxDeliver, info
 		if !ok {
 			added = append(added, have)
 		}

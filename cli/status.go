@@ -131,11 +131,7 @@ func workersLine(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) st
 			b.WriteByte('\n')
 		}
 		where := fmt.Sprintf("run %s, consumer %s on stream %s", runs[q.Run], q.Name, cfg.NATS.Stream)
-		info, err := q.Consumer.Info(ctx)
-		if err != nil {
-			fmt.Fprintf(&b, "workers: unknown (%s: %v)", where, err)
-			continue
-		}
+		info := q.Info // as the listing just read it
 		fmt.Fprintf(&b, "workers: %d pull requests waiting (idle workers), %d tasks in flight, %d queued (%s)",
 			info.NumWaiting, info.NumAckPending, info.NumPending, where)
 	}

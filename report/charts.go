@@ -68,10 +68,16 @@ func marginFigure(d *Data) Figure {
 	return Figure{
 		ID: "margins", Title: "Explicit margin vs |implicit margin|", Caption: caption,
 		SVG: scatterChart("Scatter of explicit margin against absolute implicit margin, selected pairs highlighted",
-			"explicit margin  r(chosen) − r(rejected)", "|implicit margin|", []scatterSeries{
-				{label: "not selected", color: colNotSelected, radius: 2.5, points: rest},
-				{label: "selected", color: colSelected, radius: 3, points: sel},
-			}),
+			"explicit margin  r(chosen) − r(rejected)", "|implicit margin|", selectedSeries(rest, sel)),
+	}
+}
+
+// selectedSeries draws pairs not selected under the selected ones, which
+// are highlighted.
+func selectedSeries(rest, sel []point) []scatterSeries {
+	return []scatterSeries{
+		{label: "not selected", color: colNotSelected, radius: 2.5, points: rest},
+		{label: "selected", color: colSelected, radius: 3, points: sel},
 	}
 }
 

@@ -88,10 +88,7 @@ func learningFigures(d *Data) []Figure {
 	return []Figure{{
 		ID: "learning", Title: "Δ implicit margin against alignment potential", Caption: caption,
 		SVG: scatterChart("Scatter of the change of each checked pair's implicit margin after training against its alignment potential, selected pairs highlighted",
-			"alignment potential (before training)", "Δ implicit margin (new − old)", []scatterSeries{
-				{label: "not selected", color: colNotSelected, radius: 2.5, points: rest},
-				{label: "selected", color: colSelected, radius: 3, points: sel},
-			}),
+			"alignment potential (before training)", "Δ implicit margin (new − old)", selectedSeries(rest, sel)),
 	}}
 }
 
