@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -321,42 +322,100 @@ func (d *replyScanner) text(field string) (s string, ok bool) {
 
 // number returns the bytes of a JSON number.
 func (d *replyScanner) number() []byte {
-	d.ws()
-	start := d.i
-	if d.i < len(d.b) && d.b[d.i] == '-' {
-		d.i++
-	}
-	intStart := d.i
-	if n := d.digits(); n == 0 || (n > 1 && d.b[intStart] == '0') {
-		d.fail("bad number at offset %d", start)
-		return nil
-	}
-	if d.i < len(d.b) && d.b[d.i] == '.' {
-		d.i++
-		if d.digits() == 0 {
-			d.fail("bad number at offset %d", start)
-			return nil
-		}
-	}
-	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		d.i++
-		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
-			d.i++
-		}
-		if d.digits() == 0 {
-			d.fail("bad number at offset %d", start)
-			return nil
-		}
-	}
-	return d.b[start:d.i]
+	return d.decimal().text
 }
 
-func (d *replyScanner) digits() int {
-	start := d.i
-	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
-		d.i++
+// decimalNumber is a JSON number as the scanner read it: its text, and,
+// unless long, its value as ±m × 10^exp.
+type decimalNumber struct {
+	text []byte
+	m    uint64
+	exp  int
+	// long is true when the digits do not fit m (more than 19 from the
+	// first one not zero) or the exponent has more than four digits.
+	long bool
+	// integer is true when the text has no fraction and no exponent.
+	integer bool
+}
+
+// decimal reads a JSON number, checking its syntax and collecting its
+// digits in the same pass.
+func (d *replyScanner) decimal() (n decimalNumber) {
+	d.ws()
+	b, i := d.b, d.i
+	start := i
+	if i < len(b) && b[i] == '-' {
+		i++
 	}
-	return d.i - start
+	// Digits go into m while it has at most 18 (so one more fits);
+	// zeros before the first other digit leave it 0.
+	const full = 1e18
+	intStart := i
+	for ; i < len(b); i++ {
+		c := b[i] - '0'
+		if c > 9 {
+			break
+		}
+		if n.m < full {
+			n.m = n.m*10 + uint64(c)
+		} else {
+			n.long = true
+		}
+	}
+	if i == intStart || (i-intStart > 1 && b[intStart] == '0') {
+		d.fail("bad number at offset %d", start)
+		return decimalNumber{}
+	}
+	n.integer = true
+	if i < len(b) && b[i] == '.' {
+		n.integer = false
+		i++
+		fracStart := i
+		for ; i < len(b); i++ {
+			c := b[i] - '0'
+			if c > 9 {
+				break
+			}
+			if n.m < full {
+				n.m = n.m*10 + uint64(c)
+				n.exp--
+			} else {
+				n.long = true
+			}
+		}
+		if i == fracStart {
+			d.fail("bad number at offset %d", start)
+			return decimalNumber{}
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		n.integer = false
+		i++
+		neg := false
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			neg = b[i] == '-'
+			i++
+		}
+		expStart, e := i, 0
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if e < 1000 {
+				e = e*10 + int(b[i]-'0')
+			} else {
+				n.long = true
+			}
+		}
+		if i == expStart {
+			d.fail("bad number at offset %d", start)
+			return decimalNumber{}
+		}
+		if neg {
+			e = -e
+		}
+		n.exp += e
+	}
+	d.i = i
+	n.text = b[start:i]
+	return n
 }
 
 func (d *replyScanner) float(field string) float64 {
@@ -364,13 +423,18 @@ func (d *replyScanner) float(field string) float64 {
 		d.fail("%s is not a number", field)
 		return 0
 	}
-	num := d.number()
+	n := d.decimal()
 	if d.err != nil {
 		return 0
 	}
-	v, err := strconv.ParseFloat(string(num), 64)
+	if !n.long {
+		if v, ok := decimalToFloat(n.text[0] == '-', n.m, n.exp); ok {
+			return v
+		}
+	}
+	v, err := strconv.ParseFloat(string(n.text), 64)
 	if err != nil {
-		d.fail("%s %s is out of range", field, num)
+		d.fail("%s %s is out of range", field, n.text)
 	}
 	return v
 }
@@ -380,13 +444,19 @@ func (d *replyScanner) int(field string) int {
 		d.fail("%s is not a number", field)
 		return 0
 	}
-	num := d.number()
+	n := d.decimal()
 	if d.err != nil {
 		return 0
 	}
-	v, err := strconv.Atoi(string(num))
+	if n.integer && !n.long && n.m <= math.MaxInt64 {
+		if n.text[0] == '-' {
+			return -int(n.m)
+		}
+		return int(n.m)
+	}
+	v, err := strconv.Atoi(string(n.text))
 	if err != nil {
-		d.fail("%s %s is not an integer", field, num)
+		d.fail("%s %s is not an integer", field, n.text)
 	}
 	return v
 }
