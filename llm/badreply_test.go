@@ -60,7 +60,7 @@ func TestBadRepliesArePermanentWithAReason(t *testing.T) {
 		{"policy: HTML page", tinylm.BadReplyHTML, policy, "not JSON", 2},
 		{"policy: reasoning split off the content", tinylm.BadReplyReasoning, policy, "has a reasoning part apart from its content", 1},
 		{"policy: cut-off body", tinylm.BadReplyTruncated, policy, "truncated JSON", 2},
-		{"reward: string score", tinylm.BadReplyStringReward, reward(), "cannot unmarshal string", 2},
+		{"reward: string score", tinylm.BadReplyStringReward, reward(), "data[].probs[] is not a number", 2},
 		{"reward: missing score", tinylm.BadReplyMissingReward, reward(), "classify returned 0 results for 1 inputs", 1},
 		{"reward batched: missing score", tinylm.BadReplyMissingReward, reward(WithChatTemplate(TemplateTinyLM)), "classify returned 1 results for 2 inputs", 1},
 		{"reward batched: extra score", tinylm.BadReplyExtraReward, reward(WithChatTemplate(TemplateTinyLM)), "classify returned 3 results for 2 inputs", 1},

@@ -199,17 +199,59 @@ type classifyRequest struct {
 	AddSpecialTokens bool      `json:"add_special_tokens"`
 }
 
-// classifyResponse is vLLM's ClassificationResponse.
+// classifyResponse is the part of vLLM's ClassificationResponse the
+// reward reads: each result's index and probs (its id, model, labels and
+// usage are not used).
 type classifyResponse struct {
-	ID     string `json:"id"`
-	Object string `json:"object"`
-	Model  string `json:"model"`
-	Data   []struct {
-		Index      int       `json:"index"`
-		Label      *string   `json:"label"`
-		Probs      []float64 `json:"probs"`
-		NumClasses int       `json:"num_classes"`
-	} `json:"data"`
+	Data []classifyResult
+}
+
+type classifyResult struct {
+	Index int
+	Probs []float64
+}
+
+// UnmarshalJSON reads data[].index and data[].probs in one pass with the
+// reply scanner, as a chat reply is read: five of these come with every
+// prompt of a chat-form reward. encoding/json has checked that b is JSON
+// before it calls this; a value of the wrong type gets an error naming
+// the field.
+func (r *classifyResponse) UnmarshalJSON(b []byte) error {
+	d := &replyScanner{b: b}
+	*r = classifyResponse{}
+	if d.null() {
+		return nil
+	}
+	d.object(func(key []byte) {
+		if string(key) != "data" {
+			d.skip()
+			return
+		}
+		if d.null() {
+			return
+		}
+		d.array(func() {
+			var res classifyResult
+			if !d.null() {
+				d.object(func(key []byte) {
+					switch string(key) {
+					case "index":
+						res.Index = d.int("data[].index")
+					case "probs":
+						if !d.null() {
+							res.Probs = []float64{}
+							d.array(func() { res.Probs = append(res.Probs, d.float("data[].probs[]")) })
+						}
+					default:
+						d.skip()
+					}
+				})
+			}
+			r.Data = append(r.Data, res)
+		})
+	})
+	d.end()
+	return d.err
 }
 
 // scores returns data[i].probs[0] in input order.
