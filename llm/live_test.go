@@ -93,6 +93,20 @@ func TestPolicySampleLive(t *testing.T) {
 	again, err := p.Sample(ctx, questionPrompt, defaultSampling(5, 42))
 	require.NoError(t, err)
 	require.Equal(t, samples, again, "same seed, same samples")
+
+	// Without token ids: the same samples, sums to the bit, but no ids
+	// (tinylm, like vLLM, sends them only when return_token_ids asks).
+	sp := defaultSampling(5, 42)
+	sp.WithoutTokenIDs = true
+	bare, err := p.Sample(ctx, questionPrompt, sp)
+	require.NoError(t, err)
+	require.Len(t, bare, 5)
+	for i, s := range bare {
+		require.Nil(t, s.TokenIDs, "sample %d", i)
+		require.Nil(t, s.PromptTokenIDs, "sample %d", i)
+		s.TokenIDs, s.PromptTokenIDs = samples[i].TokenIDs, samples[i].PromptTokenIDs
+		require.Equal(t, samples[i], s, "sample %d", i)
+	}
 }
 
 func TestPolicyFallsBackWhenServerReturnsFewerChoices(t *testing.T) {

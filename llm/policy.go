@@ -43,6 +43,12 @@ type SampleParams struct {
 	// PresencePenalty and FrequencyPenalty are OpenAI's additive penalties
 	// in [-2, 2]; 0 (sent) means none.
 	PresencePenalty, FrequencyPenalty float64
+	// WithoutTokenIDs leaves return_token_ids out of the request, for a
+	// caller that does not teacher-force the samples under a reference:
+	// vLLM then sends no token ids (nor the prompt's), and the reply is
+	// smaller to write, send and read. Sample.TokenIDs are then set only
+	// by servers that always send ids (llama.cpp's).
+	WithoutTokenIDs bool
 }
 
 // MaxModelLen returns the context length, prompt plus generated tokens,
@@ -270,7 +276,6 @@ func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, ex
 	}
 	fields := map[string]any{
 		"temperature":        sp.Temperature,
-		"return_token_ids":   true,
 		"top_k":              topK,
 		"min_p":              sp.MinP,
 		"repetition_penalty": rep,
@@ -279,6 +284,9 @@ func chatSamplingRequest(msgs []Message, sp SampleParams, n int, seed *int64, ex
 	}
 	if sp.TopP > 0 {
 		fields["top_p"] = sp.TopP
+	}
+	if !sp.WithoutTokenIDs {
+		fields["return_token_ids"] = true
 	}
 	for k, v := range extras {
 		fields[k] = v

@@ -33,7 +33,7 @@ func TestBadServerRepliesFailTheTaskNotTheWorker(t *testing.T) {
 		{"NaN log-probs", tinylm.BadReplyNaNLogprobs, "non-finite number NaN"},
 		{"reasoning split off the content (vLLM --reasoning-parser)", tinylm.BadReplyReasoning, "has a reasoning part apart from its content"},
 		{"clamped -inf log-probs (vLLM's -9999.0)", tinylm.BadReplyInfLogprobs, "has log-prob -9999, the server's stand-in for -inf"},
-		{"non-numeric reward", tinylm.BadReplyStringReward, "reward: llm: reward endpoint (model \"reward\") /classify: status 200: malformed response body: json: cannot unmarshal string"},
+		{"non-numeric reward", tinylm.BadReplyStringReward, "reward: llm: reward endpoint (model \"reward\") /classify: status 200: malformed response body: data[].probs[] is not a number"},
 		{"too few rewards", tinylm.BadReplyMissingReward, "classify returned 0 results for 1 inputs"},
 		{"too many rewards", tinylm.BadReplyExtraReward, "classify returned 2 results for 1 inputs"},
 		{"HTML error page", tinylm.BadReplyHTML, "malformed response body: not JSON"},

@@ -211,6 +211,7 @@ func checkControlPlaneResults(b *testing.B, pool *pgxpool.Pool, lm *llmtest.Serv
 	chats, classifies := lm.Requests()
 	require.EqualValues(b, prompts, chats, "one chat completion per prompt")
 	require.EqualValues(b, cpSamples*prompts, classifies, "one /classify request per response")
+	require.Zero(b, lm.TokenIDRequests(), "token ids asked for with no reference to teacher-force under")
 }
 
 // profileWorker writes a CPU profile of the worker's first seconds of

@@ -44,6 +44,18 @@ const envSamples = 3
 
 func setup(t *testing.T, lmArgs ...string) *env {
 	t.Helper()
+	return setupOn(t, envOptions{lmAddr: startTinyLM(t, lmArgs...)})
+}
+
+// envOptions say where setupOn's schedule points: lmAddr serves the policy
+// and the reward; reference, when set, is a reference endpoint's address,
+// and the iteration scores its samples under tiny-0 there.
+type envOptions struct {
+	lmAddr, reference string
+}
+
+func setupOn(t *testing.T, o envOptions) *env {
+	t.Helper()
 	ctx := context.Background()
 	dbURL := storetest.NewDatabase(t)
 	pool, err := pgxpool.New(ctx, dbURL)
@@ -51,7 +63,12 @@ func setup(t *testing.T, lmArgs ...string) *env {
 	t.Cleanup(pool.Close)
 	natsCfg := bustest.NewStream(t)
 
-	addr := startTinyLM(t, lmArgs...)
+	addr := o.lmAddr
+	reference, referenceModel := "", ""
+	if o.reference != "" {
+		reference = fmt.Sprintf("\n  reference: {base_url: \"http://%s\", model: tiny-0, timeout: 5s, max_retries: 1}", o.reference)
+		referenceModel = "tiny-0"
+	}
 
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "selfplay.yaml")
@@ -61,13 +78,13 @@ database: {url: %q}
 nats: {url: %q, stream: %s}
 endpoints:
   policy: {base_url: "http://%s/v1", timeout: 5s, max_retries: 1}
-  reward: {base_url: "http://%s", kind: classify, model: reward, timeout: 5s, max_retries: 1}
+  reward: {base_url: "http://%s", kind: classify, model: reward, timeout: 5s, max_retries: 1}%s
 generation: {samples: %d, max_tokens: 24}
 evolve: {enabled: false}
 worker: {concurrency: 4, ack_wait: 5s, max_deliver: 2}
 iterations:
-  - {name: iter0, policy_model: tiny-0, prompts: {files: [prompts.jsonl]}}
-`, dbURL, natsCfg.URL, natsCfg.Stream, addr, addr, envSamples), 0o600))
+  - {name: iter0, policy_model: tiny-0, reference_model: %q, prompts: {files: [prompts.jsonl]}}
+`, dbURL, natsCfg.URL, natsCfg.Stream, addr, addr, reference, envSamples, referenceModel), 0o600))
 	cfg, err := config.Load(cfgPath)
 	require.NoError(t, err)
 
@@ -78,7 +95,7 @@ iterations:
 	settings, err := json.Marshal(cfg.Iterations[0].Settings())
 	require.NoError(t, err)
 	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{
-		Ordinal: 0, Name: "iter0", PolicyModel: "tiny-0", Config: settings,
+		Ordinal: 0, Name: "iter0", PolicyModel: "tiny-0", ReferenceModel: referenceModel, Config: settings,
 	}})
 	require.NoError(t, err)
 	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageGenerating, ""))

@@ -40,6 +40,7 @@ func (w *Worker) evolve(ctx context.Context, it iterationInfo, key store.TaskKey
 		seed := promptSeed(it.Settings.Generation.Seed, parentMsgs) + int64(i)
 		out, err := w.clients.Evolver.Sample(ctx, toLLM(msgs), llm.SampleParams{
 			Model: model, N: 1, Temperature: ev.Temperature, TopP: 1, MaxTokens: ev.MaxTokens, Seed: &seed,
+			WithoutTokenIDs: true, // a rewrite is read as text
 		})
 		if err != nil {
 			return classify("evolve ("+strategy+")", err)

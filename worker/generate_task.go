@@ -28,6 +28,8 @@ func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskK
 		TopP: gen.TopP, MaxTokens: gen.MaxTokens, Seed: &seed,
 		TopK: gen.TopK, MinP: gen.MinP, RepetitionPenalty: gen.RepetitionPenalty,
 		PresencePenalty: gen.PresencePenalty, FrequencyPenalty: gen.FrequencyPenalty,
+		// Token ids only serve teacher-forcing under the reference.
+		WithoutTokenIDs: it.Settings.ReferenceModel == "",
 	})
 	if err != nil {
 		return classify("sample", err)

@@ -17,6 +17,14 @@ import (
 // drawn from a fixed seed, so every call returns the same bytes; choices
 // differ from each other. Each choice's finish reason is "length".
 func ChatReply(n, tokens int) []byte {
+	return ChatReplyIDs(n, tokens, true)
+}
+
+// ChatReplyIDs is ChatReply with each choice's token_ids as vLLM writes
+// them with return_token_ids (tokenIDs true) or without it (null: vLLM's
+// chat_completion/serving.py sends output.token_ids only when the request
+// asks). The two differ in nothing else.
+func ChatReplyIDs(n, tokens int, tokenIDs bool) []byte {
 	rng := rand.New(rand.NewPCG(1, 2))
 	words := []string{" the", " garden", " water", " early", " morning", ",", " and", " mulch", " keeps", " soil", " cool", "."}
 	var b strings.Builder
@@ -48,7 +56,12 @@ func ChatReply(n, tokens int) []byte {
 			}
 			b.WriteString(`],"top_logprobs":[]}`)
 		}
-		b.WriteString(`]},"finish_reason":"length","stop_reason":null,"token_ids":[`)
+		b.WriteString(`]},"finish_reason":"length","stop_reason":null,"token_ids":`)
+		if !tokenIDs {
+			b.WriteString(`null}`)
+			continue
+		}
+		b.WriteByte('[')
 		for i, id := range ids {
 			if i > 0 {
 				b.WriteByte(',')

@@ -13,21 +13,24 @@ import (
 
 // Server is a vLLM-shaped HTTP server in the test's process that spends
 // next to no CPU on a request: it answers every chat completion with one
-// pre-encoded reply (ChatReply) and every /classify request in the chat
+// pre-encoded reply (ChatReplyIDs, with token ids when the request asks
+// for them with return_token_ids, as vLLM does) and every /classify request in the chat
 // form with a pre-encoded score chosen by which of the reply's choices the
 // request carries as the assistant's turn. Benchmarks use it to measure
 // the CPU of the clients, the worker and the services around them.
 type Server struct {
 	// URL is the server's root, without /v1.
 	URL string
-	// Reply is the chat-completions body every request gets.
-	Reply []byte
+	// Reply is the chat-completions body every request with
+	// return_token_ids gets; ReplyNoIDs the one the others get.
+	Reply, ReplyNoIDs []byte
 	// Contents are the reply's choices' texts, in choice order.
 	Contents []string
 
 	chats, classifies atomic.Int64
-	keys              [][]byte // a prefix of each content, as JSON writes it
-	scores            [][]byte // the /classify body for each content
+	withIDs           atomic.Int64 // chat requests that asked for token ids
+	keys              [][]byte     // a prefix of each content, as JSON writes it
+	scores            [][]byte     // the /classify body for each content
 }
 
 // StartServer starts a server whose chat replies have len(rewards) choices
@@ -36,7 +39,7 @@ type Server struct {
 // when the test ends.
 func StartServer(tb testing.TB, models []string, tokens int, rewards []float64) *Server {
 	tb.Helper()
-	s := &Server{Reply: ChatReply(len(rewards), tokens)}
+	s := &Server{Reply: ChatReplyIDs(len(rewards), tokens, true), ReplyNoIDs: ChatReplyIDs(len(rewards), tokens, false)}
 	var reply struct {
 		Choices []struct {
 			Message struct {
@@ -75,8 +78,16 @@ func StartServer(tb testing.TB, models []string, tokens int, rewards []float64) 
 	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) { write(w, list) })
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		s.chats.Add(1)
-		drain(r)
-		write(w, s.Reply)
+		var body bytes.Buffer
+		if _, err := body.ReadFrom(r.Body); err != nil {
+			return
+		}
+		if bytes.Contains(body.Bytes(), []byte(`"return_token_ids":true`)) {
+			s.withIDs.Add(1)
+			write(w, s.Reply)
+			return
+		}
+		write(w, s.ReplyNoIDs)
 	})
 	mux.HandleFunc("POST /classify", func(w http.ResponseWriter, r *http.Request) {
 		s.classifies.Add(1)
@@ -105,19 +116,14 @@ func (s *Server) Requests() (chats, classifies int64) {
 	return s.chats.Load(), s.classifies.Load()
 }
 
+// TokenIDRequests is how many chat-completions requests asked for token
+// ids (return_token_ids).
+func (s *Server) TokenIDRequests() int64 {
+	return s.withIDs.Load()
+}
+
 func write(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
-}
-
-// drain reads a request body without keeping it, so the connection is
-// reused.
-func drain(r *http.Request) {
-	var buf [32 << 10]byte
-	for {
-		if _, err := r.Body.Read(buf[:]); err != nil {
-			return
-		}
-	}
 }
