@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -91,6 +92,9 @@ type Worker struct {
 	mu       sync.Mutex
 	settings map[int64]iterationInfo
 	waiting  bool // said that no run has a consumer yet
+
+	busy   atomic.Int64 // tasks in flight
+	writer *writer      // records generate results; set by Run
 }
 
 // iterationInfo is what a task needs to know of its iteration.
@@ -193,6 +197,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelTasks()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.opts.DrainTimeout, cancelTasks) })
 	defer stop()
+
+	// Generate results are written in batches, until the last task is
+	// settled.
+	wr, err := newWriter(w.pool, &w.busy, w.log)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	w.writer = wr
+	writeCtx, stopWriting := context.WithCancel(taskCtx)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		wr.run(writeCtx)
+	}()
+	defer func() {
+		stopWriting()
+		<-written
+	}()
 
 	var wg sync.WaitGroup
 	w.log.InfoContext(ctx, "worker started", "concurrency", w.opts.Concurrency, "runs", len(w.queues.List()))
@@ -428,6 +450,7 @@ func (w *Worker) leaveAlone(ctx context.Context, msg jetstream.Msg, kind string,
 }
 
 func (w *Worker) inFlight(delta int) {
+	w.busy.Add(int64(delta))
 	if w.opts.OnInFlight != nil {
 		w.opts.OnInFlight(delta)
 	}
