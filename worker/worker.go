@@ -348,7 +348,7 @@ func (w *Worker) begin(ctx context.Context, msg jetstream.Msg, start func(jetstr
 // logged, without spinning meanwhile.
 func (w *Worker) pullFailed(ctx context.Context, err error) {
 	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-		if err := w.refresh(ctx); err != nil {
+		if err := w.refresh(ctx); err != nil && ctx.Err() == nil {
 			w.log.WarnContext(ctx, "could not read the runs' consumers", "err", err)
 		}
 		return
