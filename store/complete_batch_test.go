@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/selfplay/selfplay/prompt"
 	"github.com/selfplay/selfplay/store"
 	"github.com/selfplay/selfplay/store/storetest"
 )
@@ -85,6 +86,28 @@ func TestCompleteGeneratesRecordsEachTaskAsAlone(t *testing.T) {
 				{Iteration: "i", Kind: "generate", Status: "done", Outcome: "paired", N: 3},
 				{Iteration: "i", Kind: "generate", Status: "pending", Outcome: "", N: 1},
 			}, counts)
+
+			// A batch across iterations (a worker follows every run of its
+			// database): each task's rows go to its own iteration.
+			otherRun, err := store.EnsureRun(ctx, pool, "other", []byte(`{}`))
+			require.NoError(t, err)
+			otherIts, err := store.EnsureIterations(ctx, pool, otherRun.ID, []store.IterationSpec{{Name: "o", PolicyModel: "m", Config: []byte(`{}`)}})
+			require.NoError(t, err)
+			other := otherIts[0].ID
+			otherIDs, err := store.LoadPool(ctx, pool, other, []prompt.Prompt{prompt.New([]prompt.Message{{Role: "user", Content: "q0"}}, "test", "")})
+			require.NoError(t, err)
+			require.Equal(t, ids[0], otherIDs[0], "the same prompt, shared by the runs")
+			_, err = store.CreateGenerateTasks(ctx, pool, other)
+			require.NoError(t, err)
+			across := completion(0, true)
+			across.Key.IterationID = other
+			require.NoError(t, store.CompleteGenerates(ctx, pool, []store.Completion{across, completion(0, true)}))
+			got = queryMaps(t, pool, `SELECT p.iteration_id, d.chosen FROM pair_details d JOIN pairs p ON p.id = d.pair_id
+				WHERE p.prompt_id = $1 ORDER BY p.iteration_id`, ids[0])
+			require.Equal(t, []map[string]any{
+				{"iteration_id": it, "chosen": "task 0 reply 1"},
+				{"iteration_id": other, "chosen": "task 0 reply 1"},
+			}, got)
 
 			// Task 4 with a reply PostgreSQL refuses, beside a good one of
 			// a task that is done already: nothing is written.
