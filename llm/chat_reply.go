@@ -320,7 +320,8 @@ func (d *replyScanner) text(field string) (s string, ok bool) {
 	return "", false
 }
 
-// number returns the bytes of a JSON number.
+// number returns the bytes of a JSON number, the scanner at its first
+// byte.
 func (d *replyScanner) number() []byte {
 	return d.decimal().text
 }
@@ -339,9 +340,9 @@ type decimalNumber struct {
 }
 
 // decimal reads a JSON number, checking its syntax and collecting its
-// digits in the same pass.
+// digits in the same pass. The scanner is at its first byte: callers have
+// peeked past the white space before it.
 func (d *replyScanner) decimal() (n decimalNumber) {
-	d.ws()
 	b, i := d.b, d.i
 	start := i
 	if i < len(b) && b[i] == '-' {

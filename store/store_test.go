@@ -221,9 +221,8 @@ func TestBadLineSevenInsertsNothing(t *testing.T) {
 	require.Equal(t, before, countPrompts(t, pool))
 }
 
-func BenchmarkLoad100kPrompts(b *testing.B) {
-	pool, _ := storetest.NewPool(b)
-	it := newIterationB(b, pool)
+// benchPromptFile writes the load benchmarks' file of 100,000 prompts.
+func benchPromptFile(b *testing.B) string {
 	path := filepath.Join(b.TempDir(), "p.jsonl")
 	f, err := os.Create(path)
 	require.NoError(b, err)
@@ -231,6 +230,13 @@ func BenchmarkLoad100kPrompts(b *testing.B) {
 		fmt.Fprintf(f, `{"prompt": "benchmark question number %d about topic %d", "id": "q%d"}`+"\n", i, i%97, i)
 	}
 	require.NoError(b, f.Close())
+	return path
+}
+
+func BenchmarkLoad100kPrompts(b *testing.B) {
+	pool, _ := storetest.NewPool(b)
+	it := newIterationB(b, pool)
+	path := benchPromptFile(b)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -373,13 +379,7 @@ func BenchmarkLoad100kPromptsWithDedup(b *testing.B) {
 	it := newIterationB(b, pool)
 	var runID int64
 	require.NoError(b, pool.QueryRow(context.Background(), `SELECT run_id FROM iterations WHERE id = $1`, it).Scan(&runID))
-	path := filepath.Join(b.TempDir(), "p.jsonl")
-	f, err := os.Create(path)
-	require.NoError(b, err)
-	for i := range 100_000 {
-		fmt.Fprintf(f, `{"prompt": "benchmark question number %d about topic %d", "id": "q%d"}`+"\n", i, i%97, i)
-	}
-	require.NoError(b, f.Close())
+	path := benchPromptFile(b)
 	params := minhash.Params{Shingle: 3, Bands: 20, Rows: 6}
 	ctx := context.Background()
 	b.ResetTimer()

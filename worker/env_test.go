@@ -70,9 +70,7 @@ func setupOn(t *testing.T, o envOptions) *env {
 		referenceModel = "tiny-0"
 	}
 
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "selfplay.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, `
+	cfg, cfgPath, run, its := storeSchedule(t, pool, fmt.Sprintf(`
 run: badinput
 database: {url: %q}
 nats: {url: %q, stream: %s}
@@ -84,25 +82,43 @@ evolve: {enabled: false}
 worker: {concurrency: 4, ack_wait: 5s, max_deliver: 2}
 iterations:
   - {name: iter0, policy_model: tiny-0, reference_model: %q, prompts: {files: [prompts.jsonl]}}
-`, dbURL, natsCfg.URL, natsCfg.Stream, addr, addr, reference, envSamples, referenceModel), 0o600))
+`, dbURL, natsCfg.URL, natsCfg.Stream, addr, addr, reference, envSamples, referenceModel), store.StageGenerating)
+
+	js, queue := bindRun(t, pool, cfg, run)
+	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0], samples: envSamples,
+		deployment: queue.Deployment, queue: queue}
+}
+
+// storeSchedule writes schedule to a file and stores its run and
+// iterations as the orchestrator would, with the first iteration in
+// stage; it returns the schedule loaded, the file's path, the run's id
+// and the iterations' ids.
+func storeSchedule(t *testing.T, pool *pgxpool.Pool, schedule, stage string) (*config.Config, string, int64, []int64) {
+	t.Helper()
+	ctx := context.Background()
+	cfgPath := filepath.Join(t.TempDir(), "selfplay.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(schedule), 0o600))
 	cfg, err := config.Load(cfgPath)
 	require.NoError(t, err)
-
 	snap, err := cfg.Snapshot()
 	require.NoError(t, err)
 	run, err := store.EnsureRun(ctx, pool, cfg.Run, snap)
 	require.NoError(t, err)
-	settings, err := json.Marshal(cfg.Iterations[0].Settings())
+	var specs []store.IterationSpec
+	for i, it := range cfg.Iterations {
+		settings, err := json.Marshal(it.Settings())
+		require.NoError(t, err)
+		specs = append(specs, store.IterationSpec{Ordinal: i, Name: it.Name, PolicyModel: it.PolicyModel,
+			ReferenceModel: it.ReferenceModel, Config: settings})
+	}
+	stored, err := store.EnsureIterations(ctx, pool, run.ID, specs)
 	require.NoError(t, err)
-	its, err := store.EnsureIterations(ctx, pool, run.ID, []store.IterationSpec{{
-		Ordinal: 0, Name: "iter0", PolicyModel: "tiny-0", ReferenceModel: referenceModel, Config: settings,
-	}})
-	require.NoError(t, err)
-	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageGenerating, ""))
-
-	js, queue := bindRun(t, pool, cfg, run.ID)
-	return &env{pool: pool, cfg: cfg, cfgPath: cfgPath, js: js, stream: cfg.NATS.Stream, iterationID: its[0].ID, samples: envSamples,
-		deployment: queue.Deployment, queue: queue}
+	require.NoError(t, store.SetStage(ctx, pool, stored[0].ID, stage, ""))
+	ids := make([]int64, len(stored))
+	for i, it := range stored {
+		ids[i] = it.ID
+	}
+	return cfg, cfgPath, run.ID, ids
 }
 
 // startTinyLM starts a tinylm server process with the given flags and

@@ -89,20 +89,11 @@ func (w *Worker) generate(ctx context.Context, it iterationInfo, key store.TaskK
 		choice = &store.PairChoice{Chosen: pair.Chosen, Rejected: pair.Rejected,
 			ExplicitMargin: pair.ExplicitMargin, ImplicitMargin: pair.ImplicitMargin, DPOMargin: pair.DPOMargin}
 	}
-	if err := w.complete(ctx, store.Completion{Key: key, Outcome: outcome, Attempts: delivered, Responses: rows, Pair: choice}); err != nil {
+	if err := w.writer.complete(ctx, store.Completion{Key: key, Outcome: outcome, Attempts: delivered, Responses: rows, Pair: choice}); err != nil {
 		return Retry(0, fmt.Errorf("store results: %w", err))
 	}
 	log.Debug("generated", "outcome", outcome)
 	return nil
-}
-
-// complete records a generate task's results: with the batch writer when
-// the worker runs one, else alone.
-func (w *Worker) complete(ctx context.Context, c store.Completion) error {
-	if w.writer != nil {
-		return w.writer.complete(ctx, c)
-	}
-	return store.CompleteGenerate(ctx, w.pool, c.Key, c.Outcome, c.Attempts, c.Responses, c.Pair)
 }
 
 func toLLM(msgs []prompt.Message) []llm.Message {

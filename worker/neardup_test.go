@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/selfplay/selfplay/bus"
 	"github.com/selfplay/selfplay/bus/bustest"
-	"github.com/selfplay/selfplay/config"
 	"github.com/selfplay/selfplay/minhash"
 	"github.com/selfplay/selfplay/prompt"
 	"github.com/selfplay/selfplay/selfplaytest"
@@ -62,8 +59,7 @@ func TestEvolveDropsNearDuplicateRewrites(t *testing.T) {
 	natsCfg := bustest.NewStream(t)
 	addr := startTinyLM(t)
 
-	cfgPath := filepath.Join(t.TempDir(), "selfplay.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, `
+	cfg, cfgPath, runID, its := storeSchedule(t, pool, fmt.Sprintf(`
 run: neardup
 database: {url: %q}
 nats: {url: %q, stream: %s}
@@ -75,22 +71,7 @@ worker: {concurrency: 2, ack_wait: 10s, max_deliver: 2}
 iterations:
   - {name: iter0, policy_model: tiny-0, prompts: {files: [prompts.jsonl]}}
   - {name: iter1, policy_model: tiny-0, prompts: {evolved: true}}
-`, dbURL, natsCfg.URL, natsCfg.Stream, addr, addr), 0o600))
-	cfg, err := config.Load(cfgPath)
-	require.NoError(t, err)
-	snap, err := cfg.Snapshot()
-	require.NoError(t, err)
-	run, err := store.EnsureRun(ctx, pool, cfg.Run, snap)
-	require.NoError(t, err)
-	var specs []store.IterationSpec
-	for i, it := range cfg.Iterations {
-		settings, err := json.Marshal(it.Settings())
-		require.NoError(t, err)
-		specs = append(specs, store.IterationSpec{Ordinal: i, Name: it.Name, PolicyModel: "tiny-0", Config: settings})
-	}
-	its, err := store.EnsureIterations(ctx, pool, run.ID, specs)
-	require.NoError(t, err)
-	require.NoError(t, store.SetStage(ctx, pool, its[0].ID, store.StageEvolving, ""))
+`, dbURL, natsCfg.URL, natsCfg.Stream, addr, addr), store.StageEvolving)
 
 	parents := []prompt.Prompt{
 		prompt.New([]prompt.Message{{Role: "user", Content: "how do i cook rice for dinner tonight?"}}, "prompts.jsonl", ""),
@@ -108,19 +89,19 @@ iterations:
 	ps := append(parents, known)
 	ids, err := store.InsertPrompts(ctx, pool, ps)
 	require.NoError(t, err)
-	require.NoError(t, store.AddToPool(ctx, pool, its[0].ID, ids))
+	require.NoError(t, store.AddToPool(ctx, pool, its[0], ids))
 	var items []store.NearItem
 	for _, p := range ps {
 		items = append(items, store.NewNearItem(params, p.Hash, p.Messages))
 	}
-	require.NoError(t, store.StoreSignatures(ctx, pool, run.ID, 0, params, ids, items))
+	require.NoError(t, store.StoreSignatures(ctx, pool, runID, 0, params, ids, items))
 
-	js, queue := bindRun(t, pool, cfg, run.ID)
+	js, queue := bindRun(t, pool, cfg, runID)
 	pub := bus.NewPublisher(js, queue)
 	for _, id := range ids[:2] {
-		_, err := pool.Exec(ctx, `INSERT INTO tasks (iteration_id, prompt_id, kind) VALUES ($1, $2, 'evolve')`, its[0].ID, id)
+		_, err := pool.Exec(ctx, `INSERT INTO tasks (iteration_id, prompt_id, kind) VALUES ($1, $2, 'evolve')`, its[0], id)
 		require.NoError(t, err)
-		require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: its[0].ID, PromptID: id, Kind: bus.KindEvolve}))
+		require.NoError(t, pub.Publish(ctx, bus.Task{IterationID: its[0], PromptID: id, Kind: bus.KindEvolve}))
 	}
 	require.NoError(t, pub.Flush(ctx))
 	selfplaytest.Start(t, "worker", nil, "worker", "-c", cfgPath, "--log-level", "info")
@@ -128,12 +109,12 @@ iterations:
 	outcome := func(id int64) string {
 		var s *string
 		require.NoError(t, pool.QueryRow(ctx, `SELECT outcome FROM tasks WHERE iteration_id = $1 AND prompt_id = $2 AND kind = 'evolve' AND status = 'done'`,
-			its[0].ID, id).Scan(&s))
+			its[0], id).Scan(&s))
 		return *s
 	}
 	require.Eventually(t, func() bool {
 		var pending int
-		err := pool.QueryRow(ctx, `SELECT count(*) FROM tasks WHERE iteration_id = $1 AND status = 'pending'`, its[0].ID).Scan(&pending)
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM tasks WHERE iteration_id = $1 AND status = 'pending'`, its[0]).Scan(&pending)
 		return err == nil && pending == 0
 	}, time.Minute, 50*time.Millisecond, "evolve tasks still pending")
 	require.Equal(t, "kept 0 of 1; dropped: 1 near_duplicate (deepen)", outcome(ids[0]))
@@ -154,16 +135,16 @@ iterations:
 	require.Equal(t, 1.0, estimated)
 	require.Equal(t, 1.0, exact)
 
-	next, err := store.PoolPrompts(ctx, pool, its[1].ID)
+	next, err := store.PoolPrompts(ctx, pool, its[1])
 	require.NoError(t, err)
 	require.Len(t, next, 1)
 	require.Equal(t, "deepen", *next[0].Strategy)
 	require.Equal(t, ids[1], *next[0].ParentPromptID)
 	var bands int
-	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM prompt_bands WHERE run_id = $1 AND prompt_id = $2 AND ordinal = 0`, run.ID, next[0].ID).Scan(&bands))
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM prompt_bands WHERE run_id = $1 AND prompt_id = $2 AND ordinal = 0`, runID, next[0].ID).Scan(&bands))
 	require.Equal(t, d.Bands, bands)
 
-	counts, err := store.FlagCounts(ctx, pool, its[0].ID)
+	counts, err := store.FlagCounts(ctx, pool, its[0])
 	require.NoError(t, err)
 	require.Equal(t, []store.FlagCount{{Reason: "near_duplicate", Dropped: true, Origin: "evolved", Source: "deepen", Count: 1}}, counts)
 }
