@@ -14,8 +14,9 @@
 // asked n times with n = 1 and seeds seed+i instead. go-openai's request
 // type builds the body, with extra JSON fields merged in: temperature,
 // top_p and vLLM's top_k, min_p and penalties as exact float64 (go-openai's
-// float32 with omitempty drops temperature 0), return_token_ids, and any
-// ChatRequestExtras. The reply is read in one pass (decodeChatReply) that
+// float32 with omitempty drops temperature 0), return_token_ids (unless
+// SampleParams.WithoutTokenIDs: the worker asks for ids only when a
+// reference teacher-forces the samples), and any ChatRequestExtras. The reply is read in one pass (decodeChatReply) that
 // keeps only what is used. A log-prob of -9999 (vLLM's stand-in for -inf)
 // or a reasoning part split off the content fails the sample.
 //
